@@ -1,0 +1,122 @@
+/**
+ * `asynctask client`: interactive when stdin is a terminal (the seed's prompt for a phone number),
+ * otherwise a scriptable sender: `--send` payloads, or lines piped on stdin, every final reply
+ * awaited, and an exit code that says how it went.
+ *
+ * @module
+ */
+import { type FlagSpec, parseFlags, renderHelp } from "../cli/flags.ts";
+import { ClientConnection, ConnectError } from "./connection.ts";
+import { runInteractive } from "./interactive.ts";
+import { parseReply } from "./replies.ts";
+import { type RequestOptions, toRequest } from "./requests.ts";
+import { Session } from "./session.ts";
+
+/** The flags of `asynctask client`. */
+export const CLIENT_FLAGS: readonly FlagSpec[] = [
+  { name: "host", kind: "string", default: "127.0.0.1", valueName: "addr", help: "server address" },
+  { name: "port", kind: "int", default: 9501, min: 1, max: 65535, help: "server port" },
+  { name: "send", kind: "list", valueName: "payload", help: "send this payload (repeatable); stdin is then not read" },
+  { name: "task", kind: "string", valueName: "name", help: "task for payloads (default: the server's --task)" },
+  { name: "json", kind: "boolean", help: "send JSON requests and print the raw JSON replies" },
+  {
+    name: "connect-timeout",
+    kind: "duration",
+    default: 5000,
+    min: 1,
+    help: "how long to wait for the server to answer",
+  },
+  { name: "quiet", kind: "boolean", short: "q", help: "print only failures and the summary" },
+  { name: "help", kind: "boolean", short: "h", help: "show this help" },
+];
+
+/** The `--help` text of `asynctask client`. */
+export const CLIENT_HELP = renderHelp(
+  "asynctask client [flags]",
+  "Talks to an asynctask server. On a terminal it asks for a phone number (like the seed's client),\n" +
+    "sends each line you type, and prints ACCEPTED at once and DONE/FAILED when the task ends; Ctrl-D\n" +
+    "waits for outstanding results, then quits. Otherwise it sends each --send payload, or each line\n" +
+    "of stdin, waits for every result, and exits 0 when all succeeded, 1 when any failed or was\n" +
+    "refused, 2 when it could not connect.\n\n" +
+    "Lines starting with / are commands: /task <name> <payload>, /status <id>, /stats, /ping, /quit.",
+  CLIENT_FLAGS,
+);
+
+/**
+ * Runs `asynctask client`; returns the exit code.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exit(await runClient(["--send", "13800138000"]));
+ * ```
+ */
+export async function runClient(args: string[]): Promise<number> {
+  const flags = parseFlags("client", CLIENT_FLAGS, args);
+  if (flags.bool("help")) {
+    console.log(CLIENT_HELP);
+    return 0;
+  }
+  const host = flags.str("host")!;
+  const port = flags.num("port");
+  const opts: RequestOptions = { task: flags.str("task"), json: flags.bool("json") };
+  const payloads = flags.list("send");
+  const interactive = payloads.length === 0 && Deno.stdin.isTerminal();
+  let conn: ClientConnection;
+  try {
+    conn = await ClientConnection.connect(host, port, flags.num("connect-timeout"));
+  } catch (e) {
+    if (!(e instanceof ConnectError)) throw e;
+    console.error(`asynctask client: ${e.message}`);
+    return 2;
+  }
+  if (interactive) return await runInteractive(conn, { ...opts, address: `${host}:${port}` });
+  return await runBatch(conn, payloads.length > 0 ? payloads : Deno.stdin.readable, opts, flags.bool("quiet"));
+}
+
+/** Sends every input line, prints the replies, and waits for every final reply. */
+async function runBatch(
+  conn: ClientConnection,
+  input: string[] | ReadableStream<Uint8Array>,
+  opts: RequestOptions,
+  quiet: boolean,
+): Promise<number> {
+  const session = new Session();
+  const out = new TextEncoder();
+  conn.onLine = (line) => {
+    const reply = parseReply(line);
+    session.received(reply);
+    if (!quiet || reply.type === "failed" || reply.type === "error") Deno.stdout.writeSync(out.encode(line + "\n"));
+  };
+  const sendAll = async (lines: string[]) => {
+    const requests = lines.filter((l) => l.trim() !== "").map((l) => toRequest(l, opts));
+    for (const _ of requests) session.sent();
+    await conn.send(requests);
+  };
+  try {
+    if (Array.isArray(input)) {
+      await sendAll(input);
+    } else {
+      const decoder = new TextDecoder();
+      let rest = "";
+      for await (const chunk of input) {
+        const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+        rest = lines.pop()!;
+        await sendAll(lines);
+      }
+      await sendAll([rest]);
+    }
+  } catch {
+    // The server closed while we were sending: reported below.
+  }
+  await Promise.race([session.whenSettled(), conn.closed]);
+  conn.close();
+  if (!session.settled) {
+    const ids = [...session.outstanding].slice(0, 10).join(", ");
+    console.error(
+      `asynctask client: the server closed the connection with ${session.outstanding.size} task(s) unfinished` +
+        (ids ? ` (ids ${ids}${session.outstanding.size > 10 ? ", …" : ""}); look them up with \`/status <id>\`` : ""),
+    );
+  }
+  if (session.exitCode !== 0 || quiet) console.error(`asynctask client: ${session.summary()}`);
+  return session.exitCode;
+}

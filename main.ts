@@ -1,0 +1,74 @@
+#!/usr/bin/env -S deno run -A
+/**
+ * `asynctask`: the command line. `serve` runs the task server, `client` talks to it.
+ *
+ * The walk of the code: this file → `server/cli.ts` → `server/server.ts` → `task/pool.ts` →
+ * `task/worker.ts` → `task/handlers/*.ts`, and back; the client is `client/cli.ts`.
+ *
+ * @module
+ */
+import denoJson from "./deno.json" with { type: "json" };
+import { suggest, UsageError } from "./cli/flags.ts";
+import { runServe } from "./server/cli.ts";
+import { StartError } from "./server/server.ts";
+import { runClient } from "./client/cli.ts";
+
+/** The version printed by `asynctask --version`. */
+export const VERSION: string = denoJson.version;
+
+const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
+  serve: { run: runServe, help: "run the task server (like the seed's Server.php)" },
+  client: { run: runClient, help: "send tasks and print their results (like the seed's Client.php)" },
+};
+
+const HELP = `asynctask ${VERSION} — a task server in one executable
+
+Usage:
+  asynctask <command> [flags]
+
+Commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)}${c.help}`).join("\n")}
+
+Flags:
+  -h, --help     show this help (or a command's: asynctask serve --help)
+  -V, --version  print the version
+
+Quick start:
+  asynctask serve                 # terminal 1: listen on 127.0.0.1:9501
+  asynctask client                # terminal 2: type a phone number, get ACCEPTED, then DONE
+`;
+
+/**
+ * Runs the CLI with `args`; returns the exit code: 0 ok, 1 a task failed or the server stopped
+ * with work unfinished, 2 a usage error or the server could not be reached or started.
+ */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  if (command === undefined || command === "-h" || command === "--help" || command === "help") {
+    console.log(HELP);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === "-V" || command === "--version" || command === "version") {
+    console.log(`asynctask ${VERSION} (deno ${Deno.version.deno})`);
+    return 0;
+  }
+  const entry = COMMANDS[command];
+  try {
+    if (!entry) {
+      const hint = suggest(command, Object.keys(COMMANDS));
+      throw new UsageError(
+        `unknown command "${command}"` + (hint ? ` — did you mean "${hint}"?` : "") +
+          ` Commands are ${Object.keys(COMMANDS).join(", ")}; run \`asynctask --help\``,
+      );
+    }
+    return await entry.run(rest);
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof StartError) {
+      console.error(`asynctask: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

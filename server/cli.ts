@@ -1,0 +1,176 @@
+/**
+ * `asynctask serve`: its flags, and the process around a {@linkcode TaskServer} — logging,
+ * signals, graceful stop and exit codes.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { type FlagSpec, parseFlags, renderHelp } from "../cli/flags.ts";
+import { closeLogging, flushLogging, LOG_FORMATS, LOG_LEVELS, type LogOptions, setupLogging } from "../cli/log.ts";
+import { DISPATCH_MODES, type DispatchMode } from "../task/dispatch.ts";
+import { DEFAULT_SERVE_OPTIONS as D, type ServeOptions, TaskServer } from "./server.ts";
+
+/** The flags of `asynctask serve`. */
+export const SERVE_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "host",
+    kind: "string",
+    default: D.host,
+    valueName: "addr",
+    help: "address to listen on; 0.0.0.0 for every interface",
+  },
+  { name: "port", kind: "int", default: D.port, min: 0, max: 65535, help: "TCP port; 0 picks a free one" },
+  { name: "workers", kind: "int", default: D.workers, min: 1, max: 256, help: "Web Workers in the task pool" },
+  {
+    name: "concurrency",
+    kind: "int",
+    default: D.concurrency,
+    min: 1,
+    max: 100_000,
+    help: "tasks in flight per worker",
+  },
+  { name: "dispatch", kind: "string", default: D.dispatch, choices: DISPATCH_MODES, help: "which worker gets a task" },
+  {
+    name: "queue-size",
+    kind: "int",
+    default: D.queueSize,
+    min: 0,
+    max: 100_000_000,
+    help: "tasks that may wait for a worker; beyond it: ERROR queue_full",
+  },
+  {
+    name: "max-tasks-per-worker",
+    kind: "int",
+    default: D.maxTasksPerWorker,
+    min: 0,
+    help: "replace a worker after this many tasks; 0 = never",
+  },
+  { name: "max-line", kind: "size", default: D.maxLine, min: 64, max: 64 * 1024 * 1024, help: "longest request line" },
+  {
+    name: "task",
+    kind: "string",
+    default: D.defaultTask,
+    valueName: "name",
+    help: "task of text lines that name none",
+  },
+  { name: "sms-delay", kind: "duration", default: D.smsDelayMs, min: 0, help: "how long the sms task takes" },
+  {
+    name: "result-ttl",
+    kind: "duration",
+    default: D.resultTtlMs,
+    min: 0,
+    help: "how long /status keeps a finished task",
+  },
+  { name: "max-results", kind: "int", default: D.maxResults, min: 0, help: "most finished tasks kept for /status" },
+  {
+    name: "shutdown-timeout",
+    kind: "duration",
+    default: 30_000,
+    min: 0,
+    help: "on SIGINT/SIGTERM, how long to wait for tasks",
+  },
+  { name: "log-level", kind: "string", default: "info", choices: LOG_LEVELS, help: "least severe log level shown" },
+  {
+    name: "log-format",
+    kind: "string",
+    default: "text",
+    choices: LOG_FORMATS,
+    help: "text for people, json for machines",
+  },
+  { name: "log-file", kind: "string", valueName: "path", help: "append logs to this file instead of stderr" },
+  {
+    name: "config",
+    kind: "string",
+    valueName: "file.json",
+    help: "read flags from a JSON file; flags on the command line win",
+  },
+  { name: "help", kind: "boolean", short: "h", help: "show this help" },
+];
+
+/** The `--help` text of `asynctask serve`. */
+export const SERVE_HELP = renderHelp(
+  "asynctask serve [flags]",
+  "Runs the task server: answers every request at once, runs tasks in a pool of Web Workers,\n" +
+    "and sends each result back to the client that asked. Stop it with Ctrl-C (SIGINT) or SIGTERM:\n" +
+    "it finishes queued and running tasks first; a second signal stops it at once.",
+  SERVE_FLAGS,
+);
+
+/**
+ * Runs `asynctask serve` until it is stopped; returns the process exit code.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exit(await runServe(["--port", "9501", "--workers", "4"]));
+ * ```
+ */
+export async function runServe(args: string[]): Promise<number> {
+  const flags = parseFlags("serve", SERVE_FLAGS, args);
+  if (flags.bool("help")) {
+    console.log(SERVE_HELP);
+    return 0;
+  }
+  const options: ServeOptions = {
+    host: flags.str("host")!,
+    port: flags.num("port"),
+    workers: flags.num("workers"),
+    concurrency: flags.num("concurrency"),
+    dispatch: flags.str("dispatch") as DispatchMode,
+    queueSize: flags.num("queue-size"),
+    maxTasksPerWorker: flags.num("max-tasks-per-worker"),
+    maxLine: flags.num("max-line"),
+    defaultTask: flags.str("task")!,
+    smsDelayMs: flags.num("sms-delay"),
+    resultTtlMs: flags.num("result-ttl"),
+    maxResults: flags.num("max-results"),
+  };
+  const shutdownTimeout = flags.num("shutdown-timeout");
+  await setupLogging({
+    level: flags.str("log-level") as LogOptions["level"],
+    format: flags.str("log-format") as LogOptions["format"],
+    file: flags.str("log-file"),
+  });
+  const log = getLogger(["asynctask", "server"]);
+  const server = TaskServer.start(options);
+
+  const stopped = Promise.withResolvers<number>();
+  let signals = 0;
+  const onSignal = (name: Deno.Signal) => async () => {
+    signals++;
+    if (signals > 1) {
+      log.error("second {signal}: stopping now; {tasks} unfinished task(s) get no final reply", {
+        signal: name,
+        tasks: server.unfinished,
+      });
+      flushLogging();
+      Deno.exit(130);
+    }
+    log.info(
+      "{signal}: stopping — no new tasks; finishing {tasks} queued and running (up to {timeout} ms); send {signal} again to stop now",
+      {
+        signal: name,
+        tasks: server.unfinished,
+        timeout: shutdownTimeout,
+      },
+    );
+    const report = await server.shutdown(shutdownTimeout);
+    if (report.unfinished > 0) {
+      log.error(
+        "stopped with {tasks} task(s) unfinished after --shutdown-timeout; they were failed with shutting_down",
+        {
+          tasks: report.unfinished,
+        },
+      );
+      stopped.resolve(1);
+    } else {
+      log.info("stopped: every accepted task finished and was answered");
+      stopped.resolve(0);
+    }
+  };
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const code = await stopped.promise;
+  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  await closeLogging();
+  return code;
+}

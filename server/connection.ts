@@ -1,0 +1,136 @@
+/**
+ * One client connection: reads bytes, frames them into lines for the server, and writes replies
+ * in as few `write` calls as possible — everything queued in one event-loop turn goes out in one
+ * write (FACTS: writes per line are the main cost of a line server).
+ *
+ * @module
+ */
+import { type LineEvent, LineSplitter } from "./lines.ts";
+import type { ReplyTarget } from "./tasks.ts";
+
+const encoder = new TextEncoder();
+
+/** What a connection hands to the server. */
+export interface ConnectionEvents {
+  /** One event of the line framing (a line, a non-UTF-8 line, or an over-long one). */
+  line(conn: Connection, event: LineEvent): void;
+  /** The client stopped sending (EOF, reset, or the server stopped reading). */
+  ended(conn: Connection): void;
+  /** The connection is closed: called once. */
+  closed(conn: Connection): void;
+}
+
+/**
+ * A client connection.
+ *
+ * @example
+ * ```ts ignore
+ * const c = new Connection(1, tcpConn, 1 << 20, events);
+ * c.send("PONG");
+ * await c.serve();
+ * ```
+ */
+export class Connection implements ReplyTarget {
+  /** Accepted tasks of this connection whose final reply is still due. */
+  outstanding = 0;
+  /** Whether the read loop has finished. */
+  readEnded = false;
+  #writable = true;
+  #stopReading = false;
+  #out: string[] = [];
+  /** A flush is scheduled or running; it writes everything queued until it finds the queue empty. */
+  #flushing = false;
+  #flushWaiters: (() => void)[] = [];
+  readonly #splitter: LineSplitter;
+  readonly remote: string;
+
+  constructor(readonly id: number, private conn: Deno.Conn, maxLine: number, private events: ConnectionEvents) {
+    this.#splitter = new LineSplitter(maxLine);
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.remote = `${addr.hostname}:${addr.port}`;
+  }
+
+  /** Whether replies can still be written. */
+  get writable(): boolean {
+    return this.#writable;
+  }
+
+  /** Queues one reply line (without `\n`); it is written with the others of this turn. */
+  send(line: string): void {
+    if (!this.#writable) return;
+    this.#out.push(line);
+    if (!this.#flushing) {
+      this.#flushing = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  /** One of this connection's tasks has had its final reply. */
+  taskEnded(): void {
+    this.outstanding--;
+    if (this.outstanding === 0 && this.readEnded) this.closeWhenFlushed();
+  }
+
+  /** Stops reading requests; what was read is still answered. */
+  stopReading(): void {
+    this.#stopReading = true;
+  }
+
+  /** Reads until EOF or error, handing lines to the server. */
+  async serve(): Promise<void> {
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      read: while (!this.#stopReading) {
+        const n = await this.conn.read(buf);
+        if (n === null) break;
+        for (const event of this.#splitter.push(buf.subarray(0, n))) {
+          this.events.line(this, event);
+          if (this.#stopReading) break read;
+        }
+      }
+    } catch {
+      // Reset by the peer, or closed by us while reading: either way this connection's input is over.
+    }
+    this.readEnded = true;
+    this.events.ended(this);
+  }
+
+  /** Writes what is queued, then closes. */
+  async closeWhenFlushed(): Promise<void> {
+    this.#stopReading = true;
+    if (this.#flushing) await new Promise<void>((resolve) => this.#flushWaiters.push(resolve));
+    this.close();
+  }
+
+  /** Closes at once; queued replies are dropped. */
+  close(): void {
+    this.#stopReading = true;
+    if (!this.#writable) return;
+    this.#writable = false;
+    this.#out = [];
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+    this.events.closed(this);
+  }
+
+  async #flush(): Promise<void> {
+    try {
+      while (this.#out.length > 0 && this.#writable) {
+        const data = encoder.encode(this.#out.join("\n") + "\n");
+        this.#out = [];
+        for (let at = 0; at < data.length;) at += await this.conn.write(data.subarray(at));
+      }
+    } catch {
+      // The client is gone: its tasks go on, and their results stay available through /status.
+      this.close();
+    }
+    // No await between the empty-queue check above and here: a send() after this starts a new flush.
+    this.#flushing = false;
+    const waiters = this.#flushWaiters;
+    this.#flushWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}

@@ -1,0 +1,282 @@
+/**
+ * Wire protocol v1: parsing one request line, and formatting every reply, in the text form (for
+ * people: `nc`, telnet, the seed's client) and the JSON form (for programs). `PROTOCOL.md` is the
+ * user-facing description; this module is its single implementation on the server side.
+ *
+ * @module
+ */
+
+/** Which form a request came in; its replies use the same form. */
+export type Format = "text" | "json";
+
+/** A client's tag for a JSON request, echoed in every reply about it. */
+export type Tag = string | number;
+
+/** Error codes of immediate `ERROR` replies (nothing was queued). */
+export type ErrorCode =
+  | "bad_json"
+  | "bad_request"
+  | "unknown_task"
+  | "invalid_data"
+  | "queue_full"
+  | "line_too_long"
+  | "too_many_connections"
+  | "unauthorized"
+  | "idle_timeout"
+  | "shutting_down"
+  | "not_found";
+
+/** A parsed request line. */
+export type Request =
+  | { kind: "submit"; format: Format; task: string | undefined; data: unknown; tag?: Tag }
+  | { kind: "status"; format: Format; taskId: number; tag?: Tag }
+  | { kind: "stats"; format: Format; tag?: Tag }
+  | { kind: "ping"; format: Format; tag?: Tag }
+  | { kind: "quit"; format: Format; tag?: Tag }
+  | { kind: "auth"; format: Format; token: string; tag?: Tag }
+  | { kind: "invalid"; format: Format; code: ErrorCode; message: string; tag?: Tag };
+
+/** Task states reported by `/status`. */
+export type TaskState = "queued" | "running" | "done" | "failed" | "unknown";
+
+/** The longest client tag (`"id"`) accepted, in characters. */
+export const MAX_TAG_LENGTH = 256;
+
+const TEXT_COMMANDS = "/task, /status, /stats, /ping, /quit";
+// C0 controls other than tab, and DEL: they have no place in a request and usually mean binary junk.
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+
+/**
+ * Parses one line (without its line ending). Returns `undefined` for a blank line, which the
+ * protocol ignores. `task` of a text payload is `undefined`: the server's default task.
+ *
+ * @example
+ * ```ts
+ * import { parseRequest } from "./protocol.ts";
+ * console.log(parseRequest("13800138000")); // { kind: "submit", format: "text", task: undefined, data: "13800138000" }
+ * console.log(parseRequest('{"task":"echo","data":[1],"id":"a"}'));
+ * ```
+ */
+export function parseRequest(line: string): Request | undefined {
+  const text = line.trim();
+  if (text === "") return undefined;
+  if (text[0] === "{") return parseJsonRequest(text);
+  const bad = CONTROL.exec(text);
+  if (bad) {
+    const code = bad[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
+    return invalid(
+      "text",
+      "bad_request",
+      `the line holds the control character U+${code} at column ${bad.index + 1}; send text or a JSON request`,
+    );
+  }
+  if (text[0] !== "/") return { kind: "submit", format: "text", task: undefined, data: text };
+  const space = text.indexOf(" ");
+  const command = space < 0 ? text : text.slice(0, space);
+  const rest = space < 0 ? "" : text.slice(space + 1).trim();
+  switch (command) {
+    case "/task": {
+      const m = /^(\S+)\s*([\s\S]*)$/.exec(rest);
+      if (!m) return invalid("text", "bad_request", "usage: /task <name> <payload>");
+      return { kind: "submit", format: "text", task: m[1], data: m[2] };
+    }
+    case "/status": {
+      const id = parseTaskId(rest);
+      if (id === undefined) {
+        return invalid("text", "bad_request", `usage: /status <task_id>, where task_id is a positive whole number`);
+      }
+      return { kind: "status", format: "text", taskId: id };
+    }
+    case "/stats":
+    case "/ping":
+    case "/quit":
+      if (rest !== "") return invalid("text", "bad_request", `${command} takes no argument`);
+      return { kind: command.slice(1) as "stats" | "ping" | "quit", format: "text" };
+    case "/auth":
+      if (rest === "") return invalid("text", "bad_request", "usage: /auth <token>");
+      return { kind: "auth", format: "text", token: rest };
+    default:
+      return invalid("text", "bad_request", `unknown command ${command.slice(0, 40)}; commands are ${TEXT_COMMANDS}`);
+  }
+}
+
+function invalid(format: Format, code: ErrorCode, message: string, tag?: Tag): Request {
+  return tag === undefined
+    ? { kind: "invalid", format, code, message }
+    : { kind: "invalid", format, code, message, tag };
+}
+
+function parseTaskId(value: unknown): number | undefined {
+  const n = typeof value === "string" && /^\d{1,16}$/.test(value) ? Number(value) : value;
+  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+const SUBMIT_FIELDS = new Set(["task", "data", "id"]);
+const COMMAND_FIELDS: Record<string, Set<string>> = {
+  stats: new Set(["cmd", "id"]),
+  ping: new Set(["cmd", "id"]),
+  quit: new Set(["cmd", "id"]),
+  status: new Set(["cmd", "id", "task_id"]),
+  auth: new Set(["cmd", "id", "token"]),
+};
+
+function parseJsonRequest(text: string): Request {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    return invalid("json", "bad_json", `not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return invalid("json", "bad_json", "a JSON request must be an object");
+  }
+  const obj = value as Record<string, unknown>;
+  let tag: Tag | undefined;
+  if ("id" in obj) {
+    const id = obj.id;
+    const ok = typeof id === "number" ? Number.isFinite(id) : typeof id === "string" && id.length <= MAX_TAG_LENGTH;
+    if (!ok) {
+      return invalid(
+        "json",
+        "bad_request",
+        `"id" must be a string of at most ${MAX_TAG_LENGTH} characters or a finite number`,
+      );
+    }
+    tag = id as Tag;
+  }
+  if ("cmd" in obj) {
+    const cmd = obj.cmd;
+    const fields = typeof cmd === "string" ? COMMAND_FIELDS[cmd] : undefined;
+    if (!fields) {
+      return invalid(
+        "json",
+        "bad_request",
+        `unknown "cmd" ${JSON.stringify(cmd)?.slice(0, 40)}; use ${Object.keys(COMMAND_FIELDS).join(", ")}`,
+        tag,
+      );
+    }
+    const extra = Object.keys(obj).find((k) => !fields.has(k));
+    if (extra) {
+      return invalid(
+        "json",
+        "bad_request",
+        `unknown field "${extra.slice(0, 40)}" for cmd "${cmd}"; it takes ${[...fields].join(", ")}`,
+        tag,
+      );
+    }
+    if (cmd === "status") {
+      const id = parseTaskId(obj.task_id);
+      if (id === undefined) return invalid("json", "bad_request", `"task_id" must be a positive whole number`, tag);
+      return withTag({ kind: "status", format: "json", taskId: id }, tag);
+    }
+    if (cmd === "auth") {
+      if (typeof obj.token !== "string") return invalid("json", "bad_request", `"token" must be a string`, tag);
+      return withTag({ kind: "auth", format: "json", token: obj.token }, tag);
+    }
+    return withTag({ kind: cmd as "stats" | "ping" | "quit", format: "json" }, tag);
+  }
+  const extra = Object.keys(obj).find((k) => !SUBMIT_FIELDS.has(k));
+  if (extra) {
+    return invalid(
+      "json",
+      "bad_request",
+      `unknown field "${extra.slice(0, 40)}"; a task request has "task", "data" and "id", a command has "cmd"`,
+      tag,
+    );
+  }
+  if ("task" in obj && typeof obj.task !== "string") {
+    return invalid("json", "bad_request", `"task" must be a string naming a task`, tag);
+  }
+  return withTag({ kind: "submit", format: "json", task: obj.task as string | undefined, data: obj.data ?? null }, tag);
+}
+
+function withTag<T extends Request>(req: T, tag: Tag | undefined): T {
+  if (tag !== undefined) req.tag = tag;
+  return req;
+}
+
+/** Renders a result or message as one line of text: strings as they are (line breaks escaped), anything else as JSON. */
+export function oneLine(value: unknown): string {
+  if (typeof value === "string") return value.replace(/\r?\n|\r/g, "\\n");
+  return JSON.stringify(value) ?? "null";
+}
+
+function json(obj: Record<string, unknown>): string {
+  return JSON.stringify(obj);
+}
+
+function tagged(type: string, tag: Tag | undefined): Record<string, unknown> {
+  return tag === undefined ? { type } : { type, id: tag };
+}
+
+/**
+ * Reply formatters: one function per reply type, each returning one line without its `\n`.
+ *
+ * @example
+ * ```ts
+ * import { reply } from "./protocol.ts";
+ * console.log(reply.accepted("text", 17, undefined, "queued")); // "ACCEPTED 17 queued"
+ * console.log(reply.accepted("json", 17, "a", "queued")); // '{"type":"accepted","id":"a","task_id":17}'
+ * ```
+ */
+export const reply = {
+  accepted(format: Format, taskId: number, tag: Tag | undefined, message: string): string {
+    return format === "text" ? `ACCEPTED ${taskId} ${message}` : json({ ...tagged("accepted", tag), task_id: taskId });
+  },
+  done(
+    format: Format,
+    taskId: number,
+    tag: Tag | undefined,
+    result: unknown,
+    meta: { worker: number; attempts: number; ms: number },
+  ): string {
+    return format === "text"
+      ? `DONE ${taskId} ${oneLine(result)}`
+      : json({ ...tagged("done", tag), task_id: taskId, result, ...meta });
+  },
+  failed(
+    format: Format,
+    taskId: number,
+    tag: Tag | undefined,
+    code: string,
+    message: string,
+    meta: { attempts: number },
+  ): string {
+    return format === "text"
+      ? `FAILED ${taskId} ${code} ${oneLine(message)}`
+      : json({ ...tagged("failed", tag), task_id: taskId, error: { code, message }, ...meta });
+  },
+  error(format: Format, tag: Tag | undefined, code: ErrorCode, message: string): string {
+    return format === "text"
+      ? `ERROR ${code} ${oneLine(message)}`
+      : json({ ...tagged("error", tag), error: { code, message } });
+  },
+  status(
+    format: Format,
+    tag: Tag | undefined,
+    taskId: number,
+    state: TaskState,
+    detail?: { result?: unknown; error?: { code: string; message: string }; attempts?: number },
+  ): string {
+    if (format === "json") return json({ ...tagged("status", tag), task_id: taskId, state, ...detail });
+    const extra = detail?.error
+      ? ` ${detail.error.code} ${oneLine(detail.error.message)}`
+      : detail && "result" in detail
+      ? ` ${oneLine(detail.result)}`
+      : "";
+    return `STATUS ${taskId} ${state}${extra}`;
+  },
+  stats(format: Format, tag: Tag | undefined, stats: Record<string, unknown>): string {
+    return format === "text" ? `STATS ${JSON.stringify(stats)}` : json({ ...tagged("stats", tag), ...stats });
+  },
+  pong(format: Format, tag: Tag | undefined): string {
+    return format === "text" ? "PONG" : json(tagged("pong", tag));
+  },
+  bye(format: Format, tag: Tag | undefined): string {
+    return format === "text" ? "BYE" : json(tagged("bye", tag));
+  },
+  ok(format: Format, tag: Tag | undefined): string {
+    return format === "text" ? "OK" : json(tagged("ok", tag));
+  },
+};

@@ -1,0 +1,458 @@
+/**
+ * The asynctask server: listens on TCP, answers every request at once, hands accepted tasks to the
+ * worker pool, and sends each task's final reply to the connection that submitted it.
+ *
+ * The walk of a request: {@linkcode Connection} frames a line → {@linkcode TaskServer} parses it
+ * (`protocol.ts`) → validates it with the task's handler → `ACCEPTED` → {@linkcode WorkerPool} →
+ * outcome → `DONE`/`FAILED` on the same connection, and the result kept for `/status`.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { createRegistry, type HandlerRegistry } from "../task/handlers/mod.ts";
+import type { DispatchMode } from "../task/dispatch.ts";
+import type { Outcome } from "../task/messages.ts";
+import { type Job, WorkerPool } from "../task/pool.ts";
+import { InvalidDataError } from "../task/types.ts";
+import { Connection } from "./connection.ts";
+import type { LineEvent } from "./lines.ts";
+import { type ErrorCode, type Format, parseRequest, reply, type Request, type Tag } from "./protocol.ts";
+import { TaskBook, type TaskRecord } from "./tasks.ts";
+import { formatDuration, formatSize } from "../cli/units.ts";
+
+const log = getLogger(["asynctask", "server"]);
+const taskLog = getLogger(["asynctask", "task"]);
+
+/** Everything `asynctask serve` can set. Durations in milliseconds, sizes in bytes. */
+export interface ServeOptions {
+  host: string;
+  /** 0 picks a free port; read it back from {@linkcode TaskServer.addr}. */
+  port: number;
+  workers: number;
+  concurrency: number;
+  dispatch: DispatchMode;
+  queueSize: number;
+  maxTasksPerWorker: number;
+  maxLine: number;
+  /** The task of text lines that name none (`--task`). */
+  defaultTask: string;
+  smsDelayMs: number;
+  resultTtlMs: number;
+  maxResults: number;
+}
+
+/** The defaults of {@linkcode ServeOptions}: the seed's values where it had one. */
+export const DEFAULT_SERVE_OPTIONS: ServeOptions = {
+  host: "127.0.0.1",
+  port: 9501,
+  workers: 4,
+  concurrency: 64,
+  dispatch: "least-busy",
+  queueSize: 100_000,
+  maxTasksPerWorker: 0,
+  maxLine: 1024 * 1024,
+  defaultTask: "sms",
+  smsDelayMs: 5000,
+  resultTtlMs: 600_000,
+  maxResults: 100_000,
+};
+
+/** What `/stats` reports. */
+export interface ServerStats {
+  connections: number;
+  connections_total: number;
+  accepted: number;
+  refused: number;
+  queued: number;
+  running: number;
+  done: number;
+  failed: number;
+  retained_results: number;
+  uptime_s: number;
+  tasks: string[];
+  workers: { id: number; running: number; done: number; failed: number; restarts: number }[];
+}
+
+/** How a graceful stop went. */
+export interface ShutdownReport {
+  /** Tasks that had not finished when `--shutdown-timeout` ran out (they were failed with `shutting_down`). */
+  unfinished: number;
+}
+
+/** Why the server could not start: a message for a person, naming the fix. */
+export class StartError extends Error {
+  override name = "StartError";
+}
+
+/**
+ * A running server.
+ *
+ * @example
+ * ```ts ignore
+ * const server = TaskServer.start({ ...DEFAULT_SERVE_OPTIONS, port: 0 });
+ * console.log(`listening on ${server.addr.hostname}:${server.addr.port}`);
+ * await server.shutdown(30_000);
+ * ```
+ */
+export class TaskServer {
+  readonly addr: Deno.NetAddr;
+  readonly #opts: ServeOptions;
+  readonly #listener: Deno.TcpListener;
+  readonly #registry: HandlerRegistry;
+  readonly #pool: WorkerPool;
+  readonly #book: TaskBook;
+  readonly #conns = new Set<Connection>();
+  readonly #startedAt = Date.now();
+  readonly #sweeper: ReturnType<typeof setInterval>;
+  readonly #acceptLoop: Promise<void>;
+  #nextTaskId = 0;
+  #nextConnId = 0;
+  #stopping = false;
+  #counts = { accepted: 0, refused: 0, done: 0, failed: 0 };
+
+  private constructor(opts: ServeOptions, listener: Deno.TcpListener) {
+    this.#opts = opts;
+    this.#listener = listener;
+    this.addr = listener.addr;
+    const settings = { smsDelayMs: opts.smsDelayMs };
+    this.#registry = createRegistry(settings);
+    this.#book = new TaskBook({ ttlMs: opts.resultTtlMs, max: opts.maxResults });
+    this.#pool = new WorkerPool({ ...opts, settings }, {
+      started: (job, worker) => this.#started(job, worker),
+      settled: (job, outcome, worker) => this.#settled(job, outcome, worker),
+      crashed: (worker, reason, tasks) =>
+        log.error("worker {worker} crashed ({reason}); {tasks} task(s) failed with worker_crashed; worker replaced", {
+          worker,
+          reason,
+          tasks,
+        }),
+      recycled: (worker) =>
+        log.debug("worker {worker} recycled after {max} tasks", { worker, max: opts.maxTasksPerWorker }),
+    });
+    this.#sweeper = setInterval(() => this.#book.sweep(Date.now()), 1000);
+    this.#acceptLoop = this.#accept();
+  }
+
+  /**
+   * Starts listening and the worker pool.
+   *
+   * @throws {StartError} when the address cannot be used or the options do not fit together.
+   */
+  static start(options: ServeOptions): TaskServer {
+    const registry = createRegistry({ smsDelayMs: options.smsDelayMs });
+    if (!registry.has(options.defaultTask)) {
+      throw new StartError(
+        `--task "${options.defaultTask}" is not a task this server knows; use one of ${
+          [...registry.keys()].join(", ")
+        }`,
+      );
+    }
+    const where = `${options.host}:${options.port}`;
+    let listener: Deno.TcpListener;
+    try {
+      listener = Deno.listen({ hostname: options.host, port: options.port, transport: "tcp" });
+    } catch (e) {
+      if (e instanceof Deno.errors.AddrInUse) {
+        throw new StartError(
+          `cannot listen on ${where}: the address is already in use — is another asynctask (or other server) running there? Stop it or choose another --port`,
+        );
+      }
+      if (e instanceof Deno.errors.PermissionDenied) {
+        throw new StartError(
+          `cannot listen on ${where}: permission denied — ports below 1024 need privileges; choose a --port of 1024 or more`,
+        );
+      }
+      if (e instanceof Deno.errors.AddrNotAvailable) {
+        throw new StartError(`cannot listen on ${where}: no such address on this machine — check --host`);
+      }
+      throw new StartError(`cannot listen on ${where}: ${(e as Error).message} — check --host and --port`);
+    }
+    const server = new TaskServer(options, listener);
+    log.info(
+      "listening on {address} — {workers} workers × {concurrency} tasks, dispatch {dispatch}, queue {queueSize}, default task {task}",
+      {
+        address: `${server.addr.hostname}:${server.addr.port}`,
+        workers: options.workers,
+        concurrency: options.concurrency,
+        dispatch: options.dispatch,
+        queueSize: options.queueSize,
+        task: options.defaultTask,
+        maxLine: formatSize(options.maxLine),
+        resultTtl: formatDuration(options.resultTtlMs),
+      },
+    );
+    return server;
+  }
+
+  /** The current counts, as `/stats` reports them. */
+  stats(): ServerStats {
+    return {
+      connections: this.#conns.size,
+      connections_total: this.#nextConnId,
+      accepted: this.#counts.accepted,
+      refused: this.#counts.refused,
+      queued: this.#pool.queued,
+      running: this.#pool.running,
+      done: this.#counts.done,
+      failed: this.#counts.failed,
+      retained_results: this.#book.retained,
+      uptime_s: Math.round((Date.now() - this.#startedAt) / 100) / 10,
+      tasks: [...this.#registry.keys()],
+      workers: this.#pool.stats(),
+    };
+  }
+
+  /**
+   * Stops gracefully: no new connections or tasks (requests get `ERROR shutting_down`), waits up
+   * to `timeoutMs` for queued and running tasks, delivers their final replies, then closes.
+   */
+  async shutdown(timeoutMs: number): Promise<ShutdownReport> {
+    if (!this.#stopping) {
+      this.#stopping = true;
+      try {
+        this.#listener.close();
+      } catch {
+        // already closed
+      }
+    }
+    await this.#acceptLoop;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = await Promise.race([
+      this.#pool.idle().then(() => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    let unfinished = 0;
+    if (timedOut) {
+      for (const rec of this.#book.unfinished()) {
+        unfinished++;
+        const message = `the server stopped before the task finished (--shutdown-timeout ${formatDuration(timeoutMs)})`;
+        this.#finish(rec, { code: "shutting_down", message });
+      }
+    }
+    this.#pool.close();
+    clearInterval(this.#sweeper);
+    await Promise.all([...this.#conns].map((c) => c.closeWhenFlushed()));
+    return { unfinished };
+  }
+
+  /** Tasks queued or running now. */
+  get unfinished(): number {
+    return this.#book.live;
+  }
+
+  async #accept(): Promise<void> {
+    try {
+      for await (const tcp of this.#listener) {
+        tcp.setNoDelay(true);
+        const conn = new Connection(++this.#nextConnId, tcp, this.#opts.maxLine, {
+          line: (c, event) => this.#onLine(c, event),
+          ended: (c) => this.#onEnded(c),
+          closed: (c) => this.#onClosed(c),
+        });
+        this.#conns.add(conn);
+        log.debug("connection {conn} from {remote} opened", { conn: conn.id, remote: conn.remote });
+        conn.serve();
+      }
+    } catch (e) {
+      if (!this.#stopping) log.error("stopped accepting connections: {error}", { error: (e as Error).message });
+    }
+  }
+
+  #onEnded(c: Connection): void {
+    // A client that half-closed (sent EOF) still gets the final replies of its tasks: the
+    // connection closes itself when the last one is written (Connection.taskEnded).
+    if (c.outstanding === 0 || !c.writable) c.closeWhenFlushed();
+  }
+
+  #onClosed(c: Connection): void {
+    this.#conns.delete(c);
+    log.debug("connection {conn} closed", { conn: c.id });
+  }
+
+  #onLine(c: Connection, event: LineEvent): void {
+    if ("line" in event) {
+      const req = parseRequest(event.line);
+      if (req) this.#handle(c, req);
+    } else if ("invalidUtf8" in event) {
+      this.#refuse(
+        c,
+        "text",
+        undefined,
+        "bad_request",
+        "the line is not valid UTF-8; send UTF-8 text or a JSON request",
+      );
+    } else {
+      this.#refuse(
+        c,
+        "text",
+        undefined,
+        "line_too_long",
+        `the line is longer than --max-line ${formatSize(this.#opts.maxLine)}; closing the connection`,
+      );
+      c.closeWhenFlushed();
+    }
+  }
+
+  #refuse(c: Connection, format: Format, tag: Tag | undefined, code: ErrorCode, msg: string): void {
+    this.#counts.refused++;
+    c.send(reply.error(format, tag, code, msg));
+  }
+
+  #handle(c: Connection, req: Request): void {
+    switch (req.kind) {
+      case "submit":
+        return this.#submit(c, req);
+      case "invalid":
+        return this.#refuse(c, req.format, req.tag, req.code, req.message);
+      case "status":
+        return this.#status(c, req.format, req.tag, req.taskId);
+      case "stats":
+        return c.send(reply.stats(req.format, req.tag, this.stats() as unknown as Record<string, unknown>));
+      case "ping":
+        return c.send(reply.pong(req.format, req.tag));
+      case "auth":
+        // No --token is set (tokens come with the access-control work): any token is fine.
+        return c.send(reply.ok(req.format, req.tag));
+      case "quit":
+        c.send(reply.bye(req.format, req.tag));
+        c.closeWhenFlushed();
+        return;
+    }
+  }
+
+  #submit(c: Connection, req: Extract<Request, { kind: "submit" }>): void {
+    const { format, tag } = req;
+    if (this.#stopping) {
+      return this.#refuse(
+        c,
+        format,
+        tag,
+        "shutting_down",
+        "the server is shutting down and takes no new tasks; retry against another server or after the restart",
+      );
+    }
+    const name = req.task ?? this.#opts.defaultTask;
+    const handler = this.#registry.get(name);
+    if (!handler) {
+      const known = [...this.#registry.keys()].join(", ");
+      return this.#refuse(
+        c,
+        format,
+        tag,
+        "unknown_task",
+        `no task named "${name.slice(0, 64)}"; this server runs ${known}`,
+      );
+    }
+    let data: unknown;
+    try {
+      data = handler.validate(req.data);
+    } catch (e) {
+      const message = e instanceof InvalidDataError ? e.message : `${name} refused the data: ${(e as Error).message}`;
+      return this.#refuse(c, format, tag, "invalid_data", message);
+    }
+    if (!this.#pool.hasRoom) {
+      return this.#refuse(
+        c,
+        format,
+        tag,
+        "queue_full",
+        `the queue is full (${this.#pool.queued} tasks waiting); nothing was queued — retry later, or raise --queue-size or --workers`,
+      );
+    }
+    const id = ++this.#nextTaskId;
+    const rec: TaskRecord = {
+      id,
+      task: name,
+      format,
+      state: "queued",
+      attempts: 0,
+      worker: 0,
+      finishedAt: 0,
+      target: c,
+    };
+    if (tag !== undefined) (rec as { tag?: Tag }).tag = tag;
+    this.#book.add(rec);
+    this.#counts.accepted++;
+    c.outstanding++;
+    c.send(reply.accepted(format, id, tag, handler.accepted?.(data) ?? `${name} task queued`));
+    this.#pool.submit({ id, task: name, data, attempt: 1, connId: c.id });
+  }
+
+  #status(c: Connection, format: Format, tag: Tag | undefined, taskId: number): void {
+    if (taskId > this.#nextTaskId) {
+      const last = this.#nextTaskId === 0 ? "none yet" : `the last is ${this.#nextTaskId}`;
+      return this.#refuse(c, format, tag, "not_found", `no task ${taskId} has been accepted by this server (${last})`);
+    }
+    const rec = this.#book.get(taskId);
+    if (!rec) return c.send(reply.status(format, tag, taskId, "unknown"));
+    const detail = rec.state === "done"
+      ? { result: rec.result, attempts: rec.attempts }
+      : rec.state === "failed"
+      ? { error: rec.error, attempts: rec.attempts }
+      : { attempts: rec.attempts };
+    c.send(reply.status(format, tag, taskId, rec.state, detail));
+  }
+
+  #started(job: Job, worker: number): void {
+    const rec = this.#book.get(job.id);
+    if (!rec) return;
+    rec.state = "running";
+    rec.worker = worker;
+    rec.attempts = job.attempt;
+    taskLog.debug("task {id} ({task}) started on worker {worker}, attempt {attempt}", {
+      id: job.id,
+      task: job.task,
+      worker,
+      attempt: job.attempt,
+    });
+  }
+
+  #settled(job: Job, outcome: Outcome, worker: number): void {
+    const rec = this.#book.get(job.id);
+    if (!rec || (rec.state !== "running" && rec.state !== "queued")) return;
+    rec.worker = worker;
+    if (outcome.ok) {
+      this.#finish(rec, undefined, outcome.result, outcome.ms);
+    } else {
+      this.#finish(rec, { code: outcome.code, message: outcome.message }, undefined, outcome.ms);
+    }
+  }
+
+  /** Records a task's end, sends its final reply, and files it for `/status`. Exactly once per task. */
+  #finish(rec: TaskRecord, error: { code: string; message: string } | undefined, result?: unknown, ms = 0): void {
+    const target = rec.target;
+    rec.target = undefined;
+    if (error) {
+      rec.state = "failed";
+      rec.error = error;
+      this.#counts.failed++;
+      target?.send(reply.failed(rec.format, rec.id, rec.tag, error.code, error.message, { attempts: rec.attempts }));
+      taskLog.warn("task {id} ({task}) failed on worker {worker} after {ms} ms, attempt {attempt}: {code} {message}", {
+        id: rec.id,
+        task: rec.task,
+        worker: rec.worker,
+        ms,
+        attempt: rec.attempts,
+        code: error.code,
+        message: error.message,
+      });
+    } else {
+      rec.state = "done";
+      rec.result = result;
+      this.#counts.done++;
+      target?.send(
+        reply.done(rec.format, rec.id, rec.tag, result, { worker: rec.worker, attempts: rec.attempts, ms }),
+      );
+      taskLog.info("task {id} ({task}) done on worker {worker} in {ms} ms, attempt {attempt}", {
+        id: rec.id,
+        task: rec.task,
+        worker: rec.worker,
+        ms,
+        attempt: rec.attempts,
+      });
+    }
+    this.#book.finish(rec, Date.now());
+    target?.taskEnded();
+  }
+}

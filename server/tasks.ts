@@ -1,0 +1,98 @@
+/**
+ * The server's book of tasks: every accepted task from `ACCEPTED` to its final reply, and its
+ * result or error afterwards for `/status`, kept for `--result-ttl` and at most `--max-results`
+ * finished tasks (oldest forgotten first).
+ *
+ * @module
+ */
+import { Deque } from "../task/queue.ts";
+import type { Format, Tag, TaskState } from "./protocol.ts";
+
+/** Where a task's final reply goes: its connection, while it is open. */
+export interface ReplyTarget {
+  readonly writable: boolean;
+  send(line: string): void;
+  /** The connection's final reply for one of its tasks went out (or the task ended without one). */
+  taskEnded(): void;
+}
+
+/** One accepted task. */
+export interface TaskRecord {
+  readonly id: number;
+  readonly task: string;
+  readonly format: Format;
+  readonly tag?: Tag;
+  /** Cleared when the final reply is sent. */
+  target?: ReplyTarget;
+  state: Exclude<TaskState, "unknown">;
+  attempts: number;
+  /** Slot id of the worker that ran it last; 0 before it ran. */
+  worker: number;
+  result?: unknown;
+  error?: { code: string; message: string };
+  /** `Date.now()` when it finished, for expiry. */
+  finishedAt: number;
+}
+
+/**
+ * Tasks by id, with expiry of finished ones.
+ *
+ * @example
+ * ```ts
+ * import { TaskBook } from "./tasks.ts";
+ * const book = new TaskBook({ ttlMs: 60_000, max: 1000 });
+ * const rec = book.add({ id: 1, task: "echo", format: "text", state: "queued", attempts: 0, worker: 0, finishedAt: 0 });
+ * book.finish(rec, Date.now());
+ * console.log(book.get(1)?.state); // "queued": finish() only files it for expiry; the caller sets the state
+ * ```
+ */
+export class TaskBook {
+  readonly #tasks = new Map<number, TaskRecord>();
+  readonly #finished = new Deque<TaskRecord>();
+  #live = 0;
+
+  constructor(readonly limits: { ttlMs: number; max: number }) {}
+
+  /** Tasks queued or running. */
+  get live(): number {
+    return this.#live;
+  }
+
+  /** Finished tasks still retained. */
+  get retained(): number {
+    return this.#finished.length;
+  }
+
+  add(rec: TaskRecord): TaskRecord {
+    this.#tasks.set(rec.id, rec);
+    this.#live++;
+    return rec;
+  }
+
+  get(id: number): TaskRecord | undefined {
+    return this.#tasks.get(id);
+  }
+
+  /** Every task still queued or running. */
+  *unfinished(): Iterable<TaskRecord> {
+    for (const rec of this.#tasks.values()) if (rec.state === "queued" || rec.state === "running") yield rec;
+  }
+
+  /** Files a task that has just reached `done` or `failed`, and forgets what has expired. */
+  finish(rec: TaskRecord, now: number): void {
+    rec.finishedAt = now;
+    this.#live--;
+    this.#finished.push(rec);
+    this.sweep(now);
+  }
+
+  /** Forgets finished tasks past the TTL or beyond the count limit. Cheap: looks at the oldest only. */
+  sweep(now: number): void {
+    const { ttlMs, max } = this.limits;
+    for (let head = this.#finished.peek(); head; head = this.#finished.peek()) {
+      if (this.#finished.length <= max && now - head.finishedAt < ttlMs) break;
+      this.#finished.shift();
+      this.#tasks.delete(head.id);
+    }
+  }
+}

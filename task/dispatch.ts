@@ -1,0 +1,70 @@
+/**
+ * Dispatch modes: which worker gets the next task (the seed's `dispatch_mode`).
+ *
+ * - `least-busy` (default): the worker with the fewest tasks in flight.
+ * - `round-robin`: the next worker in turn that has room.
+ * - `connection`: always the same worker for one connection (the seed's dispatch_mode 2), so
+ *   that one client's tasks run in one worker, in order of arrival.
+ *
+ * @module
+ */
+
+/** The values of `--dispatch`. */
+export const DISPATCH_MODES = ["least-busy", "round-robin", "connection"] as const;
+/** One of {@linkcode DISPATCH_MODES}. */
+export type DispatchMode = (typeof DISPATCH_MODES)[number];
+
+/** What a dispatcher needs to know of a worker slot. */
+export interface Candidate {
+  /** Tasks in flight on the slot's current worker. */
+  readonly busy: number;
+}
+
+/**
+ * Picks a slot with room (`busy < capacity`) for the `least-busy` and `round-robin` modes, or
+ * returns -1 when every slot is full. `cursor` carries round-robin's position between calls.
+ *
+ * @example
+ * ```ts
+ * import { pickSlot } from "./dispatch.ts";
+ * const cursor = { next: 0 };
+ * console.log(pickSlot("least-busy", [{ busy: 3 }, { busy: 1 }], 10, cursor)); // 1
+ * ```
+ */
+export function pickSlot(
+  mode: Exclude<DispatchMode, "connection">,
+  slots: readonly Candidate[],
+  capacity: number,
+  cursor: { next: number },
+): number {
+  const n = slots.length;
+  if (mode === "round-robin") {
+    for (let k = 0; k < n; k++) {
+      const i = (cursor.next + k) % n;
+      if (slots[i].busy < capacity) {
+        cursor.next = (i + 1) % n;
+        return i;
+      }
+    }
+    return -1;
+  }
+  let best = -1;
+  let bestBusy = capacity;
+  for (let i = 0; i < n; i++) {
+    if (slots[i].busy < bestBusy) [best, bestBusy] = [i, slots[i].busy];
+  }
+  return best;
+}
+
+/**
+ * The slot that always serves a connection in `connection` mode.
+ *
+ * @example
+ * ```ts
+ * import { connectionSlot } from "./dispatch.ts";
+ * console.log(connectionSlot(7, 4)); // 3
+ * ```
+ */
+export function connectionSlot(connId: number, slotCount: number): number {
+  return connId % slotCount;
+}

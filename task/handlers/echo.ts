@@ -1,0 +1,23 @@
+/**
+ * `echo`: returns its data at once. For health checks and benchmarks.
+ *
+ * @module
+ */
+import type { TaskHandler } from "../types.ts";
+
+/**
+ * The `echo` handler.
+ *
+ * @example
+ * ```ts
+ * import { echoHandler } from "./echo.ts";
+ * console.log(await echoHandler.run("hi", { taskId: 1, attempt: 1, signal: new AbortController().signal }));
+ * ```
+ */
+export const echoHandler: TaskHandler<unknown, unknown> = {
+  name: "echo",
+  description: "returns its data at once (health checks, benchmarks)",
+  validate: (data) => data,
+  accepted: () => "echo queued",
+  run: (data) => data,
+};

@@ -1,0 +1,32 @@
+/**
+ * The messages between the server (main isolate) and its pool workers. Both directions carry
+ * batches: one `postMessage` per worker per event-loop turn, not one per task (see FACTS: a batch
+ * of 64 is ~4x cheaper per task than single messages).
+ *
+ * @module
+ */
+import type { HandlerSettings } from "./types.ts";
+
+/** A task as a worker sees it: its data is already validated and normalised by the handler. */
+export interface JobMessage {
+  id: number;
+  task: string;
+  data: unknown;
+  attempt: number;
+}
+
+/** Main → worker. */
+export type ToWorker =
+  | { type: "init"; workerId: number; settings: HandlerSettings }
+  | { type: "run"; jobs: JobMessage[] };
+
+/** Codes a task can end with besides success. */
+export type FailureCode = "handler_error" | "timeout" | "worker_crashed" | "shutting_down";
+
+/** How one run of a task ended. `ms` is the handler's own run time. */
+export type Outcome =
+  | { id: number; ok: true; result: unknown; ms: number }
+  | { id: number; ok: false; code: FailureCode; message: string; ms: number };
+
+/** Worker → main. */
+export type FromWorker = { type: "settled"; outcomes: Outcome[] };

@@ -1,0 +1,247 @@
+/**
+ * The task pool: `--workers` Web Workers in numbered slots, each running up to `--concurrency`
+ * tasks at once, fed from a bounded queue by a dispatch mode, and recycled after
+ * `--max-tasks-per-worker` tasks (the seed's `max_request`) without losing any task.
+ *
+ * The walk of a task: {@linkcode WorkerPool.submit} → queue → dispatch → {@linkcode PoolWorker.run}
+ * → `task/worker.ts` runs the handler → outcome → `events.settled`.
+ *
+ * @module
+ */
+import { connectionSlot, type DispatchMode, pickSlot } from "./dispatch.ts";
+import type { Outcome } from "./messages.ts";
+import { type Job, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
+import { Deque } from "./queue.ts";
+import type { HandlerSettings } from "./types.ts";
+
+export type { Job } from "./pool_worker.ts";
+
+/** How the pool is sized and fed. */
+export interface PoolOptions {
+  /** Worker slots (`--workers`). */
+  workers: number;
+  /** Tasks in flight per worker (`--concurrency`). */
+  concurrency: number;
+  dispatch: DispatchMode;
+  /** Most tasks that may wait for a worker (`--queue-size`). */
+  queueSize: number;
+  /** Replace a worker after this many tasks; 0 = never (`--max-tasks-per-worker`). */
+  maxTasksPerWorker: number;
+  settings: HandlerSettings;
+}
+
+/** What the pool tells its owner. `worker` is the slot id, 1-based. */
+export interface PoolEvents {
+  /** A task was handed to a worker. */
+  started?(job: Job, worker: number): void;
+  /** A task's run ended: exactly once per run. */
+  settled(job: Job, outcome: Outcome, worker: number): void;
+  /** A worker died; its in-flight tasks were settled as `worker_crashed` before this call. */
+  crashed?(worker: number, reason: string, tasks: number): void;
+  /** A worker was replaced after `--max-tasks-per-worker` tasks. */
+  recycled?(worker: number): void;
+}
+
+/** Per-worker counts for `/stats`. */
+export interface WorkerStats {
+  id: number;
+  running: number;
+  done: number;
+  failed: number;
+  /** How many times this slot's worker was replaced (recycled or crashed). */
+  restarts: number;
+}
+
+interface Slot {
+  readonly id: number;
+  worker: PoolWorker;
+  /** This slot's own queue in `connection` mode. */
+  readonly lane: Deque<Job>;
+  readonly busy: number;
+  done: number;
+  failed: number;
+  restarts: number;
+}
+
+/**
+ * A pool of Web Workers.
+ *
+ * @example
+ * ```ts ignore
+ * const pool = new WorkerPool(
+ *   { workers: 4, concurrency: 64, dispatch: "least-busy", queueSize: 1000, maxTasksPerWorker: 0, settings: { smsDelayMs: 5000 } },
+ *   { settled: (job, outcome) => console.log(job.id, outcome.ok) },
+ * );
+ * pool.submit({ id: 1, task: "echo", data: "hi", attempt: 1, connId: 1 });
+ * await pool.idle();
+ * pool.close();
+ * ```
+ */
+export class WorkerPool {
+  readonly #opts: PoolOptions;
+  readonly #events: PoolEvents;
+  readonly #slots: Slot[];
+  readonly #shared = new Deque<Job>();
+  readonly #retiring = new Set<PoolWorker>();
+  readonly #cursor = { next: 0 };
+  readonly #workerEvents: PoolWorkerEvents;
+  #queued = 0;
+  #closed = false;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(opts: PoolOptions, events: PoolEvents) {
+    this.#opts = opts;
+    this.#events = events;
+    this.#workerEvents = {
+      settled: (w, job, outcome) => this.#onSettled(w, job, outcome),
+      crashed: (w, reason) => this.#onCrashed(w, reason),
+    };
+    this.#slots = Array.from({ length: opts.workers }, (_, i) => ({
+      id: i + 1,
+      worker: new PoolWorker(i + 1, opts.settings, this.#workerEvents),
+      lane: new Deque<Job>(),
+      get busy() {
+        return this.worker.inflight.size;
+      },
+      done: 0,
+      failed: 0,
+      restarts: 0,
+    }));
+  }
+
+  /** Tasks waiting for a worker. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  /** Tasks in flight on workers (including workers being recycled). */
+  get running(): number {
+    let n = 0;
+    for (const s of this.#slots) n += s.worker.inflight.size;
+    for (const w of this.#retiring) n += w.inflight.size;
+    return n;
+  }
+
+  /** Whether a task submitted now would be queued rather than refused. */
+  get hasRoom(): boolean {
+    return this.#queued < this.#opts.queueSize;
+  }
+
+  /**
+   * Queues a task and dispatches what it can. Returns false, queuing nothing, when the queue is
+   * full (the server then answers `queue_full`).
+   */
+  submit(job: Job): boolean {
+    if (this.#closed || !this.hasRoom) return false;
+    const lane = this.#opts.dispatch === "connection"
+      ? this.#slots[connectionSlot(job.connId, this.#slots.length)].lane
+      : this.#shared;
+    lane.push(job);
+    this.#queued++;
+    this.#drain();
+    return true;
+  }
+
+  /** Resolves when nothing is queued or running. */
+  idle(): Promise<void> {
+    if (this.#queued === 0 && this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Per-slot counts. */
+  stats(): WorkerStats[] {
+    return this.#slots.map((s) => {
+      let running = s.worker.inflight.size;
+      for (const w of this.#retiring) if (w.slot === s.id) running += w.inflight.size;
+      return { id: s.id, running, done: s.done, failed: s.failed, restarts: s.restarts };
+    });
+  }
+
+  /** Terminates every worker at once. Tasks still queued or running are dropped: call {@linkcode idle} first. */
+  close(): void {
+    this.#closed = true;
+    for (const s of this.#slots) s.worker.terminate();
+    for (const w of this.#retiring) w.terminate();
+    this.#retiring.clear();
+  }
+
+  #drain(): void {
+    if (this.#queued === 0 || this.#closed) return;
+    const { concurrency } = this.#opts;
+    if (this.#opts.dispatch === "connection") {
+      for (const slot of this.#slots) {
+        while (slot.lane.length > 0 && slot.busy < concurrency) this.#start(slot, slot.lane.shift()!);
+      }
+      return;
+    }
+    const mode = this.#opts.dispatch;
+    while (this.#shared.length > 0) {
+      const i = pickSlot(mode, this.#slots, concurrency, this.#cursor);
+      if (i < 0) return;
+      this.#start(this.#slots[i], this.#shared.shift()!);
+    }
+  }
+
+  #start(slot: Slot, job: Job): void {
+    this.#queued--;
+    slot.worker.run(job);
+    this.#events.started?.(job, slot.id);
+    const max = this.#opts.maxTasksPerWorker;
+    if (max > 0 && slot.worker.dispatched >= max) this.#recycle(slot);
+  }
+
+  #recycle(slot: Slot): void {
+    const old = slot.worker;
+    old.retiring = true;
+    this.#retiring.add(old);
+    slot.worker = new PoolWorker(slot.id, this.#opts.settings, this.#workerEvents);
+    slot.restarts++;
+    this.#events.recycled?.(slot.id);
+    this.#endIfDone(old);
+  }
+
+  #endIfDone(w: PoolWorker): void {
+    if (w.retiring && w.inflight.size === 0) {
+      w.terminate();
+      this.#retiring.delete(w);
+    }
+  }
+
+  #onSettled(w: PoolWorker, job: Job, outcome: Outcome): void {
+    const slot = this.#slots[w.slot - 1];
+    if (outcome.ok) slot.done++;
+    else slot.failed++;
+    this.#events.settled(job, outcome, w.slot);
+    this.#endIfDone(w);
+    this.#drain();
+    this.#checkIdle();
+  }
+
+  #onCrashed(w: PoolWorker, reason: string): void {
+    if (w.terminated) return;
+    w.terminate();
+    this.#retiring.delete(w);
+    const slot = this.#slots[w.slot - 1];
+    const lost = [...w.inflight.values()];
+    w.inflight.clear();
+    if (slot.worker === w && !this.#closed) {
+      slot.worker = new PoolWorker(slot.id, this.#opts.settings, this.#workerEvents);
+      slot.restarts++;
+    }
+    const message = `worker ${slot.id} crashed: ${reason}`;
+    for (const job of lost) {
+      slot.failed++;
+      this.#events.settled(job, { id: job.id, ok: false, code: "worker_crashed", message, ms: 0 }, slot.id);
+    }
+    this.#events.crashed?.(slot.id, reason, lost.length);
+    this.#drain();
+    this.#checkIdle();
+  }
+
+  #checkIdle(): void {
+    if (this.#idleWaiters.length === 0 || this.#queued > 0 || this.running > 0) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * One Web Worker of the pool, seen from the main isolate: what runs on it, and a batching outbox so
+ * that all jobs given to it in one event-loop turn travel in one `postMessage`.
+ *
+ * @module
+ */
+import type { FromWorker, JobMessage, Outcome, ToWorker } from "./messages.ts";
+import type { HandlerSettings } from "./types.ts";
+
+/** A task inside the pool. `connId` lets the `connection` dispatch mode keep a client's tasks together. */
+export interface Job extends JobMessage {
+  connId: number;
+}
+
+/** What a {@linkcode PoolWorker} tells its pool. */
+export interface PoolWorkerEvents {
+  settled(worker: PoolWorker, job: Job, outcome: Outcome): void;
+  crashed(worker: PoolWorker, reason: string): void;
+}
+
+/**
+ * A started Web Worker running `task/worker.ts`.
+ *
+ * @example
+ * ```ts ignore
+ * const w = new PoolWorker(1, { smsDelayMs: 5000 }, events);
+ * w.run({ id: 1, task: "echo", data: "hi", attempt: 1, connId: 0 });
+ * ```
+ */
+export class PoolWorker {
+  /** Jobs sent to this worker and not yet settled, by task id. */
+  readonly inflight: Map<number, Job> = new Map();
+  /** How many jobs were ever given to this worker (for `--max-tasks-per-worker`). */
+  dispatched = 0;
+  /** Set when a replacement has taken this worker's slot: it gets no new jobs and ends when idle. */
+  retiring = false;
+  #worker: Worker;
+  #outbox: JobMessage[] = [];
+  #flushScheduled = false;
+  #terminated = false;
+
+  constructor(readonly slot: number, settings: HandlerSettings, private events: PoolWorkerEvents) {
+    this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module", name: `asynctask-${slot}` });
+    this.#worker.onmessage = (e: MessageEvent<FromWorker>) => this.#onMessage(e.data);
+    this.#worker.onerror = (e: ErrorEvent) => {
+      // Without preventDefault an uncaught error in a worker is re-thrown in the main isolate and
+      // ends the server (denoland/deno#3020).
+      e.preventDefault();
+      this.events.crashed(this, e.message || "uncaught error in worker");
+    };
+    this.#worker.onmessageerror = () => this.events.crashed(this, "a message from the worker could not be read");
+    this.#post({ type: "init", workerId: slot, settings });
+  }
+
+  /** Whether the worker is gone (crashed, retired or closed). */
+  get terminated(): boolean {
+    return this.#terminated;
+  }
+
+  /** Gives the worker a job; it is posted with the others of this turn. */
+  run(job: Job): void {
+    this.inflight.set(job.id, job);
+    this.dispatched++;
+    this.#outbox.push({ id: job.id, task: job.task, data: job.data, attempt: job.attempt });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  /** Stops the worker at once. Jobs still in flight are the caller's to settle. */
+  terminate(): void {
+    if (this.#terminated) return;
+    this.#terminated = true;
+    this.#worker.terminate();
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#terminated || this.#outbox.length === 0) return;
+    const jobs = this.#outbox;
+    this.#outbox = [];
+    try {
+      this.#post({ type: "run", jobs });
+    } catch {
+      // One job's data could not be cloned: send them singly and fail only the ones that cannot go.
+      for (const job of jobs) {
+        try {
+          this.#post({ type: "run", jobs: [job] });
+        } catch (e) {
+          const j = this.inflight.get(job.id);
+          this.inflight.delete(job.id);
+          const message = `the task's data cannot be sent to a worker: ${(e as Error).message}`;
+          if (j) this.events.settled(this, j, { id: job.id, ok: false, code: "handler_error", message, ms: 0 });
+        }
+      }
+    }
+  }
+
+  #post(msg: ToWorker): void {
+    this.#worker.postMessage(msg);
+  }
+
+  #onMessage(msg: FromWorker): void {
+    for (const outcome of msg.outcomes) {
+      const job = this.inflight.get(outcome.id);
+      if (!job) continue; // already settled (the worker was declared crashed): never twice
+      this.inflight.delete(outcome.id);
+      this.events.settled(this, job, outcome);
+    }
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The contract between the server and the work it runs: a {@linkcode TaskHandler} validates a
+ * task's data on the server (before `ACCEPTED`) and runs it inside a pool worker.
+ *
+ * @module
+ */
+
+/** Settings that the operator gives the built-in handlers (`serve --sms-delay`, …). */
+export interface HandlerSettings {
+  /** How long the `sms` task pretends to send, in milliseconds. */
+  smsDelayMs: number;
+}
+
+/** What a handler gets besides its data while it runs. */
+export interface TaskContext {
+  /** The server's id of this task. */
+  taskId: number;
+  /** 1 on the first run, 2 on the first retry, … */
+  attempt: number;
+  /** Aborted when the task must stop (timeout, shutdown): pass it to fetch, timers, child processes. */
+  signal: AbortSignal;
+}
+
+/** One kind of task: `sms`, `echo`, `sleep`, or an operator's own. */
+export interface TaskHandler<D = unknown, R = unknown> {
+  /** The name clients use: `/task <name> …` or `{"task": "<name>"}`. */
+  readonly name: string;
+  /** One line for `--help` and `/stats`. */
+  readonly description: string;
+  /**
+   * Checks and normalises the client's data before the task is accepted. Throw
+   * {@linkcode InvalidDataError} to refuse it with `invalid_data`.
+   */
+  validate(data: unknown): D;
+  /** The human message of the `ACCEPTED` reply. */
+  accepted?(data: D): string;
+  /** Does the work. Throwing fails the task with `handler_error` (or retries it). */
+  run(data: D, ctx: TaskContext): Promise<R> | R;
+}
+
+/**
+ * The data of a request does not fit its task: the request is refused with `invalid_data`.
+ *
+ * @example
+ * ```ts
+ * import { InvalidDataError } from "./types.ts";
+ * const err = new InvalidDataError("a phone number has 5 to 20 digits");
+ * console.log(err.message);
+ * ```
+ */
+export class InvalidDataError extends Error {
+  override name = "InvalidDataError";
+}
+
+/**
+ * Waits `ms` milliseconds, or rejects with the signal's reason as soon as it is aborted.
+ *
+ * @example
+ * ```ts
+ * import { abortableDelay } from "./types.ts";
+ * await abortableDelay(10, new AbortController().signal);
+ * ```
+ */
+export function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,73 @@
+/// <reference no-default-lib="true" />
+/// <reference lib="deno.worker" />
+/**
+ * A pool worker: the Web Worker that runs handlers. It receives batches of jobs, runs each with
+ * the handler of its task name, and posts the outcomes back in batches, once per event-loop turn.
+ *
+ * A handler that throws fails only its own task (`handler_error`); the worker lives on.
+ *
+ * @module
+ */
+import { createRegistry, type HandlerRegistry } from "./handlers/mod.ts";
+import type { FromWorker, JobMessage, Outcome, ToWorker } from "./messages.ts";
+
+let registry: HandlerRegistry | undefined;
+let outbox: Outcome[] = [];
+let flushScheduled = false;
+
+function settle(outcome: Outcome): void {
+  outbox.push(outcome);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    // A macrotask, so that every job of a batch that settles in this turn's microtasks rides along.
+    setTimeout(flush, 0);
+  }
+}
+
+function flush(): void {
+  flushScheduled = false;
+  const outcomes = outbox;
+  outbox = [];
+  try {
+    self.postMessage({ type: "settled", outcomes } satisfies FromWorker);
+  } catch {
+    // One result could not be cloned (a function, a symbol, …): send them one by one, and fail
+    // the ones that cannot travel instead of losing the whole batch.
+    for (const o of outcomes) {
+      try {
+        self.postMessage({ type: "settled", outcomes: [o] } satisfies FromWorker);
+      } catch (e) {
+        const message = `the handler's result cannot be sent back: ${(e as Error).message}`;
+        self.postMessage(
+          {
+            type: "settled",
+            outcomes: [{ id: o.id, ok: false, code: "handler_error", message, ms: o.ms }],
+          } satisfies FromWorker,
+        );
+      }
+    }
+  }
+}
+
+async function run(job: JobMessage): Promise<void> {
+  const t0 = performance.now();
+  const handler = registry?.get(job.task);
+  try {
+    if (!handler) throw new Error(`this worker has no handler for task "${job.task}"`);
+    const signal = new AbortController().signal;
+    const result = await handler.run(job.data, { taskId: job.id, attempt: job.attempt, signal });
+    settle({ id: job.id, ok: true, result: result ?? null, ms: Math.round(performance.now() - t0) });
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    settle({ id: job.id, ok: false, code: "handler_error", message, ms: Math.round(performance.now() - t0) });
+  }
+}
+
+self.onmessage = (event: MessageEvent<ToWorker>) => {
+  const msg = event.data;
+  if (msg.type === "init") {
+    registry = createRegistry(msg.settings);
+  } else {
+    for (const job of msg.jobs) run(job);
+  }
+};
