@@ -86,8 +86,8 @@ function distance(a: string, b: string): number {
  * @example
  * ```ts
  * import { suggest } from "./flags.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(suggest("prot", ["port", "host"]), "port");
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(suggest("prot", ["port", "host"]), "port");
  * ```
  */
 export function suggest(word: string, candidates: readonly string[]): string | undefined {
@@ -167,13 +167,13 @@ function example(spec: FlagSpec): string {
  * @example
  * ```ts
  * import { parseFlags } from "./flags.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  * const flags = parseFlags("serve", [
  *   { name: "port", kind: "int", default: 9501, help: "TCP port" },
  *   { name: "sms-delay", kind: "duration", default: 5000, help: "SMS wait" },
  * ], ["--port", "7000", "--sms-delay", "300ms"]);
- * assertEquals(flags.num("port"), 7000);
- * assertEquals(flags.num("sms-delay"), 300);
+ * assert.deepEqual(flags.num("port"), 7000);
+ * assert.deepEqual(flags.num("sms-delay"), 300);
  * ```
  * @throws {UsageError} for an unknown flag, a missing or bad value, or a bad config file.
  */

@@ -35,8 +35,8 @@ const SIZE_UNITS: Record<string, number> = {
  * @example
  * ```ts
  * import { parseDuration } from "./units.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(parseDuration("1.5s"), 1500);
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseDuration("1.5s"), 1500);
  * ```
  * @throws {RangeError} with a message that says what was expected.
  */
@@ -64,8 +64,8 @@ export function parseDuration(text: string): number {
  * @example
  * ```ts
  * import { parseSize } from "./units.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(parseSize("1MiB"), 1048576);
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseSize("1MiB"), 1048576);
  * ```
  * @throws {RangeError} with a message that says what was expected.
  */
@@ -86,8 +86,8 @@ export function parseSize(text: string): number {
  * @example
  * ```ts
  * import { formatDuration } from "./units.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(formatDuration(600_000), "10m");
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(formatDuration(600_000), "10m");
  * ```
  */
 export function formatDuration(ms: number): string {
@@ -103,8 +103,8 @@ export function formatDuration(ms: number): string {
  * @example
  * ```ts
  * import { formatSize } from "./units.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(formatSize(1048576), "1MiB");
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(formatSize(1048576), "1MiB");
  * ```
  */
 export function formatSize(bytes: number): string {

@@ -131,7 +131,7 @@ export async function runServe(args: string[]): Promise<number> {
     file: flags.str("log-file"),
   });
   const log = getLogger(["asynctask", "server"]);
-  const server = TaskServer.start(options);
+  const server = await TaskServer.start(options);
 
   const stopped = Promise.withResolvers<number>();
   let signals = 0;

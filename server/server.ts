@@ -39,6 +39,8 @@ export interface ServeOptions {
   smsDelayMs: number;
   resultTtlMs: number;
   maxResults: number;
+  /** URLs of extra handler modules (see `task/handlers/mod.ts`). */
+  modules?: string[];
 }
 
 /** The defaults of {@linkcode ServeOptions}: the seed's values where it had one. */
@@ -89,7 +91,7 @@ export class StartError extends Error {
  *
  * @example
  * ```ts ignore
- * const server = TaskServer.start({ ...DEFAULT_SERVE_OPTIONS, port: 0 });
+ * const server = await TaskServer.start({ ...DEFAULT_SERVE_OPTIONS, port: 0 });
  * console.log(`listening on ${server.addr.hostname}:${server.addr.port}`);
  * await server.shutdown(30_000);
  * ```
@@ -110,12 +112,12 @@ export class TaskServer {
   #stopping = false;
   #counts = { accepted: 0, refused: 0, done: 0, failed: 0 };
 
-  private constructor(opts: ServeOptions, listener: Deno.TcpListener) {
+  private constructor(opts: ServeOptions, listener: Deno.TcpListener, registry: HandlerRegistry) {
     this.#opts = opts;
     this.#listener = listener;
     this.addr = listener.addr;
-    const settings = { smsDelayMs: opts.smsDelayMs };
-    this.#registry = createRegistry(settings);
+    const settings = { smsDelayMs: opts.smsDelayMs, modules: opts.modules };
+    this.#registry = registry;
     this.#book = new TaskBook({ ttlMs: opts.resultTtlMs, max: opts.maxResults });
     this.#pool = new WorkerPool({ ...opts, settings }, {
       started: (job, worker) => this.#started(job, worker),
@@ -138,8 +140,13 @@ export class TaskServer {
    *
    * @throws {StartError} when the address cannot be used or the options do not fit together.
    */
-  static start(options: ServeOptions): TaskServer {
-    const registry = createRegistry({ smsDelayMs: options.smsDelayMs });
+  static async start(options: ServeOptions): Promise<TaskServer> {
+    let registry: HandlerRegistry;
+    try {
+      registry = await createRegistry({ smsDelayMs: options.smsDelayMs, modules: options.modules });
+    } catch (e) {
+      throw new StartError((e as Error).message);
+    }
     if (!registry.has(options.defaultTask)) {
       throw new StartError(
         `--task "${options.defaultTask}" is not a task this server knows; use one of ${
@@ -167,7 +174,7 @@ export class TaskServer {
       }
       throw new StartError(`cannot listen on ${where}: ${(e as Error).message} — check --host and --port`);
     }
-    const server = new TaskServer(options, listener);
+    const server = new TaskServer(options, listener, registry);
     log.info(
       "listening on {address} — {workers} workers × {concurrency} tasks, dispatch {dispatch}, queue {queueSize}, default task {task}",
       {

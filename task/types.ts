@@ -9,6 +9,11 @@
 export interface HandlerSettings {
   /** How long the `sms` task pretends to send, in milliseconds. */
   smsDelayMs: number;
+  /**
+   * URLs of extra handler modules, each exporting `handlers: TaskHandler[]`. Loaded on the server
+   * (to validate) and in every worker (to run).
+   */
+  modules?: string[];
 }
 
 /** What a handler gets besides its data while it runs. */

@@ -11,7 +11,8 @@
 import { createRegistry, type HandlerRegistry } from "./handlers/mod.ts";
 import type { FromWorker, JobMessage, Outcome, ToWorker } from "./messages.ts";
 
-let registry: HandlerRegistry | undefined;
+/** Set by the `init` message; jobs that arrive before it is loaded wait for it. */
+let registry: Promise<HandlerRegistry> | undefined;
 let outbox: Outcome[] = [];
 let flushScheduled = false;
 
@@ -51,8 +52,8 @@ function flush(): void {
 
 async function run(job: JobMessage): Promise<void> {
   const t0 = performance.now();
-  const handler = registry?.get(job.task);
   try {
+    const handler = (await registry)?.get(job.task);
     if (!handler) throw new Error(`this worker has no handler for task "${job.task}"`);
     const signal = new AbortController().signal;
     const result = await handler.run(job.data, { taskId: job.id, attempt: job.attempt, signal });
@@ -66,6 +67,7 @@ async function run(job: JobMessage): Promise<void> {
 self.onmessage = (event: MessageEvent<ToWorker>) => {
   const msg = event.data;
   if (msg.type === "init") {
+    // A module that fails to load rejects this promise: every job then fails with its message.
     registry = createRegistry(msg.settings);
   } else {
     for (const job of msg.jobs) run(job);

@@ -1,0 +1,200 @@
+/**
+ * Test helpers: a real server on a free loopback port (in this process, or as a child process),
+ * and a line client over a real socket. No mocks.
+ *
+ * @module
+ */
+import { DEFAULT_SERVE_OPTIONS, type ServeOptions, TaskServer } from "../server/server.ts";
+
+/** The repository root. */
+export const ROOT = new URL("../", import.meta.url).pathname;
+/** The handler fixtures' module URL. */
+export const FIXTURE_HANDLERS = new URL("./fixtures/handlers.ts", import.meta.url).href;
+
+const encoder = new TextEncoder();
+
+/** Starts a server in this process on a free port; close it with `await server.shutdown(…)`. */
+export function startServer(opts: Partial<ServeOptions> = {}): Promise<TaskServer> {
+  return TaskServer.start({ ...DEFAULT_SERVE_OPTIONS, port: 0, smsDelayMs: 50, ...opts });
+}
+
+/** A raw line client. Every wait has a timeout, so a broken server fails a test instead of hanging it. */
+export class LineClient {
+  readonly lines: string[] = [];
+  #read = 0;
+  #waiters: (() => void)[] = [];
+  #eof = false;
+  readonly #loop: Promise<void>;
+
+  private constructor(readonly conn: Deno.TcpConn) {
+    this.#loop = this.#readLoop();
+  }
+
+  static async connect(port: number, hostname = "127.0.0.1"): Promise<LineClient> {
+    return new LineClient(await Deno.connect({ hostname, port }));
+  }
+
+  /** Sends lines, each with `\n`, in one write. */
+  async send(...lines: string[]): Promise<void> {
+    await this.sendRaw(encoder.encode(lines.map((l) => l + "\n").join("")));
+  }
+
+  /** Sends bytes as they are. */
+  async sendRaw(data: Uint8Array | string): Promise<void> {
+    const bytes = typeof data === "string" ? encoder.encode(data) : data;
+    for (let at = 0; at < bytes.length;) at += await this.conn.write(bytes.subarray(at));
+  }
+
+  /** The next line not yet taken. */
+  async next(timeoutMs = 10_000): Promise<string> {
+    await this.#waitFor(() => this.lines.length > this.#read || this.#eof, timeoutMs, "a line");
+    if (this.lines.length <= this.#read) throw new Error("connection closed before the next line");
+    return this.lines[this.#read++];
+  }
+
+  /** The next `n` lines. */
+  async take(n: number, timeoutMs = 10_000): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) out.push(await this.next(timeoutMs));
+    return out;
+  }
+
+  /** Resolves when the server has closed the connection. */
+  async closedByServer(timeoutMs = 10_000): Promise<void> {
+    await this.#waitFor(() => this.#eof, timeoutMs, "the server to close the connection");
+  }
+
+  /** Closes the connection and waits for the read loop to end. */
+  async close(): Promise<void> {
+    try {
+      this.conn.close();
+    } catch {
+      // closed already
+    }
+    await this.#loop;
+  }
+
+  async #waitFor(ok: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!ok()) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; lines so far:\n${this.lines.join("\n")}`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#waiters.push(resolve);
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const resolve of w) resolve();
+  }
+
+  async #readLoop(): Promise<void> {
+    const decoder = new TextDecoder();
+    const buf = new Uint8Array(64 * 1024);
+    let rest = "";
+    try {
+      while (true) {
+        const n = await this.conn.read(buf);
+        if (n === null) break;
+        const parts = (rest + decoder.decode(buf.subarray(0, n), { stream: true })).split("\n");
+        rest = parts.pop()!;
+        this.lines.push(...parts);
+        this.#wake();
+      }
+    } catch {
+      // closed by us, or reset
+    }
+    this.#eof = true;
+    this.#wake();
+  }
+}
+
+/** Runs `asynctask` (main.ts) as a child process with `args` and optional stdin; collects its output. */
+export async function runCli(
+  args: string[],
+  opts: { stdin?: string; env?: Record<string, string> } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}main.ts`, ...args],
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...opts.env },
+  }).spawn();
+  if (opts.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(encoder.encode(opts.stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A `serve` child process on a free port. */
+export interface ServeProcess {
+  port: number;
+  child: Deno.ChildProcess;
+  /** Everything it logged so far. */
+  log: () => string;
+  /** Waits for it to exit; returns the exit code and the whole log. */
+  exited: () => Promise<{ code: number; log: string }>;
+}
+
+/**
+ * Starts `main.ts serve --port 0 …` (or another executable's `serve`) and waits until it listens.
+ */
+export async function spawnServe(args: string[], exe?: string): Promise<ServeProcess> {
+  const cmdArgs = exe ? ["serve", "--port", "0", ...args] : ["run", "-A", `${ROOT}main.ts`, "serve", "--port", "0", ...args];
+  const child = new Deno.Command(exe ?? Deno.execPath(), {
+    args: cmdArgs,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let log = "";
+  const listening = Promise.withResolvers<number>();
+  const drained = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of child.stderr) {
+      log += dec.decode(chunk, { stream: true });
+      const m = /listening on [\d.]+:(\d+)/.exec(log);
+      if (m) listening.resolve(Number(m[1]));
+    }
+    listening.reject(new Error(`serve exited before listening:\n${log}`));
+  })();
+  const timer = setTimeout(() => listening.reject(new Error(`serve did not listen within 20 s:\n${log}`)), 20_000);
+  try {
+    const port = await listening.promise;
+    return {
+      port,
+      child,
+      log: () => log,
+      exited: async () => {
+        const status = await child.status;
+        await drained;
+        return { code: status.code, log };
+      },
+    };
+  } catch (e) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // gone already
+    }
+    await child.status;
+    await drained;
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
