@@ -55,8 +55,11 @@ export interface WorkerStats {
 interface Slot {
   readonly id: number;
   worker: PoolWorker;
+  /** Replaced workers of this slot that still finish their tasks. */
+  readonly retiring: Set<PoolWorker>;
   /** This slot's own queue in `connection` mode. */
   readonly lane: Deque<Job>;
+  /** Tasks in flight on the slot's workers, the retiring ones included. */
   readonly busy: number;
   done: number;
   failed: number;
@@ -82,7 +85,6 @@ export class WorkerPool {
   readonly #events: PoolEvents;
   readonly #slots: Slot[];
   readonly #shared = new Deque<Job>();
-  readonly #retiring = new Set<PoolWorker>();
   readonly #cursor = { next: 0 };
   readonly #workerEvents: PoolWorkerEvents;
   #queued = 0;
@@ -99,9 +101,12 @@ export class WorkerPool {
     this.#slots = Array.from({ length: opts.workers }, (_, i) => ({
       id: i + 1,
       worker: new PoolWorker(i + 1, opts.settings, this.#workerEvents),
+      retiring: new Set<PoolWorker>(),
       lane: new Deque<Job>(),
       get busy() {
-        return this.worker.inflight.size;
+        let n = this.worker.inflight.size;
+        for (const w of this.retiring) n += w.inflight.size;
+        return n;
       },
       done: 0,
       failed: 0,
@@ -117,8 +122,7 @@ export class WorkerPool {
   /** Tasks in flight on workers (including workers being recycled). */
   get running(): number {
     let n = 0;
-    for (const s of this.#slots) n += s.worker.inflight.size;
-    for (const w of this.#retiring) n += w.inflight.size;
+    for (const s of this.#slots) n += s.busy;
     return n;
   }
 
@@ -150,19 +154,17 @@ export class WorkerPool {
 
   /** Per-slot counts. */
   stats(): WorkerStats[] {
-    return this.#slots.map((s) => {
-      let running = s.worker.inflight.size;
-      for (const w of this.#retiring) if (w.slot === s.id) running += w.inflight.size;
-      return { id: s.id, running, done: s.done, failed: s.failed, restarts: s.restarts };
-    });
+    return this.#slots.map((s) => ({ id: s.id, running: s.busy, done: s.done, failed: s.failed, restarts: s.restarts }));
   }
 
   /** Terminates every worker at once. Tasks still queued or running are dropped: call {@linkcode idle} first. */
   close(): void {
     this.#closed = true;
-    for (const s of this.#slots) s.worker.terminate();
-    for (const w of this.#retiring) w.terminate();
-    this.#retiring.clear();
+    for (const s of this.#slots) {
+      s.worker.terminate();
+      for (const w of s.retiring) w.terminate();
+      s.retiring.clear();
+    }
   }
 
   #drain(): void {
@@ -193,7 +195,7 @@ export class WorkerPool {
   #recycle(slot: Slot): void {
     const old = slot.worker;
     old.retiring = true;
-    this.#retiring.add(old);
+    slot.retiring.add(old);
     slot.worker = new PoolWorker(slot.id, this.#opts.settings, this.#workerEvents);
     slot.restarts++;
     this.#events.recycled?.(slot.id);
@@ -203,7 +205,7 @@ export class WorkerPool {
   #endIfDone(w: PoolWorker): void {
     if (w.retiring && w.inflight.size === 0) {
       w.terminate();
-      this.#retiring.delete(w);
+      this.#slots[w.slot - 1].retiring.delete(w);
     }
   }
 
@@ -220,8 +222,8 @@ export class WorkerPool {
   #onCrashed(w: PoolWorker, reason: string): void {
     if (w.terminated) return;
     w.terminate();
-    this.#retiring.delete(w);
     const slot = this.#slots[w.slot - 1];
+    slot.retiring.delete(w);
     const lost = [...w.inflight.values()];
     w.inflight.clear();
     if (slot.worker === w && !this.#closed) {
