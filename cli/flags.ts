@@ -234,6 +234,12 @@ function translateParseError(command: string, specs: readonly FlagSpec[], e: Err
   if (positional) {
     return new UsageError(`asynctask ${command}: unexpected argument "${positional[1]}" — ${help}`);
   }
+  const ambiguous = /Option '(?:-\w, )?--([\w-]+)' argument is ambiguous/.exec(e.message);
+  if (ambiguous) {
+    return new UsageError(
+      `asynctask ${command}: --${ambiguous[1]} needs a value; one that starts with "-" is written --${ambiguous[1]}=-…`,
+    );
+  }
   const boolValue = /Option '(?:-\w, )?--([\w-]+)' does not take an argument/.exec(e.message);
   if (boolValue) return new UsageError(`asynctask ${command}: --${boolValue[1]} is a switch and takes no value`);
   return new UsageError(`asynctask ${command}: ${e.message} — ${help}`);

@@ -18,6 +18,14 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
   { name: "port", kind: "int", default: 9501, min: 1, max: 65535, help: "server port" },
   { name: "send", kind: "list", valueName: "payload", help: "send this payload (repeatable); stdin is then not read" },
   { name: "task", kind: "string", valueName: "name", help: "task for payloads (default: the server's --task)" },
+  {
+    name: "window",
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    help: "most requests and tasks in flight at once when sending many (flow control)",
+  },
   { name: "json", kind: "boolean", help: "send JSON requests and print the raw JSON replies" },
   {
     name: "connect-timeout",
@@ -70,15 +78,20 @@ export async function runClient(args: string[]): Promise<number> {
     return 2;
   }
   if (interactive) return await runInteractive(conn, { ...opts, address: `${host}:${port}` });
-  return await runBatch(conn, payloads.length > 0 ? payloads : Deno.stdin.readable, opts, flags.bool("quiet"));
+  const input = payloads.length > 0 ? payloads : Deno.stdin.readable;
+  return await runBatch(conn, input, opts, { quiet: flags.bool("quiet"), window: flags.num("window") });
 }
 
-/** Sends every input line, prints the replies, and waits for every final reply. */
+/**
+ * Sends every input line, prints the replies, and waits for every final reply. At most `window`
+ * requests and tasks are in flight: a long input waits for results instead of flooding the
+ * server's queue.
+ */
 async function runBatch(
   conn: ClientConnection,
   input: string[] | ReadableStream<Uint8Array>,
   opts: RequestOptions,
-  quiet: boolean,
+  { quiet, window }: { quiet: boolean; window: number },
 ): Promise<number> {
   const session = new Session();
   const out = new TextEncoder();
@@ -89,8 +102,14 @@ async function runBatch(
   };
   const sendAll = async (lines: string[]) => {
     const requests = lines.filter((l) => l.trim() !== "").map((l) => toRequest(l, opts));
-    for (const _ of requests) session.sent();
-    await conn.send(requests);
+    for (let at = 0; at < requests.length;) {
+      await Promise.race([session.whenRoom(window), conn.closed]);
+      if (!conn.open) throw new Error("closed");
+      const batch = requests.slice(at, at + Math.max(1, window - session.inFlight));
+      for (const _ of batch) session.sent();
+      at += batch.length;
+      await conn.send(batch);
+    }
   };
   try {
     if (Array.isArray(input)) {

@@ -80,6 +80,11 @@ export class ClientConnection {
     for (let at = 0; at < data.length;) at += await this.conn.write(data.subarray(at));
   }
 
+  /** Whether the connection is still open. */
+  get open(): boolean {
+    return !this.#closedByUs;
+  }
+
   /** Closes the connection. */
   close(): void {
     if (this.#closedByUs) return;

@@ -30,7 +30,7 @@ export class Session {
   done = 0;
   failed = 0;
   refused = 0;
-  #waiters: (() => void)[] = [];
+  #waiters: { ready: () => boolean; resolve: () => void }[] = [];
 
   /** A request went out. */
   sent(): void {
@@ -50,11 +50,16 @@ export class Session {
       if (reply.type === "done") this.done++;
       else this.failed++;
     }
-    if (this.settled) {
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const resolve of waiters) resolve();
+    if (this.#waiters.length > 0) {
+      const ready = this.#waiters.filter((w) => w.ready());
+      this.#waiters = this.#waiters.filter((w) => !ready.includes(w));
+      for (const w of ready) w.resolve();
     }
+  }
+
+  /** Requests and tasks still waiting for a reply: what `--window` bounds. */
+  get inFlight(): number {
+    return this.awaiting + this.outstanding.size;
   }
 
   /** Every request has its immediate reply and every accepted task its final one. */
@@ -64,8 +69,17 @@ export class Session {
 
   /** Resolves when {@linkcode settled}. */
   whenSettled(): Promise<void> {
-    if (this.settled) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    return this.#when(() => this.settled);
+  }
+
+  /** Resolves when fewer than `limit` requests and tasks are in flight. */
+  whenRoom(limit: number): Promise<void> {
+    return this.#when(() => this.inFlight < limit);
+  }
+
+  #when(ready: () => boolean): Promise<void> {
+    if (ready()) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ ready, resolve }));
   }
 
   /** 0 when everything succeeded, 1 when a task failed, a request was refused, or results are missing. */

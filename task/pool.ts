@@ -154,7 +154,13 @@ export class WorkerPool {
 
   /** Per-slot counts. */
   stats(): WorkerStats[] {
-    return this.#slots.map((s) => ({ id: s.id, running: s.busy, done: s.done, failed: s.failed, restarts: s.restarts }));
+    return this.#slots.map((s) => ({
+      id: s.id,
+      running: s.busy,
+      done: s.done,
+      failed: s.failed,
+      restarts: s.restarts,
+    }));
   }
 
   /** Terminates every worker at once. Tasks still queued or running are dropped: call {@linkcode idle} first. */

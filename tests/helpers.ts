@@ -153,7 +153,9 @@ export interface ServeProcess {
  * Starts `main.ts serve --port 0 …` (or another executable's `serve`) and waits until it listens.
  */
 export async function spawnServe(args: string[], exe?: string): Promise<ServeProcess> {
-  const cmdArgs = exe ? ["serve", "--port", "0", ...args] : ["run", "-A", `${ROOT}main.ts`, "serve", "--port", "0", ...args];
+  const cmdArgs = exe
+    ? ["serve", "--port", "0", ...args]
+    : ["run", "-A", `${ROOT}main.ts`, "serve", "--port", "0", ...args];
   const child = new Deno.Command(exe ?? Deno.execPath(), {
     args: cmdArgs,
     stdin: "null",

@@ -24,7 +24,10 @@ Deno.test("the seed's scene: 40 SMS sends from 40 clients all run at once, and a
     await Promise.all(clients.map((c, i) => c.send(`+86 138 0000 ${String(i).padStart(4, "0")}`)));
     for (const c of clients) assert.match(await c.next(), /^ACCEPTED \d+ sending SMS to \+861380000\d{4}/);
     let peak = 0;
-    await until("40 running", () => (peak = Math.max(peak, server.stats().running)) === 40 || clients.every((c) => c.lines.length === 2));
+    await until(
+      "40 running",
+      () => (peak = Math.max(peak, server.stats().running)) === 40 || clients.every((c) => c.lines.length === 2),
+    );
     assert.equal(peak, 40, "all 40 sends were in flight at the same time");
     for (const c of clients) assert.match(await c.next(), /^DONE \d+ \{"phone":"\+861380000\d{4}","sent_at":/);
     console.log(`40 SMS sends of 1.5 s: all done after ${Math.round(performance.now() - t0)} ms`);

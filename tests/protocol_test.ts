@@ -49,7 +49,13 @@ Deno.test("json: task round trip echoes the client's id and carries worker, atte
     await c.send(JSON.stringify({ task: "echo", data: { a: [1, 2] }, id: "req-1" }));
     assert.deepEqual(JSON.parse(await c.next()), { type: "accepted", id: "req-1", task_id: 1 });
     const done = JSON.parse(await c.next());
-    assert.deepEqual([done.type, done.id, done.task_id, done.result, done.attempts], ["done", "req-1", 1, { a: [1, 2] }, 1]);
+    assert.deepEqual([done.type, done.id, done.task_id, done.result, done.attempts], [
+      "done",
+      "req-1",
+      1,
+      { a: [1, 2] },
+      1,
+    ]);
     assert.ok(done.worker >= 1 && done.worker <= 4, `worker ${done.worker}`);
     assert.deepEqual(typeof done.ms, "number");
     await c.send('{"cmd":"status","task_id":1,"id":7}', '{"cmd":"ping"}', '{"cmd":"stats","id":"s"}');
@@ -86,7 +92,10 @@ Deno.test("every error code of the core gets one clear ERROR line, and the conne
       ['{"task":5}', /"code":"bad_request","message":"\\"task\\" must be a string/],
       ['{"task":"echo","id":{"x":1}}', /"code":"bad_request","message":"\\"id\\" must be a string/],
       ['{"cmd":"nope"}', /"code":"bad_request","message":"unknown \\"cmd\\" \\"nope\\"/],
-      ['{"cmd":"status","task_id":-1}', /"code":"bad_request","message":"\\"task_id\\" must be a positive whole number/],
+      [
+        '{"cmd":"status","task_id":-1}',
+        /"code":"bad_request","message":"\\"task_id\\" must be a positive whole number/,
+      ],
       ["/nope", /^ERROR bad_request unknown command \/nope; commands are/],
       ["/status abc", /^ERROR bad_request usage: \/status <task_id>/],
       ["/status 999", /^ERROR not_found no task 999 has been accepted by this server \(none yet\)/],
@@ -104,7 +113,10 @@ Deno.test("every error code of the core gets one clear ERROR line, and the conne
     }
     // Not UTF-8: 0xff can never appear in UTF-8.
     await c.sendRaw(new Uint8Array([0x31, 0xff, 0x32, 0x0a]));
-    assert.deepEqual(await c.next(), "ERROR bad_request the line is not valid UTF-8; send UTF-8 text or a JSON request");
+    assert.deepEqual(
+      await c.next(),
+      "ERROR bad_request the line is not valid UTF-8; send UTF-8 text or a JSON request",
+    );
     // handler_error: the handler threw; the worker lives on and the connection too.
     await c.send("/task fail the printer is on fire", "/task fail ok");
     assert.deepEqual(await c.next(), "ACCEPTED 1 fail task queued");

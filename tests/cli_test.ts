@@ -1,0 +1,122 @@
+/**
+ * The command line as a user meets it: help, version, and every kind of mistake named with a hint
+ * and a non-zero exit.
+ */
+import assert from "node:assert/strict";
+import { runCli, spawnServe } from "./helpers.ts";
+import denoJson from "../deno.json" with { type: "json" };
+
+Deno.test("--version and --help", async () => {
+  const v = await runCli(["--version"]);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, new RegExp(`^asynctask ${denoJson.version.replaceAll(".", "\\.")} \\(deno `));
+  const h = await runCli(["--help"]);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /serve +run the task server/);
+  assert.match(h.stdout, /client +send tasks/);
+  const none = await runCli([]);
+  assert.equal(none.code, 2, "no command is a usage error");
+});
+
+Deno.test("serve --help and client --help list every flag with its default", async () => {
+  const s = await runCli(["serve", "--help"]);
+  assert.equal(s.code, 0);
+  for (
+    const [flag, def] of [
+      ["--host", "127.0.0.1"],
+      ["--port", "9501"],
+      ["--workers", "4"],
+      ["--dispatch", "least-busy"],
+      ["--max-line", "1MiB"],
+      ["--sms-delay", "5s"],
+      ["--result-ttl", "10m"],
+      ["--shutdown-timeout", "30s"],
+      ["--task", "sms"],
+      ["--max-tasks-per-worker", "0"],
+    ]
+  ) {
+    assert.match(
+      s.stdout,
+      new RegExp(`${flag}\\b[^\\n]*\\n?[^\\n]*?\\(default: ${def}\\)`),
+      `${flag} with default ${def}`,
+    );
+  }
+  const c = await runCli(["client", "--help"]);
+  assert.equal(c.code, 0);
+  for (const flag of ["--host", "--port", "--send", "--task", "--json"]) assert.match(c.stdout, new RegExp(flag));
+});
+
+Deno.test("mistakes are named, with a hint, and exit 2", async () => {
+  const cases: [string[], RegExp][] = [
+    [["srve"], /^asynctask: unknown command "srve" — did you mean "serve"\? Commands are serve, client/],
+    [["serve", "--prot", "1"], /^asynctask: asynctask serve: unknown flag --prot — did you mean --port\?/],
+    [["serve", "--port", "notaport"], /^asynctask: asynctask serve: --port: "notaport" is not a whole number/],
+    [["serve", "--port", "70000"], /--port: 70000 is above the maximum 65535/],
+    [["serve", "--port"], /--port needs a value, e\.g\. --port 4/],
+    [["serve", "--sms-delay", "5"], /--sms-delay: "5" needs a unit; use e\.g\. 5s or 5ms/],
+    [["serve", "--max-line", "lots"], /--max-line: "lots" is not a size; use e\.g\. 4096, 64KiB or 1MiB/],
+    [
+      ["serve", "--dispatch", "round-robbin"],
+      /--dispatch: "round-robbin" is not one of least-busy, round-robin, connection \(did you mean "round-robin"\?\)/,
+    ],
+    [
+      ["serve", "--task", "fax", "--port", "0"],
+      /--task "fax" is not a task this server knows; use one of sms, echo, sleep/,
+    ],
+    [["serve", "extra"], /unexpected argument "extra"/],
+    [["client", "--json=yes"], /--json is a switch and takes no value/],
+    [
+      ["serve", "--config", "/nonexistent/asynctask.json"],
+      /cannot read config file \/nonexistent\/asynctask\.json: no such file/,
+    ],
+  ];
+  for (const [args, expected] of cases) {
+    const r = await runCli(args);
+    assert.equal(r.code, 2, `exit code of ${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr.trim(), expected, args.join(" "));
+  }
+});
+
+Deno.test("a config file sets flags; the command line wins; a bad key is named", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const good = `${dir}/good.json`;
+    await Deno.writeTextFile(good, JSON.stringify({ "port": 1, "task": "echo", "workers": 1 }));
+    const server = await spawnServe(["--config", good]); // --port 0 from spawnServe wins over "port": 1
+    try {
+      const r = await runCli(["client", "--port", String(server.port), "--send", "from config"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /DONE 1 from config/, "the config's task applies");
+    } finally {
+      server.child.kill("SIGTERM");
+      await server.exited();
+    }
+    const bad = `${dir}/bad.json`;
+    await Deno.writeTextFile(bad, JSON.stringify({ "wrokers": 2 }));
+    const r = await runCli(["serve", "--config", bad]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, new RegExp(`config file ${bad}: unknown key "wrokers" — did you mean "workers"\\?`));
+    await Deno.writeTextFile(bad, JSON.stringify({ "sms-delay": "soon" }));
+    const r2 = await runCli(["serve", "--config", bad]);
+    assert.equal(r2.code, 2);
+    assert.match(r2.stderr, /config file .*bad\.json: key --sms-delay: "soon" is not a duration/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("serve on a port already in use says so and exits 2", async () => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const r = await runCli(["serve", "--port", String(busy.addr.port)]);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `cannot listen on 127\\.0\\.0\\.1:${busy.addr.port}: the address is already in use — .*choose another --port`,
+      ),
+    );
+  } finally {
+    busy.close();
+  }
+});

@@ -1,0 +1,75 @@
+/**
+ * Graceful stop of a real `serve` process: SIGTERM/SIGINT finish what is queued and running and
+ * deliver the final replies before exit 0; new tasks are refused meanwhile; a second signal stops
+ * at once; `--shutdown-timeout` bounds the wait.
+ */
+import assert from "node:assert/strict";
+import { LineClient, spawnServe } from "./helpers.ts";
+
+Deno.test("SIGTERM: queued and running tasks finish, their DONE replies are delivered, new tasks refused, exit 0", async () => {
+  const server = await spawnServe(["--workers", "1", "--concurrency", "2"]);
+  const c = await LineClient.connect(server.port);
+  try {
+    // Two run at once, two wait in the queue.
+    await c.send("/task sleep 400", "/task sleep 400", "/task sleep 300", "/task sleep 300");
+    assert.equal((await c.take(4)).filter((l) => l.startsWith("ACCEPTED")).length, 4);
+    server.child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 100));
+    await c.send("/task echo late", "/ping");
+    assert.match(await c.next(), /^ERROR shutting_down the server is shutting down and takes no new tasks/);
+    assert.equal(await c.next(), "PONG", "the connection still answers while draining");
+    const finals = (await c.take(4)).sort();
+    assert.deepEqual(finals, [
+      'DONE 1 {"slept_ms":400}',
+      'DONE 2 {"slept_ms":400}',
+      'DONE 3 {"slept_ms":300}',
+      'DONE 4 {"slept_ms":300}',
+    ]);
+    await c.closedByServer();
+    const { code, log } = await server.exited();
+    assert.equal(code, 0, log);
+    assert.match(log, /SIGTERM: stopping — no new tasks; finishing 4 queued and running/);
+    assert.match(log, /stopped: every accepted task finished and was answered/);
+    // New connections are refused once it has stopped listening.
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.port }), Deno.errors.ConnectionRefused);
+  } finally {
+    await c.close();
+  }
+});
+
+Deno.test("a second SIGINT stops at once with a non-zero exit", async () => {
+  const server = await spawnServe([]);
+  const c = await LineClient.connect(server.port);
+  try {
+    await c.send("/task sleep 60000");
+    assert.match(await c.next(), /^ACCEPTED 1/);
+    server.child.kill("SIGINT");
+    await new Promise((r) => setTimeout(r, 200));
+    server.child.kill("SIGINT");
+    const { code, log } = await server.exited();
+    assert.equal(code, 130, log);
+    assert.match(log, /second SIGINT: stopping now; 1 unfinished task\(s\) get no final reply/);
+  } finally {
+    await c.close();
+  }
+});
+
+Deno.test("--shutdown-timeout: tasks still running then end FAILED shutting_down, exit 1", async () => {
+  const server = await spawnServe(["--shutdown-timeout", "300ms"]);
+  const c = await LineClient.connect(server.port);
+  try {
+    await c.send("/task sleep 60000", "/task sleep 10");
+    assert.deepEqual((await c.take(2)).map((l) => l.split(" ").slice(0, 2).join(" ")), ["ACCEPTED 1", "ACCEPTED 2"]);
+    assert.equal(await c.next(), 'DONE 2 {"slept_ms":10}');
+    server.child.kill("SIGTERM");
+    assert.match(
+      await c.next(),
+      /^FAILED 1 shutting_down the server stopped before the task finished \(--shutdown-timeout 300ms\)/,
+    );
+    const { code, log } = await server.exited();
+    assert.equal(code, 1, log);
+    assert.match(log, /stopped with 1 task\(s\) unfinished after --shutdown-timeout/);
+  } finally {
+    await c.close();
+  }
+});
