@@ -23,6 +23,7 @@ const compiled = await new Deno.Command(Deno.execPath(), {
     "main.ts",
   ],
   cwd: ROOT,
+  env: { NO_COLOR: "1" },
   stdout: "piped",
   stderr: "piped",
 }).output();
@@ -30,7 +31,7 @@ const why = compiled.success ? "" : firstCause(new TextDecoder().decode(compiled
 
 /** "cannot download denort-….zip: failed to lookup address information: …" from deno compile's stderr. */
 function firstCause(stderr: string): string {
-  const text = stderr.replace(/\x1b\[[0-9;]*m/g, "");
+  const text = stderr;
   const download = /Download \S*\/([^/\s]+)/.exec(text)?.[1];
   const causes = [...text.matchAll(/^\s*\d+: (.+)$/gm)].map((m) => m[1]).filter((c) => c !== "<unknown>");
   const cause = causes.at(-1) ?? text.split("\n").find((l) => /error/i.test(l))?.trim() ?? "unknown error";
