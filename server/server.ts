@@ -70,6 +70,8 @@ export interface ServerStats {
   done: number;
   failed: number;
   retained_results: number;
+  /** Messages between the server and its workers (batched: many tasks per message under load). */
+  worker_messages: { to_workers: number; from_workers: number };
   uptime_s: number;
   tasks: string[];
   workers: { id: number; running: number; done: number; failed: number; restarts: number }[];
@@ -203,6 +205,7 @@ export class TaskServer {
       done: this.#counts.done,
       failed: this.#counts.failed,
       retained_results: this.#book.retained,
+      worker_messages: { to_workers: this.#pool.messages.toWorkers, from_workers: this.#pool.messages.fromWorkers },
       uptime_s: Math.round((Date.now() - this.#startedAt) / 100) / 10,
       tasks: [...this.#registry.keys()],
       workers: this.#pool.stats(),

@@ -10,7 +10,7 @@
  */
 import { connectionSlot, type DispatchMode, pickSlot } from "./dispatch.ts";
 import type { Outcome } from "./messages.ts";
-import { type Job, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
+import { type Job, type MessageCounts, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
 import { Deque } from "./queue.ts";
 import type { HandlerSettings } from "./types.ts";
 
@@ -87,6 +87,8 @@ export class WorkerPool {
   readonly #shared = new Deque<Job>();
   readonly #cursor = { next: 0 };
   readonly #workerEvents: PoolWorkerEvents;
+  /** Messages to and from the workers, for `/stats`. */
+  readonly messages: MessageCounts = { toWorkers: 0, fromWorkers: 0 };
   #queued = 0;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
@@ -100,7 +102,7 @@ export class WorkerPool {
     };
     this.#slots = Array.from({ length: opts.workers }, (_, i) => ({
       id: i + 1,
-      worker: new PoolWorker(i + 1, opts.settings, this.#workerEvents),
+      worker: this.#spawn(i + 1),
       retiring: new Set<PoolWorker>(),
       lane: new Deque<Job>(),
       get busy() {
@@ -173,6 +175,10 @@ export class WorkerPool {
     }
   }
 
+  #spawn(slot: number): PoolWorker {
+    return new PoolWorker(slot, this.#opts.settings, this.#workerEvents, this.messages);
+  }
+
   #drain(): void {
     if (this.#queued === 0 || this.#closed) return;
     const { concurrency } = this.#opts;
@@ -202,7 +208,7 @@ export class WorkerPool {
     const old = slot.worker;
     old.retiring = true;
     slot.retiring.add(old);
-    slot.worker = new PoolWorker(slot.id, this.#opts.settings, this.#workerEvents);
+    slot.worker = this.#spawn(slot.id);
     slot.restarts++;
     this.#events.recycled?.(slot.id);
     this.#endIfDone(old);
@@ -233,7 +239,7 @@ export class WorkerPool {
     const lost = [...w.inflight.values()];
     w.inflight.clear();
     if (slot.worker === w && !this.#closed) {
-      slot.worker = new PoolWorker(slot.id, this.#opts.settings, this.#workerEvents);
+      slot.worker = this.#spawn(slot.id);
       slot.restarts++;
     }
     const message = `worker ${slot.id} crashed: ${reason}`;

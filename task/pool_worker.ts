@@ -12,6 +12,12 @@ export interface Job extends JobMessage {
   connId: number;
 }
 
+/** Messages posted to and received from a pool's workers: tasks per message shows how well batching works. */
+export interface MessageCounts {
+  toWorkers: number;
+  fromWorkers: number;
+}
+
 /** What a {@linkcode PoolWorker} tells its pool. */
 export interface PoolWorkerEvents {
   settled(worker: PoolWorker, job: Job, outcome: Outcome): void;
@@ -23,7 +29,7 @@ export interface PoolWorkerEvents {
  *
  * @example
  * ```ts ignore
- * const w = new PoolWorker(1, { smsDelayMs: 5000 }, events);
+ * const w = new PoolWorker(1, { smsDelayMs: 5000 }, events, { toWorkers: 0, fromWorkers: 0 });
  * w.run({ id: 1, task: "echo", data: "hi", attempt: 1, connId: 0 });
  * ```
  */
@@ -39,7 +45,12 @@ export class PoolWorker {
   #flushScheduled = false;
   #terminated = false;
 
-  constructor(readonly slot: number, settings: HandlerSettings, private events: PoolWorkerEvents) {
+  constructor(
+    readonly slot: number,
+    settings: HandlerSettings,
+    private events: PoolWorkerEvents,
+    private counts: MessageCounts,
+  ) {
     this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module", name: `asynctask-${slot}` });
     this.#worker.onmessage = (e: MessageEvent<FromWorker>) => this.#onMessage(e.data);
     this.#worker.onerror = (e: ErrorEvent) => {
@@ -99,9 +110,11 @@ export class PoolWorker {
 
   #post(msg: ToWorker): void {
     this.#worker.postMessage(msg);
+    this.counts.toWorkers++;
   }
 
   #onMessage(msg: FromWorker): void {
+    this.counts.fromWorkers++;
     for (const outcome of msg.outcomes) {
       const job = this.inflight.get(outcome.id);
       if (!job) continue; // already settled (the worker was declared crashed): never twice

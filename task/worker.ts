@@ -20,8 +20,10 @@ function settle(outcome: Outcome): void {
   outbox.push(outcome);
   if (!flushScheduled) {
     flushScheduled = true;
-    // A macrotask, so that every job of a batch that settles in this turn's microtasks rides along.
-    setTimeout(flush, 0);
+    // A microtask queued now runs after the continuations already queued: the other jobs of the
+    // same batch, which advance in step, settle before it and ride along. (setTimeout(0) would
+    // batch more but costs >= 1 ms per round trip: Deno clamps it as Node does.)
+    queueMicrotask(flush);
   }
 }
 

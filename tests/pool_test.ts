@@ -159,3 +159,21 @@ Deno.test("a crashing worker fails only its own tasks with worker_crashed; the s
     await server.shutdown(5000);
   }
 });
+
+Deno.test("messages to and from workers are batched: pipelined tasks travel many to a message", async () => {
+  const server = await startServer({ defaultTask: "echo" });
+  const c = await LineClient.connect(server.addr.port);
+  try {
+    const n = 2000;
+    await c.send(...Array.from({ length: n }, (_, i) => `t${i}`));
+    const lines = await c.take(2 * n, 30_000);
+    assert.equal(lines.filter((l) => l.startsWith("DONE")).length, n);
+    const { to_workers, from_workers } = server.stats().worker_messages;
+    const init = 4; // one init message per worker
+    assert.ok(to_workers - init <= n / 10, `${n} tasks went out in ${to_workers - init} messages`);
+    assert.ok(from_workers <= n / 10, `${n} outcomes came back in ${from_workers} messages`);
+  } finally {
+    await c.close();
+    await server.shutdown(5000);
+  }
+});

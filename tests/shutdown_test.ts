@@ -4,7 +4,7 @@
  * at once; `--shutdown-timeout` bounds the wait.
  */
 import assert from "node:assert/strict";
-import { LineClient, spawnServe } from "./helpers.ts";
+import { LineClient, ROOT, spawnServe } from "./helpers.ts";
 
 Deno.test("SIGTERM: queued and running tasks finish, their DONE replies are delivered, new tasks refused, exit 0", async () => {
   const server = await spawnServe(["--workers", "1", "--concurrency", "2"]);
@@ -73,3 +73,52 @@ Deno.test("--shutdown-timeout: tasks still running then end FAILED shutting_down
     await c.close();
   }
 });
+
+Deno.test("--log-format json --log-file: one JSON record per line, with each task's id, worker, attempt and duration", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/asynctask.log`;
+  try {
+    const server = await spawnServeLoggingTo(file);
+    const c = await LineClient.connect(server.port);
+    try {
+      await c.send("/task sleep 20", "/task nosuch x");
+      assert.equal((await c.take(3)).length, 3);
+    } finally {
+      await c.close();
+    }
+    server.child.kill("SIGTERM");
+    assert.equal((await server.exited()).code, 0);
+    const records = (await Deno.readTextFile(file)).trim().split("\n").map((l) => JSON.parse(l));
+    const done = records.find((r) => r.properties?.id === 1 && /done/.test(r.message));
+    assert.ok(done, JSON.stringify(records, null, 1));
+    assert.equal(done.level, "INFO");
+    assert.equal(done.logger, "asynctask.task");
+    assert.equal(done.properties.task, "sleep");
+    assert.equal(done.properties.attempt, 1);
+    assert.ok(done.properties.worker >= 1);
+    assert.ok(done.properties.ms >= 20);
+    assert.ok(records.some((r) => /stopped: every accepted task finished/.test(r.message)));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Starts `serve` logging JSON to `file`; its port is read from the "listening" record there. */
+async function spawnServeLoggingTo(file: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}main.ts`, "serve", "--port", "0", "--log-format", "json", "--log-file", file],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const text = await Deno.readTextFile(file).catch(() => "");
+    const m = /"address":"[\d.]+:(\d+)"/.exec(text);
+    if (m) return { port: Number(m[1]), child, exited: async () => ({ code: (await child.status).code }) };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill("SIGKILL");
+  await child.status;
+  throw new Error("serve did not log its address to the log file");
+}
