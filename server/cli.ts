@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import { type FlagSpec, parseFlags, renderHelp } from "../cli/flags.ts";
 import { closeLogging, flushLogging, LOG_FORMATS, LOG_LEVELS, type LogOptions, setupLogging } from "../cli/log.ts";
+import { formatDuration } from "../cli/units.ts";
 import { DISPATCH_MODES, type DispatchMode } from "../task/dispatch.ts";
 import { DEFAULT_SERVE_OPTIONS as D, type ServeOptions, TaskServer } from "./server.ts";
 
@@ -63,13 +64,26 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
   },
   { name: "max-results", kind: "int", default: D.maxResults, min: 0, help: "most finished tasks kept for /status" },
   {
+    name: "stats-interval",
+    kind: "duration",
+    default: D.statsIntervalMs,
+    min: 0,
+    help: "log a summary of activity this often (info); 0 = never",
+  },
+  {
     name: "shutdown-timeout",
     kind: "duration",
     default: 30_000,
     min: 0,
     help: "on SIGINT/SIGTERM, how long to wait for tasks",
   },
-  { name: "log-level", kind: "string", default: "info", choices: LOG_LEVELS, help: "least severe log level shown" },
+  {
+    name: "log-level",
+    kind: "string",
+    default: "info",
+    choices: LOG_LEVELS,
+    help: "least severe level shown; debug shows each task's start and end",
+  },
   {
     name: "log-format",
     kind: "string",
@@ -123,6 +137,7 @@ export async function runServe(args: string[]): Promise<number> {
     smsDelayMs: flags.num("sms-delay"),
     resultTtlMs: flags.num("result-ttl"),
     maxResults: flags.num("max-results"),
+    statsIntervalMs: flags.num("stats-interval"),
   };
   const shutdownTimeout = flags.num("shutdown-timeout");
   await setupLogging({
@@ -146,7 +161,7 @@ export async function runServe(args: string[]): Promise<number> {
       Deno.exit(130);
     }
     log.info(
-      "{signal}: stopping — no new tasks; finishing {tasks} queued and running (up to {timeout} ms); send {signal} again to stop now",
+      "{signal}: stopping — no new tasks; finishing {tasks} queued and running (up to {timeout}); send {signal} again to stop now",
       {
         signal: name,
         tasks: server.unfinished,

@@ -39,6 +39,8 @@ export interface ServeOptions {
   smsDelayMs: number;
   resultTtlMs: number;
   maxResults: number;
+  /** Log an activity summary at this interval when anything happened; 0 = never. */
+  statsIntervalMs: number;
   /** URLs of extra handler modules (see `task/handlers/mod.ts`). */
   modules?: string[];
 }
@@ -57,6 +59,7 @@ export const DEFAULT_SERVE_OPTIONS: ServeOptions = {
   smsDelayMs: 5000,
   resultTtlMs: 600_000,
   maxResults: 100_000,
+  statsIntervalMs: 10_000,
 };
 
 /** What `/stats` reports. */
@@ -107,7 +110,9 @@ export class TaskServer {
   readonly #book: TaskBook;
   readonly #conns = new Set<Connection>();
   readonly #startedAt = Date.now();
-  readonly #sweeper: ReturnType<typeof setInterval>;
+  readonly #timers: ReturnType<typeof setInterval>[] = [];
+  /** Per-task start and end lines are `debug`: at full speed they would cost two thirds of the throughput. */
+  readonly #traceTasks = taskLog.isEnabledFor("debug");
   readonly #acceptLoop: Promise<void>;
   #nextTaskId = 0;
   #nextConnId = 0;
@@ -133,7 +138,8 @@ export class TaskServer {
       recycled: (worker) =>
         log.debug("worker {worker} recycled after {max} tasks", { worker, max: opts.maxTasksPerWorker }),
     });
-    this.#sweeper = setInterval(() => this.#book.sweep(Date.now()), 1000);
+    this.#timers.push(setInterval(() => this.#book.sweep(Date.now()), 1000));
+    if (opts.statsIntervalMs > 0) this.#timers.push(setInterval(() => this.#logActivity(), opts.statsIntervalMs));
     this.#acceptLoop = this.#accept();
   }
 
@@ -241,9 +247,37 @@ export class TaskServer {
       }
     }
     this.#pool.close();
-    clearInterval(this.#sweeper);
+    for (const t of this.#timers) clearInterval(t);
     await Promise.all([...this.#conns].map((c) => c.closeWhenFlushed()));
     return { unfinished };
+  }
+
+  #lastActivity = { accepted: 0, refused: 0, done: 0, failed: 0 };
+
+  /** The periodic `info` line: what happened since the last one (nothing is logged when nothing did). */
+  #logActivity(): void {
+    const now = this.#counts;
+    const last = this.#lastActivity;
+    if (
+      now.accepted === last.accepted && now.refused === last.refused && now.done === last.done &&
+      now.failed === last.failed
+    ) {
+      return;
+    }
+    log.info(
+      "last {interval}: {accepted} accepted, {refused} refused, {done} done, {failed} failed — now {queued} queued, {running} running, {connections} connection(s)",
+      {
+        interval: formatDuration(this.#opts.statsIntervalMs),
+        accepted: now.accepted - last.accepted,
+        refused: now.refused - last.refused,
+        done: now.done - last.done,
+        failed: now.failed - last.failed,
+        queued: this.#pool.queued,
+        running: this.#pool.running,
+        connections: this.#conns.size,
+      },
+    );
+    this.#lastActivity = { ...now };
   }
 
   /** Tasks queued or running now. */
@@ -410,6 +444,7 @@ export class TaskServer {
     rec.state = "running";
     rec.worker = worker;
     rec.attempts = job.attempt;
+    if (!this.#traceTasks) return;
     taskLog.debug("task {id} ({task}) started on worker {worker}, attempt {attempt}", {
       id: job.id,
       task: job.task,
@@ -454,13 +489,15 @@ export class TaskServer {
       target?.send(
         reply.done(rec.format, rec.id, rec.tag, result, { worker: rec.worker, attempts: rec.attempts, ms }),
       );
-      taskLog.info("task {id} ({task}) done on worker {worker} in {ms} ms, attempt {attempt}", {
-        id: rec.id,
-        task: rec.task,
-        worker: rec.worker,
-        ms,
-        attempt: rec.attempts,
-      });
+      if (this.#traceTasks) {
+        taskLog.debug("task {id} ({task}) done on worker {worker} in {ms} ms, attempt {attempt}", {
+          id: rec.id,
+          task: rec.task,
+          worker: rec.worker,
+          ms,
+          attempt: rec.attempts,
+        });
+      }
     }
     this.#book.finish(rec, Date.now());
     target?.taskEnded();

@@ -83,6 +83,7 @@ Deno.test("--log-format json --log-file: one JSON record per line, with each tas
     try {
       await c.send("/task sleep 20", "/task nosuch x");
       assert.equal((await c.take(3)).length, 3);
+      await new Promise((r) => setTimeout(r, 400)); // one activity summary
     } finally {
       await c.close();
     }
@@ -91,13 +92,18 @@ Deno.test("--log-format json --log-file: one JSON record per line, with each tas
     const records = (await Deno.readTextFile(file)).trim().split("\n").map((l) => JSON.parse(l));
     const done = records.find((r) => r.properties?.id === 1 && /done/.test(r.message));
     assert.ok(done, JSON.stringify(records, null, 1));
-    assert.equal(done.level, "INFO");
+    assert.equal(done.level, "DEBUG");
     assert.equal(done.logger, "asynctask.task");
     assert.equal(done.properties.task, "sleep");
     assert.equal(done.properties.attempt, 1);
     assert.ok(done.properties.worker >= 1);
     assert.ok(done.properties.ms >= 20);
     assert.ok(records.some((r) => /stopped: every accepted task finished/.test(r.message)));
+    const started = records.find((r) => r.properties?.id === 1 && /started/.test(r.message));
+    assert.ok(started, "the start of each task is logged at debug");
+    const activity = records.find((r) => /^last /.test(r.message));
+    assert.ok(activity, "the activity summary");
+    assert.deepEqual([activity.level, activity.properties.accepted, activity.properties.refused], ["INFO", 1, 1]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -106,7 +112,22 @@ Deno.test("--log-format json --log-file: one JSON record per line, with each tas
 /** Starts `serve` logging JSON to `file`; its port is read from the "listening" record there. */
 async function spawnServeLoggingTo(file: string) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}main.ts`, "serve", "--port", "0", "--log-format", "json", "--log-file", file],
+    args: [
+      "run",
+      "-A",
+      `${ROOT}main.ts`,
+      "serve",
+      "--port",
+      "0",
+      "--log-format",
+      "json",
+      "--log-file",
+      file,
+      "--log-level",
+      "debug",
+      "--stats-interval",
+      "200ms",
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
