@@ -165,7 +165,7 @@ export async function runServe(args: string[]): Promise<number> {
       {
         signal: name,
         tasks: server.unfinished,
-        timeout: shutdownTimeout,
+        timeout: formatDuration(shutdownTimeout),
       },
     );
     const report = await server.shutdown(shutdownTimeout);
