@@ -97,21 +97,34 @@ export class ClientConnection {
   }
 
   async #read(): Promise<void> {
-    const decoder = new TextDecoder();
-    const buf = new Uint8Array(64 * 1024);
-    let rest = "";
-    try {
-      while (true) {
-        const n = await this.conn.read(buf);
-        if (n === null) break;
-        const lines = (rest + decoder.decode(buf.subarray(0, n), { stream: true })).split("\n");
-        rest = lines.pop()!;
-        for (const line of lines) this.onLine(line.endsWith("\r") ? line.slice(0, -1) : line);
-      }
-    } catch {
-      // reset, or closed by us
-    }
-    if (rest) this.onLine(rest);
+    await readLines(this.conn, (line) => this.onLine(line));
     this.close();
   }
+}
+
+/**
+ * Reads `conn` to its end, calling `onLine` for each line (without `\n` or `\r\n`); a last line
+ * without an ending is delivered too. Resolves at EOF, on a reset, or when the connection is closed.
+ *
+ * @example
+ * ```ts ignore
+ * await readLines(await Deno.connect({ port: 9501 }), (line) => console.log(line));
+ * ```
+ */
+export async function readLines(conn: Deno.Conn, onLine: (line: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  const buf = new Uint8Array(64 * 1024);
+  let rest = "";
+  try {
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      const lines = (rest + decoder.decode(buf.subarray(0, n), { stream: true })).split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) onLine(line.endsWith("\r") ? line.slice(0, -1) : line);
+    }
+  } catch {
+    // reset, or closed by us
+  }
+  if (rest) onLine(rest);
 }

@@ -286,20 +286,32 @@ export class TaskServer {
   }
 
   async #accept(): Promise<void> {
-    try {
-      for await (const tcp of this.#listener) {
-        tcp.setNoDelay(true);
-        const conn = new Connection(++this.#nextConnId, tcp, this.#opts.maxLine, {
-          line: (c, event) => this.#onLine(c, event),
-          ended: (c) => this.#onEnded(c),
-          closed: (c) => this.#onClosed(c),
+    let backoff = 10;
+    while (!this.#stopping) {
+      let tcp: Deno.TcpConn;
+      try {
+        tcp = await this.#listener.accept();
+      } catch (e) {
+        if (this.#stopping || e instanceof Deno.errors.BadResource) return;
+        // Out of file descriptors (EMFILE) and the like: say so, wait a little, keep serving.
+        log.error("cannot accept a connection: {error}; retrying in {ms} ms", {
+          error: (e as Error).message,
+          ms: backoff,
         });
-        this.#conns.add(conn);
-        log.debug("connection {conn} from {remote} opened", { conn: conn.id, remote: conn.remote });
-        conn.serve();
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 1000);
+        continue;
       }
-    } catch (e) {
-      if (!this.#stopping) log.error("stopped accepting connections: {error}", { error: (e as Error).message });
+      backoff = 10;
+      tcp.setNoDelay(true);
+      const conn = new Connection(++this.#nextConnId, tcp, this.#opts.maxLine, {
+        line: (c, event) => this.#onLine(c, event),
+        ended: (c) => this.#onEnded(c),
+        closed: (c) => this.#onClosed(c),
+      });
+      this.#conns.add(conn);
+      log.debug("connection {conn} from {remote} opened", { conn: conn.id, remote: conn.remote });
+      conn.serve();
     }
   }
 
@@ -420,6 +432,7 @@ export class TaskServer {
     this.#counts.accepted++;
     c.outstanding++;
     c.send(reply.accepted(format, id, tag, handler.accepted?.(data) ?? `${name} task queued`));
+    // Cannot be refused: the pool has room (checked above) and is open (not #stopping).
     this.#pool.submit({ id, task: name, data, attempt: 1, connId: c.id });
   }
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { readLines } from "../client/connection.ts";
 import { DEFAULT_SERVE_OPTIONS, type ServeOptions, TaskServer } from "../server/server.ts";
 
 /** The repository root. */
@@ -97,21 +98,10 @@ export class LineClient {
   }
 
   async #readLoop(): Promise<void> {
-    const decoder = new TextDecoder();
-    const buf = new Uint8Array(64 * 1024);
-    let rest = "";
-    try {
-      while (true) {
-        const n = await this.conn.read(buf);
-        if (n === null) break;
-        const parts = (rest + decoder.decode(buf.subarray(0, n), { stream: true })).split("\n");
-        rest = parts.pop()!;
-        this.lines.push(...parts);
-        this.#wake();
-      }
-    } catch {
-      // closed by us, or reset
-    }
+    await readLines(this.conn, (line) => {
+      this.lines.push(line);
+      this.#wake();
+    });
     this.#eof = true;
     this.#wake();
   }
@@ -151,13 +141,19 @@ export interface ServeProcess {
 
 /**
  * Starts `main.ts serve --port 0 …` (or another executable's `serve`) and waits until it listens.
+ * `maxFiles` runs it under `ulimit -n`, to make it run out of file descriptors.
  */
-export async function spawnServe(args: string[], exe?: string): Promise<ServeProcess> {
-  const cmdArgs = exe
-    ? ["serve", "--port", "0", ...args]
-    : ["run", "-A", `${ROOT}main.ts`, "serve", "--port", "0", ...args];
-  const child = new Deno.Command(exe ?? Deno.execPath(), {
-    args: cmdArgs,
+export async function spawnServe(
+  args: string[],
+  exe?: string,
+  opts: { maxFiles?: number } = {},
+): Promise<ServeProcess> {
+  let argv = exe
+    ? [exe, "serve", "--port", "0", ...args]
+    : [Deno.execPath(), "run", "-A", `${ROOT}main.ts`, "serve", "--port", "0", ...args];
+  if (opts.maxFiles) argv = ["/bin/sh", "-c", `ulimit -n ${opts.maxFiles} && exec "$0" "$@"`, ...argv];
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     stdin: "null",
     stdout: "null",
     stderr: "piped",

@@ -1,0 +1,33 @@
+/**
+ * The server keeps serving through trouble that is not its clients' fault.
+ */
+import assert from "node:assert/strict";
+import { LineClient, spawnServe } from "./helpers.ts";
+
+Deno.test("out of file descriptors: accept errors are logged and retried; once connections close, new ones are served", async () => {
+  const server = await spawnServe(["--workers", "1"], undefined, { maxFiles: 64 });
+  const flood: Deno.TcpConn[] = [];
+  try {
+    // More connections than the server has descriptors for: the kernel still completes them (backlog),
+    // but the server's accept() fails with EMFILE until some close.
+    for (let i = 0; i < 100; i++) flood.push(await Deno.connect({ hostname: "127.0.0.1", port: server.port }));
+    const deadline = Date.now() + 10_000;
+    while (!/cannot accept a connection: .*retrying in/.test(server.log())) {
+      if (Date.now() > deadline) throw new Error(`no accept error logged:\n${server.log()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const c of flood.splice(0)) c.close();
+    const c = await LineClient.connect(server.port);
+    try {
+      await c.send("/ping", "/task echo still here");
+      assert.deepEqual(await c.take(3, 15_000), ["PONG", "ACCEPTED 1 echo queued", "DONE 1 still here"]);
+    } finally {
+      await c.close();
+    }
+  } finally {
+    for (const c of flood) c.close();
+    server.child.kill("SIGTERM");
+    const { code, log } = await server.exited();
+    assert.equal(code, 0, log);
+  }
+});
