@@ -71,11 +71,6 @@ export class Connection implements ReplyTarget {
     if (this.outstanding === 0 && this.readEnded) this.closeWhenFlushed();
   }
 
-  /** Stops reading requests; what was read is still answered. */
-  stopReading(): void {
-    this.#stopReading = true;
-  }
-
   /** Reads until EOF or error, handing lines to the server. */
   async serve(): Promise<void> {
     const buf = new Uint8Array(64 * 1024);

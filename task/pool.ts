@@ -11,7 +11,7 @@
 import { connectionSlot, type DispatchMode, pickSlot } from "./dispatch.ts";
 import type { Outcome } from "./messages.ts";
 import { type Job, type MessageCounts, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
-import { Deque } from "./queue.ts";
+import { Deque, type TaskQueue } from "./queue.ts";
 import type { HandlerSettings } from "./types.ts";
 
 export type { Job } from "./pool_worker.ts";
@@ -28,6 +28,11 @@ export interface PoolOptions {
   /** Replace a worker after this many tasks; 0 = never (`--max-tasks-per-worker`). */
   maxTasksPerWorker: number;
   settings: HandlerSettings;
+  /**
+   * Makes the queue(s) tasks wait in: one, or one per slot in `connection` mode. The default is
+   * the in-memory {@linkcode Deque}; a journal or a broker plugs in here.
+   */
+  createQueue?: () => TaskQueue<Job>;
 }
 
 /** What the pool tells its owner. `worker` is the slot id, 1-based. */
@@ -58,7 +63,7 @@ interface Slot {
   /** Replaced workers of this slot that still finish their tasks. */
   readonly retiring: Set<PoolWorker>;
   /** This slot's own queue in `connection` mode. */
-  readonly lane: Deque<Job>;
+  readonly lane: TaskQueue<Job>;
   /** Tasks in flight on the slot's workers, the retiring ones included. */
   readonly busy: number;
   done: number;
@@ -84,7 +89,7 @@ export class WorkerPool {
   readonly #opts: PoolOptions;
   readonly #events: PoolEvents;
   readonly #slots: Slot[];
-  readonly #shared = new Deque<Job>();
+  readonly #shared: TaskQueue<Job>;
   readonly #cursor = { next: 0 };
   readonly #workerEvents: PoolWorkerEvents;
   /** Messages to and from the workers, for `/stats`. */
@@ -96,6 +101,8 @@ export class WorkerPool {
   constructor(opts: PoolOptions, events: PoolEvents) {
     this.#opts = opts;
     this.#events = events;
+    const createQueue = opts.createQueue ?? (() => new Deque<Job>());
+    this.#shared = createQueue();
     this.#workerEvents = {
       settled: (w, job, outcome) => this.#onSettled(w, job, outcome),
       crashed: (w, reason) => this.#onCrashed(w, reason),
@@ -104,7 +111,7 @@ export class WorkerPool {
       id: i + 1,
       worker: this.#spawn(i + 1),
       retiring: new Set<PoolWorker>(),
-      lane: new Deque<Job>(),
+      lane: createQueue(),
       get busy() {
         let n = this.worker.inflight.size;
         for (const w of this.retiring) n += w.inflight.size;
