@@ -21,7 +21,7 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
     help: "address to listen on; 0.0.0.0 for every interface",
   },
   { name: "port", kind: "int", default: D.port, min: 0, max: 65535, help: "TCP port; 0 picks a free one" },
-  { name: "workers", kind: "int", default: D.workers, min: 1, max: 256, help: "Web Workers in the task pool" },
+  { name: "workers", kind: "int", default: D.workers, min: 1, max: 256, help: "worker threads in the task pool" },
   {
     name: "concurrency",
     kind: "int",
@@ -45,6 +45,13 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
     default: D.maxTasksPerWorker,
     min: 0,
     help: "replace a worker after this many tasks; 0 = never",
+  },
+  {
+    name: "worker-heap",
+    kind: "size",
+    default: D.workerHeap,
+    min: 16 * 1024 * 1024,
+    help: "heap limit of each worker; a handler that exhausts it stalls only its own worker",
   },
   { name: "max-line", kind: "size", default: D.maxLine, min: 64, max: 64 * 1024 * 1024, help: "longest request line" },
   {
@@ -104,7 +111,7 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
 /** The `--help` text of `asynctask serve`. */
 export const SERVE_HELP = renderHelp(
   "asynctask serve [flags]",
-  "Runs the task server: answers every request at once, runs tasks in a pool of Web Workers,\n" +
+  "Runs the task server: answers every request at once, runs tasks in a pool of worker threads,\n" +
     "and sends each result back to the client that asked. Stop it with Ctrl-C (SIGINT) or SIGTERM:\n" +
     "it finishes queued and running tasks first; a second signal stops it at once.",
   SERVE_FLAGS,
@@ -132,6 +139,7 @@ export async function runServe(args: string[]): Promise<number> {
     dispatch: flags.str("dispatch") as DispatchMode,
     queueSize: flags.num("queue-size"),
     maxTasksPerWorker: flags.num("max-tasks-per-worker"),
+    workerHeap: flags.num("worker-heap"),
     maxLine: flags.num("max-line"),
     defaultTask: flags.str("task")!,
     smsDelayMs: flags.num("sms-delay"),

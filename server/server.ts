@@ -33,6 +33,8 @@ export interface ServeOptions {
   dispatch: DispatchMode;
   queueSize: number;
   maxTasksPerWorker: number;
+  /** Heap limit per worker, bytes. */
+  workerHeap: number;
   maxLine: number;
   /** The task of text lines that name none (`--task`). */
   defaultTask: string;
@@ -54,6 +56,7 @@ export const DEFAULT_SERVE_OPTIONS: ServeOptions = {
   dispatch: "least-busy",
   queueSize: 100_000,
   maxTasksPerWorker: 0,
+  workerHeap: 512 * 1024 * 1024,
   maxLine: 1024 * 1024,
   defaultTask: "sms",
   smsDelayMs: 5000,

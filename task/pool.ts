@@ -1,5 +1,5 @@
 /**
- * The task pool: `--workers` Web Workers in numbered slots, each running up to `--concurrency`
+ * The task pool: `--workers` worker threads in numbered slots, each running up to `--concurrency`
  * tasks at once, fed from a bounded queue by a dispatch mode, and recycled after
  * `--max-tasks-per-worker` tasks (the seed's `max_request`) without losing any task.
  *
@@ -27,6 +27,8 @@ export interface PoolOptions {
   queueSize: number;
   /** Replace a worker after this many tasks; 0 = never (`--max-tasks-per-worker`). */
   maxTasksPerWorker: number;
+  /** Heap limit of each worker in bytes (`--worker-heap`): a handler that exhausts it stalls only its worker. */
+  workerHeap: number;
   settings: HandlerSettings;
   /**
    * Makes the queue(s) tasks wait in: one, or one per slot in `connection` mode. The default is
@@ -72,12 +74,12 @@ interface Slot {
 }
 
 /**
- * A pool of Web Workers.
+ * A pool of worker threads.
  *
  * @example
  * ```ts ignore
  * const pool = new WorkerPool(
- *   { workers: 4, concurrency: 64, dispatch: "least-busy", queueSize: 1000, maxTasksPerWorker: 0, settings: { smsDelayMs: 5000 } },
+ *   { workers: 4, concurrency: 64, dispatch: "least-busy", queueSize: 1000, maxTasksPerWorker: 0, workerHeap: 512 << 20, settings: { smsDelayMs: 5000 } },
  *   { settled: (job, outcome) => console.log(job.id, outcome.ok) },
  * );
  * pool.submit({ id: 1, task: "echo", data: "hi", attempt: 1, connId: 1 });
@@ -183,7 +185,7 @@ export class WorkerPool {
   }
 
   #spawn(slot: number): PoolWorker {
-    return new PoolWorker(slot, this.#opts.settings, this.#workerEvents, this.messages);
+    return new PoolWorker(slot, this.#opts, this.#workerEvents, this.messages);
   }
 
   #drain(): void {

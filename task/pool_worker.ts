@@ -1,9 +1,15 @@
 /**
- * One Web Worker of the pool, seen from the main isolate: what runs on it, and a batching outbox so
+ * One worker of the pool, seen from the main isolate: what runs on it, and a batching outbox so
  * that all jobs given to it in one event-loop turn travel in one `postMessage`.
+ *
+ * Workers are Deno's worker threads through the `node:worker_threads` API rather than the
+ * `Worker` global: only that API takes a heap limit (`resourceLimits`). A Web Worker that runs out
+ * of memory aborts the whole process; a worker thread at its limit stalls alone and is terminated
+ * and replaced. It also reports every way a worker can end (`exit`), `self.close()` included.
  *
  * @module
  */
+import { Worker } from "node:worker_threads";
 import type { FromWorker, JobMessage, Outcome, ToWorker } from "./messages.ts";
 import type { HandlerSettings } from "./types.ts";
 
@@ -25,11 +31,11 @@ export interface PoolWorkerEvents {
 }
 
 /**
- * A started Web Worker running `task/worker.ts`.
+ * A started worker thread running `task/worker.ts`.
  *
  * @example
  * ```ts ignore
- * const w = new PoolWorker(1, { smsDelayMs: 5000 }, events, { toWorkers: 0, fromWorkers: 0 });
+ * const w = new PoolWorker(1, { settings: { smsDelayMs: 5000 }, workerHeap: 512 << 20 }, events, { toWorkers: 0, fromWorkers: 0 });
  * w.run({ id: 1, task: "echo", data: "hi", attempt: 1, connId: 0 });
  * ```
  */
@@ -47,20 +53,18 @@ export class PoolWorker {
 
   constructor(
     readonly slot: number,
-    settings: HandlerSettings,
+    opts: { settings: HandlerSettings; workerHeap: number },
     private events: PoolWorkerEvents,
     private counts: MessageCounts,
   ) {
-    this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module", name: `asynctask-${slot}` });
-    this.#worker.onmessage = (e: MessageEvent<FromWorker>) => this.#onMessage(e.data);
-    this.#worker.onerror = (e: ErrorEvent) => {
-      // Without preventDefault an uncaught error in a worker is re-thrown in the main isolate and
-      // ends the server (denoland/deno#3020).
-      e.preventDefault();
-      this.events.crashed(this, e.message || "uncaught error in worker");
-    };
-    this.#worker.onmessageerror = () => this.events.crashed(this, "a message from the worker could not be read");
-    this.#post({ type: "init", workerId: slot, settings });
+    this.#worker = new Worker(new URL("./worker.ts", import.meta.url), {
+      name: `asynctask-${slot}`,
+      resourceLimits: { maxOldGenerationSizeMb: Math.max(16, Math.round(opts.workerHeap / (1024 * 1024))) },
+    });
+    this.#worker.on("message", (msg: FromWorker) => this.#onMessage(msg));
+    this.#worker.on("error", (e: Error) => this.events.crashed(this, e.message || "uncaught error in worker"));
+    this.#worker.on("exit", (code: number) => this.events.crashed(this, `the worker exited (code ${code})`));
+    this.#post({ type: "init", workerId: slot, settings: opts.settings });
   }
 
   /** Whether the worker is gone (crashed, retired or closed). */

@@ -1,13 +1,12 @@
-/// <reference no-default-lib="true" />
-/// <reference lib="deno.worker" />
 /**
- * A pool worker: the Web Worker that runs handlers. It receives batches of jobs, runs each with
+ * A pool worker: the worker thread that runs handlers. It receives batches of jobs, runs each with
  * the handler of its task name, and posts the outcomes back in batches, once per event-loop turn.
  *
  * A handler that throws fails only its own task (`handler_error`); the worker lives on.
  *
  * @module
  */
+import { parentPort } from "node:worker_threads";
 import { createRegistry, type HandlerRegistry } from "./handlers/mod.ts";
 import type { FromWorker, JobMessage, Outcome, ToWorker } from "./messages.ts";
 
@@ -32,16 +31,16 @@ function flush(): void {
   const outcomes = outbox;
   outbox = [];
   try {
-    self.postMessage({ type: "settled", outcomes } satisfies FromWorker);
+    port.postMessage({ type: "settled", outcomes } satisfies FromWorker);
   } catch {
     // One result could not be cloned (a function, a symbol, …): send them one by one, and fail
     // the ones that cannot travel instead of losing the whole batch.
     for (const o of outcomes) {
       try {
-        self.postMessage({ type: "settled", outcomes: [o] } satisfies FromWorker);
+        port.postMessage({ type: "settled", outcomes: [o] } satisfies FromWorker);
       } catch (e) {
         const message = `the handler's result cannot be sent back: ${(e as Error).message}`;
-        self.postMessage(
+        port.postMessage(
           {
             type: "settled",
             outcomes: [{ id: o.id, ok: false, code: "handler_error", message, ms: o.ms }],
@@ -66,12 +65,12 @@ async function run(job: JobMessage): Promise<void> {
   }
 }
 
-self.onmessage = (event: MessageEvent<ToWorker>) => {
-  const msg = event.data;
+const port = parentPort!;
+port.on("message", (msg: ToWorker) => {
   if (msg.type === "init") {
     // A module that fails to load rejects this promise: every job then fails with its message.
     registry = createRegistry(msg.settings);
   } else {
     for (const job of msg.jobs) run(job);
   }
-};
+});

@@ -1,5 +1,5 @@
 /**
- * The task pool through a real server and real Web Workers: concurrency (the seed's 40-SMS scene),
+ * The task pool through a real server and real worker threads: concurrency (the seed's 40-SMS scene),
  * each dispatch mode, a full queue, recycling, and a crashing worker.
  */
 import assert from "node:assert/strict";
