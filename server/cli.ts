@@ -71,6 +71,35 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
   },
   { name: "max-results", kind: "int", default: D.maxResults, min: 0, help: "most finished tasks kept for /status" },
   {
+    name: "task-timeout",
+    kind: "duration",
+    default: D.taskTimeoutMs,
+    min: 0,
+    help: "a task running longer ends FAILED timeout (or is retried); its handler's signal is aborted; 0 = no limit",
+  },
+  {
+    name: "retries",
+    kind: "int",
+    default: D.retries,
+    min: 0,
+    max: 100,
+    help: "run a failed task again up to this many times",
+  },
+  {
+    name: "retry-backoff",
+    kind: "duration",
+    default: D.retryBackoffMs,
+    min: 0,
+    help: "delay before the first retry; doubles each time, with jitter",
+  },
+  {
+    name: "retry-max-delay",
+    kind: "duration",
+    default: D.retryMaxDelayMs,
+    min: 0,
+    help: "longest delay between retries",
+  },
+  {
     name: "stats-interval",
     kind: "duration",
     default: D.statsIntervalMs,
@@ -146,6 +175,10 @@ export async function runServe(args: string[]): Promise<number> {
     resultTtlMs: flags.num("result-ttl"),
     maxResults: flags.num("max-results"),
     statsIntervalMs: flags.num("stats-interval"),
+    taskTimeoutMs: flags.num("task-timeout"),
+    retries: flags.num("retries"),
+    retryBackoffMs: flags.num("retry-backoff"),
+    retryMaxDelayMs: flags.num("retry-max-delay"),
   };
   const shutdownTimeout = flags.num("shutdown-timeout");
   await setupLogging({

@@ -43,6 +43,13 @@ export interface ServeOptions {
   maxResults: number;
   /** Log an activity summary at this interval when anything happened; 0 = never. */
   statsIntervalMs: number;
+  /** A run longer than this ends as `timeout` (or is retried); 0 = no limit. */
+  taskTimeoutMs: number;
+  /** How many times a failed task runs again (permanent failures never do). */
+  retries: number;
+  /** The first retry's delay; each next one doubles, with jitter, up to `retryMaxDelayMs`. */
+  retryBackoffMs: number;
+  retryMaxDelayMs: number;
   /** URLs of extra handler modules (see `task/handlers/mod.ts`). */
   modules?: string[];
 }
@@ -63,7 +70,28 @@ export const DEFAULT_SERVE_OPTIONS: ServeOptions = {
   resultTtlMs: 600_000,
   maxResults: 100_000,
   statsIntervalMs: 10_000,
+  taskTimeoutMs: 60_000,
+  retries: 0,
+  retryBackoffMs: 1000,
+  retryMaxDelayMs: 60_000,
 };
+
+/**
+ * The delay before retry number `attempt` (1 = the first retry): `base` doubled each time, capped
+ * at `max`, with "equal jitter" (between half and all of it) so that tasks that failed together do
+ * not retry together.
+ *
+ * @example
+ * ```ts
+ * import { retryDelay } from "./server.ts";
+ * const d = retryDelay(3, 1000, 60_000); // 2000..4000
+ * console.log(d >= 2000 && d <= 4000); // true
+ * ```
+ */
+export function retryDelay(attempt: number, base: number, max: number, random: () => number = Math.random): number {
+  const full = Math.min(max, base * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(full / 2 + random() * (full / 2));
+}
 
 /** What `/stats` reports. */
 export interface ServerStats {
@@ -75,6 +103,8 @@ export interface ServerStats {
   running: number;
   done: number;
   failed: number;
+  /** Tasks waiting out a retry backoff. */
+  retrying: number;
   retained_results: number;
   /** Messages between the server and its workers (batched: many tasks per message under load). */
   worker_messages: { to_workers: number; from_workers: number };
@@ -121,6 +151,8 @@ export class TaskServer {
   #nextConnId = 0;
   #stopping = false;
   #counts = { accepted: 0, refused: 0, done: 0, failed: 0 };
+  readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
+  #finishedWaiters: (() => void)[] = [];
 
   private constructor(opts: ServeOptions, listener: Deno.TcpListener, registry: HandlerRegistry) {
     this.#opts = opts;
@@ -140,6 +172,14 @@ export class TaskServer {
         }),
       recycled: (worker) =>
         log.debug("worker {worker} recycled after {max} tasks", { worker, max: opts.maxTasksPerWorker }),
+      killed: (worker, reason, requeued) => {
+        for (const job of requeued) this.#requeued(job);
+        log.error("worker {worker} terminated and replaced: {reason}; {tasks} other task(s) on it run again", {
+          worker,
+          reason,
+          tasks: requeued.length,
+        });
+      },
     });
     this.#timers.push(setInterval(() => this.#book.sweep(Date.now()), 1000));
     if (opts.statsIntervalMs > 0) this.#timers.push(setInterval(() => this.#logActivity(), opts.statsIntervalMs));
@@ -213,6 +253,7 @@ export class TaskServer {
       running: this.#pool.running,
       done: this.#counts.done,
       failed: this.#counts.failed,
+      retrying: this.#retryTimers.size,
       retained_results: this.#book.retained,
       worker_messages: { to_workers: this.#pool.messages.toWorkers, from_workers: this.#pool.messages.fromWorkers },
       uptime_s: Math.round((Date.now() - this.#startedAt) / 100) / 10,
@@ -237,12 +278,14 @@ export class TaskServer {
     await this.#acceptLoop;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = await Promise.race([
-      this.#pool.idle().then(() => false),
+      this.#allFinished().then(() => false),
       new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
     ]);
     clearTimeout(timer);
     let unfinished = 0;
     if (timedOut) {
+      for (const t of this.#retryTimers) clearTimeout(t);
+      this.#retryTimers.clear();
       for (const rec of this.#book.unfinished()) {
         unfinished++;
         const message = `the server stopped before the task finished (--shutdown-timeout ${formatDuration(timeoutMs)})`;
@@ -283,9 +326,15 @@ export class TaskServer {
     this.#lastActivity = { ...now };
   }
 
-  /** Tasks queued or running now. */
+  /** Tasks queued, running or waiting to retry now. */
   get unfinished(): number {
     return this.#book.live;
+  }
+
+  /** Resolves when every accepted task has had its final reply. */
+  #allFinished(): Promise<void> {
+    if (this.#book.live === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#finishedWaiters.push(resolve));
   }
 
   async #accept(): Promise<void> {
@@ -471,13 +520,45 @@ export class TaskServer {
 
   #settled(job: Job, outcome: Outcome, worker: number): void {
     const rec = this.#book.get(job.id);
-    if (!rec || (rec.state !== "running" && rec.state !== "queued")) return;
+    if (!rec || rec.state !== "running" || rec.attempts !== job.attempt) return;
     rec.worker = worker;
     if (outcome.ok) {
       this.#finish(rec, undefined, outcome.result, outcome.ms);
+    } else if (!outcome.permanent && outcome.code !== "shutting_down" && job.attempt <= this.#opts.retries) {
+      this.#retry(rec, job, outcome);
     } else {
       this.#finish(rec, { code: outcome.code, message: outcome.message }, undefined, outcome.ms);
     }
+  }
+
+  /** Runs a failed task again after a backoff. It stays `queued` meanwhile, and still counts as accepted. */
+  #retry(rec: TaskRecord, job: Job, outcome: Extract<Outcome, { ok: false }>): void {
+    rec.state = "queued";
+    const delay = retryDelay(job.attempt, this.#opts.retryBackoffMs, this.#opts.retryMaxDelayMs);
+    taskLog.warn(
+      "task {id} ({task}) failed on worker {worker}, attempt {attempt} of {of}: {code} {message}; retrying in {delay} ms",
+      {
+        id: rec.id,
+        task: rec.task,
+        worker: rec.worker,
+        attempt: job.attempt,
+        of: this.#opts.retries + 1,
+        code: outcome.code,
+        message: outcome.message,
+        delay,
+      },
+    );
+    const timer = setTimeout(() => {
+      this.#retryTimers.delete(timer);
+      this.#pool.submit({ ...job, attempt: job.attempt + 1 }, true);
+    }, delay);
+    this.#retryTimers.add(timer);
+  }
+
+  /** A task that was running on a terminated worker went back to the queue (not its fault). */
+  #requeued(job: Job): void {
+    const rec = this.#book.get(job.id);
+    if (rec) rec.state = "queued";
   }
 
   /** Records a task's end, sends its final reply, and files it for `/status`. Exactly once per task. */
@@ -488,7 +569,12 @@ export class TaskServer {
       rec.state = "failed";
       rec.error = error;
       this.#counts.failed++;
-      target?.send(reply.failed(rec.format, rec.id, rec.tag, error.code, error.message, { attempts: rec.attempts }));
+      const text = rec.attempts > 1 ? `${error.message} (after ${rec.attempts} attempts)` : error.message;
+      target?.send(
+        reply.failed(rec.format, rec.id, rec.tag, error.code, rec.format === "text" ? text : error.message, {
+          attempts: rec.attempts,
+        }),
+      );
       taskLog.warn("task {id} ({task}) failed on worker {worker} after {ms} ms, attempt {attempt}: {code} {message}", {
         id: rec.id,
         task: rec.task,
@@ -517,5 +603,10 @@ export class TaskServer {
     }
     this.#book.finish(rec, Date.now());
     target?.taskEnded();
+    if (this.#book.live === 0 && this.#finishedWaiters.length > 0) {
+      const waiters = this.#finishedWaiters;
+      this.#finishedWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
   }
 }

@@ -15,18 +15,24 @@ export interface JobMessage {
   attempt: number;
 }
 
-/** Main → worker. */
+/** Main → worker. `abort` asks the handlers of those tasks to stop (their signal is aborted). */
 export type ToWorker =
   | { type: "init"; workerId: number; settings: HandlerSettings }
-  | { type: "run"; jobs: JobMessage[] };
+  | { type: "run"; jobs: JobMessage[] }
+  | { type: "abort"; ids: number[] };
 
 /** Codes a task can end with besides success. */
 export type FailureCode = "handler_error" | "timeout" | "worker_crashed" | "shutting_down";
 
-/** How one run of a task ended. `ms` is the handler's own run time. */
+/**
+ * How one run of a task ended. `ms` is the handler's own run time. `permanent` marks a failure the
+ * handler said retrying cannot fix (`PermanentError` in `types.ts`).
+ */
 export type Outcome =
   | { id: number; ok: true; result: unknown; ms: number }
-  | { id: number; ok: false; code: FailureCode; message: string; ms: number };
+  | { id: number; ok: false; code: FailureCode; message: string; ms: number; permanent?: boolean };
 
-/** Worker → main. */
-export type FromWorker = { type: "settled"; outcomes: Outcome[] };
+/**
+ * Worker → main. `aborted` acknowledges an `abort`: it proves the worker's event loop still turns.
+ */
+export type FromWorker = { type: "settled"; outcomes: Outcome[] } | { type: "aborted"; ids: number[] };

@@ -29,6 +29,8 @@ export interface PoolOptions {
   maxTasksPerWorker: number;
   /** Heap limit of each worker in bytes (`--worker-heap`): a handler that exhausts it stalls only its worker. */
   workerHeap: number;
+  /** A run longer than this ends as `timeout`; 0 = no limit (`--task-timeout`). */
+  taskTimeoutMs: number;
   settings: HandlerSettings;
   /**
    * Makes the queue(s) tasks wait in: one, or one per slot in `connection` mode. The default is
@@ -47,7 +49,17 @@ export interface PoolEvents {
   crashed?(worker: number, reason: string, tasks: number): void;
   /** A worker was replaced after `--max-tasks-per-worker` tasks. */
   recycled?(worker: number): void;
+  /**
+   * A worker whose event loop stayed blocked after a timeout was terminated and replaced. The other
+   * tasks running on it were not at fault: they went back to the queue to run again (`requeued`).
+   */
+  killed?(worker: number, reason: string, requeued: Job[]): void;
 }
+
+/** How long a worker may leave an `abort` unacknowledged before it is terminated. */
+export const ABORT_GRACE_MS = 1000;
+/** How often one task may go back to the queue because its worker was stopped under it. */
+export const MAX_REQUEUES = 3;
 
 /** Per-worker counts for `/stats`. */
 export interface WorkerStats {
@@ -99,6 +111,7 @@ export class WorkerPool {
   #queued = 0;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
+  readonly #timeoutTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(opts: PoolOptions, events: PoolEvents) {
     this.#opts = opts;
@@ -123,6 +136,10 @@ export class WorkerPool {
       failed: 0,
       restarts: 0,
     }));
+    if (opts.taskTimeoutMs > 0) {
+      const tick = Math.min(250, Math.max(10, Math.round(opts.taskTimeoutMs / 10)));
+      this.#timeoutTimer = setInterval(() => this.#checkTimeouts(), tick);
+    }
   }
 
   /** Tasks waiting for a worker. */
@@ -144,10 +161,11 @@ export class WorkerPool {
 
   /**
    * Queues a task and dispatches what it can. Returns false, queuing nothing, when the queue is
-   * full (the server then answers `queue_full`).
+   * full (the server then answers `queue_full`) — unless `force`: a retry of an accepted task
+   * always gets back in.
    */
-  submit(job: Job): boolean {
-    if (this.#closed || !this.hasRoom) return false;
+  submit(job: Job, force = false): boolean {
+    if (this.#closed || (!force && !this.hasRoom)) return false;
     const lane = this.#opts.dispatch === "connection"
       ? this.#slots[connectionSlot(job.connId, this.#slots.length)].lane
       : this.#shared;
@@ -177,6 +195,7 @@ export class WorkerPool {
   /** Terminates every worker at once. Tasks still queued or running are dropped: call {@linkcode idle} first. */
   close(): void {
     this.#closed = true;
+    clearInterval(this.#timeoutTimer);
     for (const s of this.#slots) {
       s.worker.terminate();
       for (const w of s.retiring) w.terminate();
@@ -240,17 +259,75 @@ export class WorkerPool {
     this.#checkIdle();
   }
 
-  #onCrashed(w: PoolWorker, reason: string): void {
-    if (w.terminated) return;
+  /** Ends tasks that ran past `--task-timeout`, and terminates workers that do not acknowledge the abort. */
+  #checkTimeouts(): void {
+    const now = performance.now();
+    const limit = this.#opts.taskTimeoutMs;
+    const message = `the task ran longer than --task-timeout ${limit} ms`;
+    for (const slot of this.#slots) {
+      for (const w of [slot.worker, ...slot.retiring]) {
+        const unresponsive = w.unresponsiveFor(now);
+        if (unresponsive > ABORT_GRACE_MS) {
+          this.#kill(w, `its event loop stayed blocked for ${ABORT_GRACE_MS} ms after a task's timeout`);
+          continue;
+        }
+        // While an abort is unanswered the worker may be blocked by one handler: the others on it
+        // cannot finish, and are not timed out for that. They run again if the worker is killed.
+        if (unresponsive > 0) continue;
+        const expired: Job[] = [];
+        for (const job of w.inflight.values()) if (now - job.startedAt! >= limit) expired.push(job);
+        if (expired.length === 0) continue;
+        w.abort(expired.map((j) => j.id));
+        for (const job of expired) {
+          slot.failed++;
+          const ms = Math.round(now - job.startedAt!);
+          this.#events.settled(job, { id: job.id, ok: false, code: "timeout", message, ms }, slot.id);
+        }
+        this.#endIfDone(w);
+      }
+    }
+    this.#drain();
+    this.#checkIdle();
+  }
+
+  /**
+   * Terminates a blocked worker. Its other tasks were not at fault (the one that timed out is
+   * already settled): they run again, up to {@linkcode MAX_REQUEUES} times each, then end
+   * `worker_crashed` — a bound, in case the culprit is among them.
+   */
+  #kill(w: PoolWorker, reason: string): void {
+    const slot = this.#replace(w);
+    const victims = [...w.inflight.values()];
+    w.inflight.clear();
+    const requeued = victims.filter((job) => (job.requeues ?? 0) < MAX_REQUEUES);
+    this.#events.killed?.(slot.id, reason, requeued);
+    for (const job of requeued) {
+      this.submit({ ...job, attempt: job.attempt + 1, requeues: (job.requeues ?? 0) + 1 }, true);
+    }
+    const message = `worker ${slot.id} was terminated (${reason}) ${MAX_REQUEUES} times under this task`;
+    for (const job of victims.filter((j) => !requeued.includes(j))) {
+      slot.failed++;
+      this.#events.settled(job, { id: job.id, ok: false, code: "worker_crashed", message, ms: 0 }, slot.id);
+    }
+  }
+
+  /** Terminates `w` and, if it still served its slot, puts a fresh worker there. */
+  #replace(w: PoolWorker): Slot {
     w.terminate();
     const slot = this.#slots[w.slot - 1];
     slot.retiring.delete(w);
-    const lost = [...w.inflight.values()];
-    w.inflight.clear();
     if (slot.worker === w && !this.#closed) {
       slot.worker = this.#spawn(slot.id);
       slot.restarts++;
     }
+    return slot;
+  }
+
+  #onCrashed(w: PoolWorker, reason: string): void {
+    if (w.terminated) return;
+    const slot = this.#replace(w);
+    const lost = [...w.inflight.values()];
+    w.inflight.clear();
     const message = `worker ${slot.id} crashed: ${reason}`;
     for (const job of lost) {
       slot.failed++;

@@ -16,6 +16,10 @@ import type { HandlerSettings } from "./types.ts";
 /** A task inside the pool. `connId` lets the `connection` dispatch mode keep a client's tasks together. */
 export interface Job extends JobMessage {
   connId: number;
+  /** `performance.now()` when it was handed to a worker, for `--task-timeout`. */
+  startedAt?: number;
+  /** How often it went back to the queue because its worker was stopped under it. */
+  requeues?: number;
 }
 
 /** Messages posted to and received from a pool's workers: tasks per message shows how well batching works. */
@@ -50,6 +54,9 @@ export class PoolWorker {
   #outbox: JobMessage[] = [];
   #flushScheduled = false;
   #terminated = false;
+  /** When the oldest unacknowledged `abort` was sent (`performance.now()`), if any. */
+  #abortSentAt: number | undefined;
+  #abortsUnacked = 0;
 
   constructor(
     readonly slot: number,
@@ -74,6 +81,7 @@ export class PoolWorker {
 
   /** Gives the worker a job; it is posted with the others of this turn. */
   run(job: Job): void {
+    job.startedAt = performance.now();
     this.inflight.set(job.id, job);
     this.dispatched++;
     this.#outbox.push({ id: job.id, task: job.task, data: job.data, attempt: job.attempt });
@@ -81,6 +89,24 @@ export class PoolWorker {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
     }
+  }
+
+  /**
+   * Asks the worker to abort these tasks' signals. The caller has already settled them; whatever
+   * the handlers do next is ignored. The worker acknowledges at once — unless its event loop is
+   * blocked, which {@linkcode unresponsiveFor} then shows.
+   */
+  abort(ids: number[]): void {
+    for (const id of ids) this.inflight.delete(id);
+    if (this.#terminated) return;
+    this.#post({ type: "abort", ids });
+    this.#abortsUnacked++;
+    this.#abortSentAt ??= performance.now();
+  }
+
+  /** How long an `abort` has gone unacknowledged, in ms (0 when none is pending). */
+  unresponsiveFor(now: number): number {
+    return this.#abortSentAt === undefined ? 0 : now - this.#abortSentAt;
   }
 
   /** Stops the worker at once. Jobs still in flight are the caller's to settle. */
@@ -119,6 +145,10 @@ export class PoolWorker {
 
   #onMessage(msg: FromWorker): void {
     this.counts.fromWorkers++;
+    if (msg.type === "aborted") {
+      if (--this.#abortsUnacked === 0) this.#abortSentAt = undefined;
+      return;
+    }
     for (const outcome of msg.outcomes) {
       const job = this.inflight.get(outcome.id);
       if (!job) continue; // already settled (the worker was declared crashed): never twice

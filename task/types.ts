@@ -58,6 +58,22 @@ export class InvalidDataError extends Error {
 }
 
 /**
+ * A failure that retrying cannot fix (a rejected card, an unknown recipient): the task ends
+ * `FAILED` at once, whatever `--retries` says. Any error with `permanent: true` counts too.
+ *
+ * @example
+ * ```ts
+ * import { PermanentError } from "./types.ts";
+ * const err = new PermanentError("no such mailbox");
+ * console.log(err.permanent); // true
+ * ```
+ */
+export class PermanentError extends Error {
+  override name = "PermanentError";
+  readonly permanent = true;
+}
+
+/**
  * Waits `ms` milliseconds, or rejects with the signal's reason as soon as it is aborted.
  *
  * @example

@@ -51,18 +51,33 @@ function flush(): void {
   }
 }
 
+/** The abort controllers of the tasks running here, by task id. */
+const running = new Map<number, AbortController>();
+
 async function run(job: JobMessage): Promise<void> {
   const t0 = performance.now();
+  const controller = new AbortController();
+  running.set(job.id, controller);
   try {
     const handler = (await registry)?.get(job.task);
     if (!handler) throw new Error(`this worker has no handler for task "${job.task}"`);
-    const signal = new AbortController().signal;
-    const result = await handler.run(job.data, { taskId: job.id, attempt: job.attempt, signal });
+    const result = await handler.run(job.data, { taskId: job.id, attempt: job.attempt, signal: controller.signal });
     settle({ id: job.id, ok: true, result: result ?? null, ms: Math.round(performance.now() - t0) });
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    settle({ id: job.id, ok: false, code: "handler_error", message, ms: Math.round(performance.now() - t0) });
+    const permanent = (e as { permanent?: unknown } | null)?.permanent === true;
+    const ms = Math.round(performance.now() - t0);
+    settle({ id: job.id, ok: false, code: "handler_error", message, ms, ...(permanent ? { permanent } : {}) });
+  } finally {
+    running.delete(job.id);
   }
+}
+
+function abort(ids: number[]): void {
+  for (const id of ids) {
+    running.get(id)?.abort(new DOMException("the task ran past its timeout", "TimeoutError"));
+  }
+  port.postMessage({ type: "aborted", ids } satisfies FromWorker);
 }
 
 const port = parentPort!;
@@ -70,7 +85,9 @@ port.on("message", (msg: ToWorker) => {
   if (msg.type === "init") {
     // A module that fails to load rejects this promise: every job then fails with its message.
     registry = createRegistry(msg.settings);
-  } else {
+  } else if (msg.type === "run") {
     for (const job of msg.jobs) run(job);
+  } else {
+    abort(msg.ids);
   }
 });
