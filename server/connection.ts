@@ -18,6 +18,16 @@ export interface ConnectionEvents {
   ended(conn: Connection): void;
   /** The connection is closed: called once. */
   closed(conn: Connection): void;
+  /** More than `maxOutput` characters of replies are waiting for a client that does not read. */
+  overflowed(conn: Connection): void;
+}
+
+/** A connection's limits. */
+export interface ConnectionLimits {
+  /** Longest request line, bytes. */
+  maxLine: number;
+  /** Most reply characters that may wait to be written before the connection is closed. */
+  maxOutput: number;
 }
 
 /**
@@ -25,7 +35,7 @@ export interface ConnectionEvents {
  *
  * @example
  * ```ts ignore
- * const c = new Connection(1, tcpConn, 1 << 20, events);
+ * const c = new Connection(1, tcpConn, { maxLine: 1 << 20, maxOutput: 8 << 20 }, events);
  * c.send("PONG");
  * await c.serve();
  * ```
@@ -35,6 +45,10 @@ export class Connection implements ReplyTarget {
   outstanding = 0;
   /** Whether the read loop has finished. */
   readEnded = false;
+  /** `performance.now()` of the last request bytes or the last final reply, for `--idle-timeout`. */
+  lastActivity = performance.now();
+  /** Reply characters queued or being written. */
+  #pending = 0;
   #writable = true;
   #stopReading = false;
   #out: string[] = [];
@@ -44,8 +58,13 @@ export class Connection implements ReplyTarget {
   readonly #splitter: LineSplitter;
   readonly remote: string;
 
-  constructor(readonly id: number, private conn: Deno.Conn, maxLine: number, private events: ConnectionEvents) {
-    this.#splitter = new LineSplitter(maxLine);
+  constructor(
+    readonly id: number,
+    private conn: Deno.Conn,
+    private limits: ConnectionLimits,
+    private events: ConnectionEvents,
+  ) {
+    this.#splitter = new LineSplitter(limits.maxLine);
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.remote = `${addr.hostname}:${addr.port}`;
   }
@@ -58,6 +77,12 @@ export class Connection implements ReplyTarget {
   /** Queues one reply line (without `\n`); it is written with the others of this turn. */
   send(line: string): void {
     if (!this.#writable) return;
+    this.#pending += line.length + 1;
+    if (this.#pending > this.limits.maxOutput) {
+      this.events.overflowed(this);
+      this.close();
+      return;
+    }
     this.#out.push(line);
     if (!this.#flushing) {
       this.#flushing = true;
@@ -68,6 +93,7 @@ export class Connection implements ReplyTarget {
   /** One of this connection's tasks has had its final reply. */
   taskEnded(): void {
     this.outstanding--;
+    this.lastActivity = performance.now();
     if (this.outstanding === 0 && this.readEnded) this.closeWhenFlushed();
   }
 
@@ -78,6 +104,7 @@ export class Connection implements ReplyTarget {
       read: while (!this.#stopReading) {
         const n = await this.conn.read(buf);
         if (n === null) break;
+        this.lastActivity = performance.now();
         for (const event of this.#splitter.push(buf.subarray(0, n))) {
           this.events.line(this, event);
           if (this.#stopReading) break read;
@@ -114,9 +141,11 @@ export class Connection implements ReplyTarget {
   async #flush(): Promise<void> {
     try {
       while (this.#out.length > 0 && this.#writable) {
-        const data = encoder.encode(this.#out.join("\n") + "\n");
+        const text = this.#out.join("\n") + "\n";
+        const data = encoder.encode(text);
         this.#out = [];
         for (let at = 0; at < data.length;) at += await this.conn.write(data.subarray(at));
+        this.#pending -= text.length;
       }
     } catch {
       // The client is gone: its tasks go on, and their results stay available through /status.

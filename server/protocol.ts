@@ -41,6 +41,22 @@ export type TaskState = "queued" | "running" | "done" | "failed" | "unknown";
 
 /** The longest client tag (`"id"`) accepted, in characters. */
 export const MAX_TAG_LENGTH = 256;
+/** How deep a request's JSON may nest. Deeper data cannot be copied to a worker (the clone recurses). */
+export const MAX_JSON_DEPTH = 64;
+
+/** Whether `value` nests arrays and objects deeper than `limit` (walked without recursion). */
+function nestsDeeperThan(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    if (depth >= limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === "object" && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
 
 const TEXT_COMMANDS = "/task, /status, /stats, /ping, /quit";
 // C0 controls other than tab, and DEL: they have no place in a request and usually mean binary junk.
@@ -132,6 +148,9 @@ function parseJsonRequest(text: string): Request {
     return invalid("json", "bad_json", "a JSON request must be an object");
   }
   const obj = value as Record<string, unknown>;
+  if (nestsDeeperThan(obj, MAX_JSON_DEPTH)) {
+    return invalid("json", "bad_request", `the request nests deeper than ${MAX_JSON_DEPTH} levels`);
+  }
   let tag: Tag | undefined;
   if ("id" in obj) {
     const id = obj.id;

@@ -36,8 +36,14 @@ Deno.test("parseRequest: JSON requests and commands, with the client's tag", () 
   assert.equal(bad?.kind === "invalid" && bad.code, "bad_request");
   const notObject = parseRequest("{");
   assert.equal(notObject?.kind === "invalid" && notObject.code, "bad_json");
-  const deep = parseRequest("{" + '"data":'.repeat(1) + "[".repeat(10_000) + "]".repeat(10_000) + "}");
-  assert.equal(deep?.kind, "submit", "deep JSON parses without crashing the server");
+  const deep = parseRequest('{"data":' + "[".repeat(100_000) + "]".repeat(100_000) + "}");
+  assert.deepEqual(deep, {
+    kind: "invalid",
+    format: "json",
+    code: "bad_request",
+    message: "the request nests deeper than 64 levels",
+  });
+  assert.equal(parseRequest('{"data":' + "[".repeat(63) + "]".repeat(63) + "}")?.kind, "submit", "64 levels are fine");
 });
 
 Deno.test("replies: text and JSON forms as DESIGN.md states them", () => {

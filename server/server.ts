@@ -36,6 +36,12 @@ export interface ServeOptions {
   /** Heap limit per worker, bytes. */
   workerHeap: number;
   maxLine: number;
+  /** Most connections at once; a new one beyond gets `ERROR too_many_connections` and is closed. */
+  maxConns: number;
+  /** A connection silent this long with no task outstanding is closed (after `ERROR idle_timeout`); 0 = never. */
+  idleTimeoutMs: number;
+  /** Most reply characters waiting for a client that does not read; beyond, the connection is closed. */
+  maxOutput: number;
   /** The task of text lines that name none (`--task`). */
   defaultTask: string;
   smsDelayMs: number;
@@ -65,6 +71,9 @@ export const DEFAULT_SERVE_OPTIONS: ServeOptions = {
   maxTasksPerWorker: 0,
   workerHeap: 512 * 1024 * 1024,
   maxLine: 1024 * 1024,
+  maxConns: 10_000,
+  idleTimeoutMs: 300_000,
+  maxOutput: 8 * 1024 * 1024,
   defaultTask: "sms",
   smsDelayMs: 5000,
   resultTtlMs: 600_000,
@@ -183,6 +192,10 @@ export class TaskServer {
     });
     this.#timers.push(setInterval(() => this.#book.sweep(Date.now()), 1000));
     if (opts.statsIntervalMs > 0) this.#timers.push(setInterval(() => this.#logActivity(), opts.statsIntervalMs));
+    if (opts.idleTimeoutMs > 0) {
+      const tick = Math.min(1000, Math.max(20, Math.round(opts.idleTimeoutMs / 4)));
+      this.#timers.push(setInterval(() => this.#closeIdle(), tick));
+    }
     this.#acceptLoop = this.#accept();
   }
 
@@ -356,14 +369,52 @@ export class TaskServer {
       }
       backoff = 10;
       tcp.setNoDelay(true);
-      const conn = new Connection(++this.#nextConnId, tcp, this.#opts.maxLine, {
+      const conn = new Connection(++this.#nextConnId, tcp, this.#opts, {
         line: (c, event) => this.#onLine(c, event),
         ended: (c) => this.#onEnded(c),
         closed: (c) => this.#onClosed(c),
+        overflowed: (c) =>
+          log.warn(
+            "connection {conn} from {remote} closed: more than --max-output {max} of replies wait for a client that does not read; its tasks go on, their results stay available to /status",
+            { conn: c.id, remote: c.remote, max: formatSize(this.#opts.maxOutput) },
+          ),
       });
+      if (this.#conns.size >= this.#opts.maxConns) {
+        this.#counts.refused++;
+        log.warn("connection from {remote} refused: --max-conns {max} reached", {
+          remote: conn.remote,
+          max: this.#opts.maxConns,
+        });
+        conn.send(reply.error(
+          "text",
+          undefined,
+          "too_many_connections",
+          `the server has its maximum of ${this.#opts.maxConns} connections (--max-conns); retry later`,
+        ));
+        conn.closeWhenFlushed();
+        continue;
+      }
       this.#conns.add(conn);
       log.debug("connection {conn} from {remote} opened", { conn: conn.id, remote: conn.remote });
       conn.serve();
+    }
+  }
+
+  /** Closes connections that sent nothing for `--idle-timeout` and wait for no task, saying why first. */
+  #closeIdle(): void {
+    const now = performance.now();
+    const limit = this.#opts.idleTimeoutMs;
+    for (const c of this.#conns) {
+      if (c.outstanding > 0 || c.readEnded || now - c.lastActivity < limit) continue;
+      c.send(
+        reply.error(
+          "text",
+          undefined,
+          "idle_timeout",
+          `no request for ${formatDuration(limit)} (--idle-timeout); closing`,
+        ),
+      );
+      c.closeWhenFlushed();
     }
   }
 
