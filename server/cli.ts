@@ -5,6 +5,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { type FlagSpec, parseFlags, renderHelp } from "../cli/flags.ts";
 import { closeLogging, flushLogging, LOG_FORMATS, LOG_LEVELS, type LogOptions, setupLogging } from "../cli/log.ts";
 import { formatDuration } from "../cli/units.ts";
@@ -81,6 +83,12 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
     default: D.defaultTask,
     valueName: "name",
     help: "task of text lines that name none",
+  },
+  {
+    name: "module",
+    kind: "list",
+    valueName: "path",
+    help: "load extra task handlers from a TypeScript/JavaScript module exporting `handlers` (repeatable)",
   },
   { name: "sms-delay", kind: "duration", default: D.smsDelayMs, min: 0, help: "how long the sms task takes" },
   {
@@ -199,6 +207,7 @@ export async function runServe(args: string[]): Promise<number> {
     resultTtlMs: flags.num("result-ttl"),
     maxResults: flags.num("max-results"),
     statsIntervalMs: flags.num("stats-interval"),
+    modules: flags.list("module").map((p) => pathToFileURL(resolve(p)).href),
     taskTimeoutMs: flags.num("task-timeout"),
     retries: flags.num("retries"),
     retryBackoffMs: flags.num("retry-backoff"),

@@ -10,6 +10,17 @@ import type { ReplyTarget } from "./tasks.ts";
 
 const encoder = new TextEncoder();
 
+/**
+ * Backpressure: above this many reply characters waiting to be written, the connection stops
+ * reading requests until the client has read enough to get below {@linkcode LOW_WATER}. TCP then
+ * pushes back on a client that sends faster than it reads, instead of the server buffering.
+ */
+export const HIGH_WATER = 256 * 1024;
+/** See {@linkcode HIGH_WATER}. */
+export const LOW_WATER = 64 * 1024;
+/** Bytes read per `read` call: the most request bytes one turn of the read loop handles. */
+const READ_SIZE = 4 * 1024;
+
 /** What a connection hands to the server. */
 export interface ConnectionEvents {
   /** One event of the line framing (a line, a non-UTF-8 line, or an over-long one). */
@@ -55,6 +66,8 @@ export class Connection implements ReplyTarget {
   /** A flush is scheduled or running; it writes everything queued until it finds the queue empty. */
   #flushing = false;
   #flushWaiters: (() => void)[] = [];
+  /** The read loop, paused by backpressure, waiting for the output to drain. */
+  #resumeReading: (() => void) | undefined;
   readonly #splitter: LineSplitter;
   readonly remote: string;
 
@@ -99,9 +112,13 @@ export class Connection implements ReplyTarget {
 
   /** Reads until EOF or error, handing lines to the server. */
   async serve(): Promise<void> {
-    const buf = new Uint8Array(64 * 1024);
+    const buf = new Uint8Array(READ_SIZE);
     try {
       read: while (!this.#stopReading) {
+        if (this.#pending > HIGH_WATER) {
+          await new Promise<void>((resolve) => (this.#resumeReading = resolve));
+          if (this.#stopReading) break;
+        }
         const n = await this.conn.read(buf);
         if (n === null) break;
         this.lastActivity = performance.now();
@@ -130,6 +147,7 @@ export class Connection implements ReplyTarget {
     if (!this.#writable) return;
     this.#writable = false;
     this.#out = [];
+    this.#resumeReading?.();
     try {
       this.conn.close();
     } catch {
@@ -146,6 +164,10 @@ export class Connection implements ReplyTarget {
         this.#out = [];
         for (let at = 0; at < data.length;) at += await this.conn.write(data.subarray(at));
         this.#pending -= text.length;
+        if (this.#resumeReading && this.#pending <= LOW_WATER) {
+          this.#resumeReading();
+          this.#resumeReading = undefined;
+        }
       }
     } catch {
       // The client is gone: its tasks go on, and their results stay available through /status.

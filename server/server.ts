@@ -160,6 +160,8 @@ export class TaskServer {
   #nextConnId = 0;
   #stopping = false;
   #counts = { accepted: 0, refused: 0, done: 0, failed: 0 };
+  readonly #queueFullMessage: string;
+  readonly #queueFullLine: string;
   readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
   #finishedWaiters: (() => void)[] = [];
 
@@ -169,6 +171,9 @@ export class TaskServer {
     this.addr = listener.addr;
     const settings = { smsDelayMs: opts.smsDelayMs, modules: opts.modules };
     this.#registry = registry;
+    this.#queueFullMessage =
+      `the queue is full (${opts.queueSize} tasks waiting); nothing was queued — retry later, or raise --queue-size or --workers`;
+    this.#queueFullLine = reply.error("text", undefined, "queue_full", this.#queueFullMessage);
     this.#book = new TaskBook({ ttlMs: opts.resultTtlMs, max: opts.maxResults });
     this.#pool = new WorkerPool({ ...opts, settings }, {
       started: (job, worker) => this.#started(job, worker),
@@ -511,13 +516,12 @@ export class TaskServer {
       return this.#refuse(c, format, tag, "invalid_data", message);
     }
     if (!this.#pool.hasRoom) {
-      return this.#refuse(
-        c,
-        format,
-        tag,
-        "queue_full",
-        `the queue is full (${this.#pool.queued} tasks waiting); nothing was queued — retry later, or raise --queue-size or --workers`,
-      );
+      // The hot refusal under overload: its text line is built once.
+      if (format === "text") {
+        this.#counts.refused++;
+        return c.send(this.#queueFullLine);
+      }
+      return this.#refuse(c, format, tag, "queue_full", this.#queueFullMessage);
     }
     const id = ++this.#nextTaskId;
     const rec: TaskRecord = {

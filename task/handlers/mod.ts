@@ -37,7 +37,7 @@ export async function createRegistry(settings: HandlerSettings): Promise<Handler
     try {
       mod = await import(url);
     } catch (e) {
-      throw new Error(`cannot load handler module ${url}: ${(e as Error).message}`);
+      throw new Error(`cannot load handler module ${url}: ${(e as Error).message} — check the path given to --module`);
     }
     if (!Array.isArray(mod.handlers)) throw new Error(`handler module ${url} must export "handlers", an array`);
     for (const h of mod.handlers as TaskHandler[]) {
