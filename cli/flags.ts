@@ -299,3 +299,26 @@ export function renderHelp(usage: string, description: string, specs: readonly F
   const lines = rows.map(([l, r]) => (l.length >= width ? `${l}\n${" ".repeat(width)}${r}` : l.padEnd(width) + r));
   return `Usage: ${usage}\n\n${description}\n\nFlags:\n${lines.join("\n")}\n`;
 }
+
+/**
+ * Reads the text file a flag names (a PEM certificate, say), or throws a {@linkcode UsageError}
+ * that names the flag and the path.
+ *
+ * @example
+ * ```ts
+ * import { readFlagFile } from "./flags.ts";
+ * try {
+ *   readFlagFile("/nonexistent.pem", "--ca");
+ * } catch (e) {
+ *   console.log((e as Error).message); // "cannot read --ca /nonexistent.pem: no such file"
+ * }
+ * ```
+ */
+export function readFlagFile(path: string, flag: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message;
+    throw new UsageError(`cannot read ${flag} ${path}: ${why}`);
+  }
+}

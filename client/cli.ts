@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type FlagSpec, parseFlags, renderHelp } from "../cli/flags.ts";
+import { type FlagSpec, parseFlags, readFlagFile, renderHelp } from "../cli/flags.ts";
 import { ClientConnection, ConnectError } from "./connection.ts";
 import { runInteractive } from "./interactive.ts";
 import { parseReply } from "./replies.ts";
@@ -33,6 +33,20 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
     default: 5000,
     min: 1,
     help: "how long to wait for the server to answer",
+  },
+  {
+    name: "token",
+    kind: "string",
+    env: "ASYNCTASK_TOKEN",
+    valueName: "secret",
+    help: "authenticate with this token first (prefer the environment variable)",
+  },
+  { name: "tls", kind: "boolean", help: "connect with TLS" },
+  {
+    name: "ca",
+    kind: "string",
+    valueName: "ca.pem",
+    help: "trust this PEM certificate authority for --tls (e.g. a self-signed cert)",
   },
   { name: "quiet", kind: "boolean", short: "q", help: "print only failures and the summary" },
   { name: "help", kind: "boolean", short: "h", help: "show this help" },
@@ -69,17 +83,22 @@ export async function runClient(args: string[]): Promise<number> {
   const opts: RequestOptions = { task: flags.str("task"), json: flags.bool("json") };
   const payloads = flags.list("send");
   const interactive = payloads.length === 0 && Deno.stdin.isTerminal();
+  const ca = flags.str("ca");
+  const tls = flags.bool("tls") || ca !== undefined
+    ? { caCerts: ca ? [readFlagFile(ca, "--ca")] : undefined }
+    : undefined;
   let conn: ClientConnection;
   try {
-    conn = await ClientConnection.connect(host, port, flags.num("connect-timeout"));
+    conn = await ClientConnection.connect(host, port, flags.num("connect-timeout"), tls);
   } catch (e) {
     if (!(e instanceof ConnectError)) throw e;
     console.error(`asynctask client: ${e.message}`);
     return 2;
   }
-  if (interactive) return await runInteractive(conn, { ...opts, address: `${host}:${port}` });
+  const token = flags.str("token");
+  if (interactive) return await runInteractive(conn, { ...opts, token, address: `${host}:${port}` });
   const input = payloads.length > 0 ? payloads : Deno.stdin.readable;
-  return await runBatch(conn, input, opts, { quiet: flags.bool("quiet"), window: flags.num("window") });
+  return await runBatch(conn, input, opts, { quiet: flags.bool("quiet"), window: flags.num("window"), token });
 }
 
 /**
@@ -91,7 +110,7 @@ async function runBatch(
   conn: ClientConnection,
   input: string[] | ReadableStream<Uint8Array>,
   opts: RequestOptions,
-  { quiet, window }: { quiet: boolean; window: number },
+  { quiet, window, token }: { quiet: boolean; window: number; token?: string },
 ): Promise<number> {
   const session = new Session();
   const out = new TextEncoder();
@@ -112,6 +131,7 @@ async function runBatch(
     }
   };
   try {
+    if (token !== undefined) await sendAll([`/auth ${token}`]);
     if (Array.isArray(input)) {
       await sendAll(input);
     } else {
@@ -129,7 +149,9 @@ async function runBatch(
   }
   await Promise.race([session.whenSettled(), conn.closed]);
   conn.close();
-  if (!session.settled) {
+  if (session.refusedCodes.has("unauthorized")) {
+    console.error("asynctask client: the server refused the token — check --token or ASYNCTASK_TOKEN");
+  } else if (!session.settled) {
     const ids = [...session.outstanding].slice(0, 10).join(", ");
     console.error(
       `asynctask client: the server closed the connection with ${session.outstanding.size} task(s) unfinished` +

@@ -30,7 +30,7 @@ export class ClientConnection {
   readonly closed: Promise<void>;
   #closedByUs = false;
 
-  private constructor(private conn: Deno.TcpConn) {
+  private constructor(private conn: Deno.Conn) {
     this.closed = this.#read();
   }
 
@@ -38,10 +38,19 @@ export class ClientConnection {
    * Connects, or throws {@linkcode ConnectError} with a message such as
    * "cannot connect to 127.0.0.1:9501: connection refused — is `asynctask serve` running?".
    */
-  static async connect(host: string, port: number, timeoutMs: number): Promise<ClientConnection> {
+  static async connect(
+    host: string,
+    port: number,
+    timeoutMs: number,
+    tls?: { caCerts?: string[] },
+  ): Promise<ClientConnection> {
     const where = `${host}:${port}`;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const attempt = Deno.connect({ hostname: host, port, transport: "tcp" });
+    const attempt: Promise<Deno.Conn> = tls
+      ? Deno.connectTls({ hostname: host, port, ...(tls.caCerts ? { caCerts: tls.caCerts } : {}) }).then(
+        async (c) => (await c.handshake(), c),
+      )
+      : Deno.connect({ hostname: host, port, transport: "tcp" }).then((c) => (c.setNoDelay(true), c));
     try {
       const conn = await Promise.race([
         attempt,
@@ -49,7 +58,6 @@ export class ClientConnection {
           timer = setTimeout(() => reject(new Deno.errors.TimedOut("timed out")), timeoutMs);
         }),
       ]);
-      conn.setNoDelay(true);
       return new ClientConnection(conn);
     } catch (e) {
       attempt.then((c) => c.close(), () => {});
@@ -64,6 +72,11 @@ export class ClientConnection {
         );
       }
       const msg = (e as Error).message;
+      if (tls && /certificate|handshake|tls|InvalidData|UnknownIssuer/i.test(msg + (e as Error).name)) {
+        throw new ConnectError(
+          `cannot connect to ${where} with TLS: ${msg} — is the server serving TLS, and does --ca name the certificate authority that signed its certificate?`,
+        );
+      }
       if (/lookup|resolve|Name or service/i.test(msg)) {
         throw new ConnectError(`cannot connect to ${where}: unknown host "${host}" — check --host`);
       }

@@ -34,7 +34,7 @@ const HELP = `Type a payload and Enter to send it (for the sms task: a phone num
  */
 export async function runInteractive(
   conn: ClientConnection,
-  opts: RequestOptions & { address: string },
+  opts: RequestOptions & { address: string; token?: string },
 ): Promise<number> {
   const session = new Session();
   const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
@@ -61,6 +61,10 @@ export async function runInteractive(
     }; /help for commands, Ctrl-D to quit.`,
   );
 
+  if (opts.token !== undefined) {
+    session.sent();
+    conn.send([toRequest(`/auth ${opts.token}`, opts)]).catch(() => {});
+  }
   const ended = Promise.withResolvers<"eof" | "interrupt">();
   rl.on("line", (line: string) => {
     const text = line.trim();

@@ -30,6 +30,8 @@ export class Session {
   done = 0;
   failed = 0;
   refused = 0;
+  /** The codes of the `ERROR` replies received. */
+  readonly refusedCodes: Set<string> = new Set();
   #waiters: { ready: () => boolean; resolve: () => void }[] = [];
 
   /** A request went out. */
@@ -45,6 +47,7 @@ export class Session {
       this.outstanding.add(reply.taskId);
     } else if (reply.type === "error") {
       this.refused++;
+      if (reply.code) this.refusedCodes.add(reply.code);
     } else if (FINAL_TYPES.has(reply.type) && reply.taskId !== undefined) {
       this.outstanding.delete(reply.taskId);
       if (reply.type === "done") this.done++;

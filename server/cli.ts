@@ -7,7 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { type FlagSpec, parseFlags, renderHelp } from "../cli/flags.ts";
+import { type FlagSpec, parseFlags, readFlagFile, renderHelp, UsageError } from "../cli/flags.ts";
 import { closeLogging, flushLogging, LOG_FORMATS, LOG_LEVELS, type LogOptions, setupLogging } from "../cli/log.ts";
 import { formatDuration } from "../cli/units.ts";
 import { DISPATCH_MODES, type DispatchMode } from "../task/dispatch.ts";
@@ -143,6 +143,21 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
     help: "on SIGINT/SIGTERM, how long to wait for tasks",
   },
   {
+    name: "token",
+    kind: "string",
+    env: "ASYNCTASK_TOKEN",
+    valueName: "secret",
+    help:
+      "require `/auth <secret>` as each connection's first request (prefer the environment variable: argv is visible to other users)",
+  },
+  {
+    name: "tls-cert",
+    kind: "string",
+    valueName: "cert.pem",
+    help: "serve TLS with this PEM certificate (chain); needs --tls-key",
+  },
+  { name: "tls-key", kind: "string", valueName: "key.pem", help: "the PEM private key of --tls-cert" },
+  {
     name: "log-level",
     kind: "string",
     default: "info",
@@ -213,6 +228,16 @@ export async function runServe(args: string[]): Promise<number> {
     retryBackoffMs: flags.num("retry-backoff"),
     retryMaxDelayMs: flags.num("retry-max-delay"),
   };
+  const token = flags.str("token");
+  if (token !== undefined) options.token = token;
+  const tlsCert = flags.str("tls-cert");
+  const tlsKey = flags.str("tls-key");
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new UsageError("asynctask serve: --tls-cert and --tls-key go together: give both, or neither for plain TCP");
+  }
+  if (tlsCert && tlsKey) {
+    options.tls = { cert: readFlagFile(tlsCert, "--tls-cert"), key: readFlagFile(tlsKey, "--tls-key") };
+  }
   const shutdownTimeout = flags.num("shutdown-timeout");
   await setupLogging({
     level: flags.str("log-level") as LogOptions["level"],

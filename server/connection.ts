@@ -60,6 +60,8 @@ export class Connection implements ReplyTarget {
   lastActivity = performance.now();
   /** Reply characters queued or being written. */
   #pending = 0;
+  /** Whether the connection has shown the token (always true when the server has none). */
+  authorized = false;
   #writable = true;
   #stopReading = false;
   #out: string[] = [];

@@ -19,6 +19,7 @@ import type { LineEvent } from "./lines.ts";
 import { type ErrorCode, type Format, parseRequest, reply, type Request, type Tag } from "./protocol.ts";
 import { TaskBook, type TaskRecord } from "./tasks.ts";
 import { formatDuration, formatSize } from "../cli/units.ts";
+import { isLoopback, TokenCheck } from "./auth.ts";
 
 const log = getLogger(["asynctask", "server"]);
 const taskLog = getLogger(["asynctask", "task"]);
@@ -58,6 +59,10 @@ export interface ServeOptions {
   retryMaxDelayMs: number;
   /** URLs of extra handler modules (see `task/handlers/mod.ts`). */
   modules?: string[];
+  /** When set, a connection must `/auth` with it before anything else. Never logged. */
+  token?: string;
+  /** PEM certificate chain and key: serve TLS instead of plain TCP. */
+  tls?: { cert: string; key: string };
 }
 
 /** The defaults of {@linkcode ServeOptions}: the seed's values where it had one. */
@@ -146,7 +151,8 @@ export class StartError extends Error {
 export class TaskServer {
   readonly addr: Deno.NetAddr;
   readonly #opts: ServeOptions;
-  readonly #listener: Deno.TcpListener;
+  readonly #listener: Deno.Listener;
+  readonly #token: TokenCheck | undefined;
   readonly #registry: HandlerRegistry;
   readonly #pool: WorkerPool;
   readonly #book: TaskBook;
@@ -165,10 +171,11 @@ export class TaskServer {
   readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
   #finishedWaiters: (() => void)[] = [];
 
-  private constructor(opts: ServeOptions, listener: Deno.TcpListener, registry: HandlerRegistry) {
+  private constructor(opts: ServeOptions, listener: Deno.Listener, registry: HandlerRegistry) {
     this.#opts = opts;
     this.#listener = listener;
-    this.addr = listener.addr;
+    this.addr = listener.addr as Deno.NetAddr;
+    this.#token = opts.token ? new TokenCheck(opts.token) : undefined;
     const settings = { smsDelayMs: opts.smsDelayMs, modules: opts.modules };
     this.#registry = registry;
     this.#queueFullMessage =
@@ -224,10 +231,19 @@ export class TaskServer {
       );
     }
     const where = `${options.host}:${options.port}`;
-    let listener: Deno.TcpListener;
+    let listener: Deno.Listener;
     try {
-      listener = Deno.listen({ hostname: options.host, port: options.port, transport: "tcp" });
+      listener = options.tls
+        ? Deno.listenTls({ hostname: options.host, port: options.port, cert: options.tls.cert, key: options.tls.key })
+        : Deno.listen({ hostname: options.host, port: options.port, transport: "tcp" });
     } catch (e) {
+      if (options.tls && !(e instanceof Deno.errors.AddrInUse) && !(e instanceof Deno.errors.PermissionDenied)) {
+        throw new StartError(
+          `cannot serve TLS: ${
+            (e as Error).message
+          } — check that --tls-cert is a PEM certificate (chain) and --tls-key its PEM private key`,
+        );
+      }
       if (e instanceof Deno.errors.AddrInUse) {
         throw new StartError(
           `cannot listen on ${where}: the address is already in use — is another asynctask (or other server) running there? Stop it or choose another --port`,
@@ -244,10 +260,18 @@ export class TaskServer {
       throw new StartError(`cannot listen on ${where}: ${(e as Error).message} — check --host and --port`);
     }
     const server = new TaskServer(options, listener, registry);
+    if (!isLoopback(options.host) && !options.token) {
+      log.warn(
+        "listening on {host} without a token: anyone who can reach port {port} can run tasks here. Set --token (or the ASYNCTASK_TOKEN environment variable), or listen on 127.0.0.1",
+        { host: options.host, port: server.addr.port },
+      );
+    }
     log.info(
-      "listening on {address} — {workers} workers × {concurrency} tasks, dispatch {dispatch}, queue {queueSize}, default task {task}",
+      "listening on {address} (TLS {tls}, token {token}) — {workers} workers × {concurrency} tasks, dispatch {dispatch}, queue {queueSize}, default task {task}",
       {
         address: `${server.addr.hostname}:${server.addr.port}`,
+        tls: options.tls ? "on" : "off",
+        token: options.token ? "required" : "none",
         workers: options.workers,
         concurrency: options.concurrency,
         dispatch: options.dispatch,
@@ -358,7 +382,7 @@ export class TaskServer {
   async #accept(): Promise<void> {
     let backoff = 10;
     while (!this.#stopping) {
-      let tcp: Deno.TcpConn;
+      let tcp: Deno.Conn;
       try {
         tcp = await this.#listener.accept();
       } catch (e) {
@@ -373,7 +397,7 @@ export class TaskServer {
         continue;
       }
       backoff = 10;
-      tcp.setNoDelay(true);
+      if ("setNoDelay" in tcp) (tcp as Deno.TcpConn).setNoDelay(true);
       const conn = new Connection(++this.#nextConnId, tcp, this.#opts, {
         line: (c, event) => this.#onLine(c, event),
         ended: (c) => this.#onEnded(c),
@@ -464,6 +488,7 @@ export class TaskServer {
   }
 
   #handle(c: Connection, req: Request): void {
+    if (this.#token && !c.authorized) return this.#authorize(c, req);
     switch (req.kind) {
       case "submit":
         return this.#submit(c, req);
@@ -476,13 +501,31 @@ export class TaskServer {
       case "ping":
         return c.send(reply.pong(req.format, req.tag));
       case "auth":
-        // No --token is set (tokens come with the access-control work): any token is fine.
+        // Already authorized, or the server has no token: nothing to check.
         return c.send(reply.ok(req.format, req.tag));
       case "quit":
         c.send(reply.bye(req.format, req.tag));
         c.closeWhenFlushed();
         return;
     }
+  }
+
+  /** The first request of a connection to a server with a token: it must be a good `/auth`. */
+  #authorize(c: Connection, req: Request): void {
+    if (req.kind === "auth" && this.#token!.matches(req.token)) {
+      c.authorized = true;
+      return c.send(reply.ok(req.format, req.tag));
+    }
+    const why = req.kind === "auth"
+      ? "wrong token"
+      : 'this server needs a token first: send /auth <token> (or {"cmd":"auth","token":"…"})';
+    this.#refuse(c, req.format, req.tag, "unauthorized", `${why}; closing`);
+    log.warn("connection {conn} from {remote} refused: {why}", {
+      conn: c.id,
+      remote: c.remote,
+      why: req.kind === "auth" ? "wrong token" : "no /auth first",
+    });
+    c.closeWhenFlushed();
   }
 
   #submit(c: Connection, req: Extract<Request, { kind: "submit" }>): void {

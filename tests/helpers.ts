@@ -27,12 +27,19 @@ export class LineClient {
   #eof = false;
   readonly #loop: Promise<void>;
 
-  private constructor(readonly conn: Deno.TcpConn) {
+  private constructor(readonly conn: Deno.TcpConn | Deno.TlsConn) {
     this.#loop = this.#readLoop();
   }
 
   static async connect(port: number, hostname = "127.0.0.1"): Promise<LineClient> {
     return new LineClient(await Deno.connect({ hostname, port }));
+  }
+
+  /** Connects with TLS, trusting `caCert` (PEM). */
+  static async connectTls(port: number, caCert: string, hostname = "127.0.0.1"): Promise<LineClient> {
+    const conn = await Deno.connectTls({ hostname, port, caCerts: [caCert] });
+    await conn.handshake();
+    return new LineClient(conn);
   }
 
   /** Sends lines, each with `\n`, in one write. */
@@ -146,7 +153,7 @@ export interface ServeProcess {
 export async function spawnServe(
   args: string[],
   exe?: string,
-  opts: { maxFiles?: number } = {},
+  opts: { maxFiles?: number; env?: Record<string, string> } = {},
 ): Promise<ServeProcess> {
   let argv = exe
     ? [exe, "serve", "--port", "0", ...args]
@@ -157,7 +164,7 @@ export async function spawnServe(
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...opts.env },
   }).spawn();
   let log = "";
   const listening = Promise.withResolvers<number>();
@@ -195,4 +202,69 @@ export async function spawnServe(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Makes a test certificate authority and a server certificate for 127.0.0.1 and localhost,
+ * signed by it, with `openssl`. Returns the PEM texts and the files' paths.
+ */
+export async function makeCertificates(
+  dir: string,
+): Promise<{ ca: string; cert: string; key: string; paths: Record<string, string> }> {
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" }).output();
+    if (!out.success) throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
+  };
+  await run(
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=asynctask test CA",
+  );
+  await run(
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "key.pem",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=localhost",
+  );
+  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n");
+  await run(
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "cert.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  );
+  const paths = { ca: `${dir}/ca.pem`, cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+  return {
+    ca: await Deno.readTextFile(paths.ca),
+    cert: await Deno.readTextFile(paths.cert),
+    key: await Deno.readTextFile(paths.key),
+    paths,
+  };
 }
