@@ -186,7 +186,8 @@ export const SERVE_HELP = renderHelp(
   "asynctask serve [flags]",
   "Runs the task server: answers every request at once, runs tasks in a pool of worker threads,\n" +
     "and sends each result back to the client that asked. Stop it with Ctrl-C (SIGINT) or SIGTERM:\n" +
-    "it finishes queued and running tasks first; a second signal stops it at once.",
+    "it finishes queued and running tasks first; a second signal stops it at once. SIGHUP replaces\n" +
+    "the workers one at a time (handler modules loaded anew) without losing or refusing a task.",
   SERVE_FLAGS,
 );
 
@@ -281,7 +282,14 @@ export async function runServe(args: string[]): Promise<number> {
       stopped.resolve(0);
     }
   };
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
+  const onHangup = () => {
+    log.info("SIGHUP: reloading — replacing the workers one at a time with fresh ones (handler modules loaded anew)");
+    server.reload();
+  };
+  const handlers = [
+    ...(["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const),
+    ["SIGHUP", onHangup] as const,
+  ];
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   const code = await stopped.promise;
   for (const [s, h] of handlers) Deno.removeSignalListener(s, h);

@@ -153,7 +153,7 @@ export class TaskServer {
   readonly #opts: ServeOptions;
   readonly #listener: Deno.Listener;
   readonly #token: TokenCheck | undefined;
-  readonly #registry: HandlerRegistry;
+  #registry: HandlerRegistry;
   readonly #pool: WorkerPool;
   readonly #book: TaskBook;
   readonly #conns = new Set<Connection>();
@@ -338,6 +338,42 @@ export class TaskServer {
     for (const t of this.#timers) clearInterval(t);
     await Promise.all([...this.#conns].map((c) => c.closeWhenFlushed()));
     return { unfinished };
+  }
+
+  #reloads = 0;
+  #reloading: Promise<boolean> | undefined;
+
+  /**
+   * Rolling reload (SIGHUP): loads the handler modules anew, then replaces the workers one at a
+   * time. If the new code does not load, nothing changes and the error is logged. Resolves true
+   * when the reload was done.
+   */
+  reload(): Promise<boolean> {
+    if (this.#stopping) return Promise.resolve(false);
+    this.#reloading ??= this.#reload().finally(() => (this.#reloading = undefined));
+    return this.#reloading;
+  }
+
+  async #reload(): Promise<boolean> {
+    const generation = ++this.#reloads;
+    const modules = this.#opts.modules?.map((url) => `${url}${url.includes("?") ? "&" : "?"}reload=${generation}`);
+    const settings = { smsDelayMs: this.#opts.smsDelayMs, modules };
+    let registry: HandlerRegistry;
+    try {
+      registry = await createRegistry(settings);
+    } catch (e) {
+      log.error("reload abandoned: {error}; the workers keep the code they have", { error: (e as Error).message });
+      return false;
+    }
+    const t0 = performance.now();
+    this.#registry = registry;
+    await this.#pool.reload(settings);
+    log.info("reload done: {workers} workers replaced one at a time in {ms} ms; tasks: {tasks}", {
+      workers: this.#opts.workers,
+      ms: Math.round(performance.now() - t0),
+      tasks: [...registry.keys()].join(", "),
+    });
+    return true;
   }
 
   #lastActivity = { accepted: 0, refused: 0, done: 0, failed: 0 };

@@ -100,7 +100,7 @@ interface Slot {
  * ```
  */
 export class WorkerPool {
-  readonly #opts: PoolOptions;
+  #opts: PoolOptions;
   readonly #events: PoolEvents;
   readonly #slots: Slot[];
   readonly #shared: TaskQueue<Job>;
@@ -190,6 +190,22 @@ export class WorkerPool {
       failed: s.failed,
       restarts: s.restarts,
     }));
+  }
+
+  /**
+   * Rolling reload: replaces the workers one slot at a time with workers built from `settings`
+   * (new handler code, fresh memory). Each new worker takes new tasks at once; the old one
+   * finishes what it runs, then ends, before the next slot is replaced. Nothing is dropped or
+   * refused because of it.
+   */
+  async reload(settings: HandlerSettings): Promise<void> {
+    this.#opts = { ...this.#opts, settings };
+    for (const slot of this.#slots) {
+      if (this.#closed) return;
+      const old = slot.worker;
+      this.#recycle(slot);
+      await old.ended;
+    }
   }
 
   /** Terminates every worker at once. Tasks still queued or running are dropped: call {@linkcode idle} first. */

@@ -54,6 +54,7 @@ export class PoolWorker {
   #outbox: JobMessage[] = [];
   #flushScheduled = false;
   #terminated = false;
+  readonly #ended = Promise.withResolvers<void>();
   /** When the oldest unacknowledged `abort` was sent (`performance.now()`), if any. */
   #abortSentAt: number | undefined;
   #abortsUnacked = 0;
@@ -114,6 +115,12 @@ export class PoolWorker {
     if (this.#terminated) return;
     this.#terminated = true;
     this.#worker.terminate();
+    this.#ended.resolve();
+  }
+
+  /** Resolves when the worker has been terminated (retired after its last task, crashed, or closed). */
+  get ended(): Promise<void> {
+    return this.#ended.promise;
   }
 
   #flush(): void {
