@@ -15,9 +15,9 @@ const encoder = new TextEncoder();
  * reading requests until the client has read enough to get below {@linkcode LOW_WATER}. TCP then
  * pushes back on a client that sends faster than it reads, instead of the server buffering.
  */
-export const HIGH_WATER = 256 * 1024;
+export const HIGH_WATER = 64 * 1024;
 /** See {@linkcode HIGH_WATER}. */
-export const LOW_WATER = 64 * 1024;
+export const LOW_WATER = 16 * 1024;
 /** Bytes read per `read` call: the most request bytes one turn of the read loop handles. */
 const READ_SIZE = 4 * 1024;
 
