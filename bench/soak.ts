@@ -8,6 +8,7 @@
  * ```sh
  * ./deno task soak                      # 20 s, 50 connections
  * ./deno task soak --duration 60s --conns 200
+ * SOAK_CPU_PROF=/tmp/prof ./deno task soak --task echo   # also write the server's CPU profiles there
  * ```
  *
  * @module
@@ -57,7 +58,13 @@ const serverArgs = [
   "json",
 ];
 const server = new Deno.Command(Deno.execPath(), {
-  args: ["run", "-A", `${ROOT}main.ts`, ...serverArgs],
+  args: [
+    "run",
+    "-A",
+    ...(Deno.env.get("SOAK_CPU_PROF") ? ["--cpu-prof", `--cpu-prof-dir=${Deno.env.get("SOAK_CPU_PROF")}`] : []),
+    `${ROOT}main.ts`,
+    ...serverArgs,
+  ],
   stdin: "null",
   stdout: "null",
   stderr: "piped",
