@@ -12,6 +12,7 @@ import { suggest, UsageError } from "./cli/flags.ts";
 import { runServe } from "./server/cli.ts";
 import { StartError } from "./server/server.ts";
 import { runClient } from "./client/cli.ts";
+import { runBench } from "./bench/cli.ts";
 
 /** The version printed by `asynctask --version`. */
 export const VERSION: string = denoJson.version;
@@ -19,6 +20,7 @@ export const VERSION: string = denoJson.version;
 const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
   serve: { run: runServe, help: "run the task server (like the seed's Server.php)" },
   client: { run: runClient, help: "send tasks and print their results (like the seed's Client.php)" },
+  bench: { run: runBench, help: "load-test a server: tasks/s, latency percentiles, lost tasks" },
 };
 
 const HELP = `asynctask ${VERSION} — a task server in one executable
