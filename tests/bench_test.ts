@@ -1,0 +1,20 @@
+/**
+ * `deno task bench --quick` in the test suite: every scene of the benchmark suite, small, against
+ * real servers. It checks that every task completed and none was lost — never a speed threshold.
+ */
+import assert from "node:assert/strict";
+import { ROOT } from "./helpers.ts";
+
+Deno.test("bench --quick: every scene completes every task, none lost", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}bench/suite.ts`, "--quick"],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, stdout + new TextDecoder().decode(out.stderr));
+  assert.match(stdout, /\| \(a\) echo 10×200, window 20 \| \d+ \| \d+ \| \d+% \|/);
+  assert.match(stdout, /\| \(d\) 200 idle connections \|/);
+  assert.match(stdout, /bench --quick: every task completed, none lost/);
+});
