@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type FlagSpec, parseFlags, renderHelp, UsageError } from "../cli/flags.ts";
+import { type FlagSpec, HELP_FLAG, parseFlags, renderHelp, UsageError } from "../cli/flags.ts";
 import { formatDuration } from "../cli/units.ts";
 import { type LoadCounts, type LoadOptions, type LoadReport, runLoad } from "./load.ts";
 import { asynctaskCommand, type ServerProcess, startServerProcess } from "./process.ts";
@@ -30,7 +30,7 @@ export const BENCH_FLAGS: readonly FlagSpec[] = [
     help: "how long to wait for results after sending",
   },
   { name: "spawn", kind: "boolean", help: "start a server for the run; serve flags go after --" },
-  { name: "help", kind: "boolean", short: "h", help: "show this help" },
+  HELP_FLAG,
 ];
 
 /** The `--help` text of `asynctask bench`. */

@@ -35,6 +35,9 @@ export interface FlagSpec {
   env?: string;
 }
 
+/** The `-h`/`--help` flag every subcommand has. */
+export const HELP_FLAG: FlagSpec = { name: "help", kind: "boolean", short: "h", help: "show this help" };
+
 /** A command-line mistake: printed with a hint, exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type FlagSpec, parseFlags, readFlagFile, renderHelp } from "../cli/flags.ts";
+import { type FlagSpec, HELP_FLAG, parseFlags, readFlagFile, renderHelp } from "../cli/flags.ts";
 import { ClientConnection, ConnectError } from "./connection.ts";
 import { runInteractive } from "./interactive.ts";
 import { parseReply } from "./replies.ts";
@@ -49,7 +49,7 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
     help: "trust this PEM certificate authority for --tls (e.g. a self-signed cert)",
   },
   { name: "quiet", kind: "boolean", short: "q", help: "print only failures and the summary" },
-  { name: "help", kind: "boolean", short: "h", help: "show this help" },
+  HELP_FLAG,
 ];
 
 /** The `--help` text of `asynctask client`. */

@@ -7,7 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { type FlagSpec, parseFlags, readFlagFile, renderHelp, UsageError } from "../cli/flags.ts";
+import { type FlagSpec, HELP_FLAG, parseFlags, readFlagFile, renderHelp, UsageError } from "../cli/flags.ts";
 import { closeLogging, flushLogging, LOG_FORMATS, LOG_LEVELS, type LogOptions, setupLogging } from "../cli/log.ts";
 import { formatDuration } from "../cli/units.ts";
 import { DISPATCH_MODES, type DispatchMode } from "../task/dispatch.ts";
@@ -178,7 +178,7 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
     valueName: "file.json",
     help: "read flags from a JSON file; flags on the command line win",
   },
-  { name: "help", kind: "boolean", short: "h", help: "show this help" },
+  HELP_FLAG,
 ];
 
 /** The `--help` text of `asynctask serve`. */

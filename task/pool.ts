@@ -95,7 +95,6 @@ interface Slot {
  *   { settled: (job, outcome) => console.log(job.id, outcome.ok) },
  * );
  * pool.submit({ id: 1, task: "echo", data: "hi", attempt: 1, connId: 1 });
- * await pool.idle();
  * pool.close();
  * ```
  */
@@ -110,7 +109,6 @@ export class WorkerPool {
   readonly messages: MessageCounts = { toWorkers: 0, fromWorkers: 0 };
   #queued = 0;
   #closed = false;
-  #idleWaiters: (() => void)[] = [];
   readonly #timeoutTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(opts: PoolOptions, events: PoolEvents) {
@@ -175,12 +173,6 @@ export class WorkerPool {
     return true;
   }
 
-  /** Resolves when nothing is queued or running. */
-  idle(): Promise<void> {
-    if (this.#queued === 0 && this.running === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
-  }
-
   /** Per-slot counts. */
   stats(): WorkerStats[] {
     return this.#slots.map((s) => ({
@@ -208,7 +200,7 @@ export class WorkerPool {
     }
   }
 
-  /** Terminates every worker at once. Tasks still queued or running are dropped: call {@linkcode idle} first. */
+  /** Terminates every worker at once. Tasks still queued or running are dropped: the server waits for its tasks first. */
   close(): void {
     this.#closed = true;
     clearInterval(this.#timeoutTimer);
@@ -272,7 +264,6 @@ export class WorkerPool {
     this.#events.settled(job, outcome, w.slot);
     this.#endIfDone(w);
     this.#drain();
-    this.#checkIdle();
   }
 
   /** Ends tasks that ran past `--task-timeout`, and terminates workers that do not acknowledge the abort. */
@@ -303,7 +294,6 @@ export class WorkerPool {
       }
     }
     this.#drain();
-    this.#checkIdle();
   }
 
   /**
@@ -351,13 +341,5 @@ export class WorkerPool {
     }
     this.#events.crashed?.(slot.id, reason, lost.length);
     this.#drain();
-    this.#checkIdle();
-  }
-
-  #checkIdle(): void {
-    if (this.#idleWaiters.length === 0 || this.#queued > 0 || this.running > 0) return;
-    const waiters = this.#idleWaiters;
-    this.#idleWaiters = [];
-    for (const resolve of waiters) resolve();
   }
 }
