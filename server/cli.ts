@@ -11,6 +11,7 @@ import { type FlagSpec, HELP_FLAG, parseFlags, readFlagFile, renderHelp, UsageEr
 import { closeLogging, flushLogging, LOG_FORMATS, LOG_LEVELS, type LogOptions, setupLogging } from "../cli/log.ts";
 import { formatDuration } from "../cli/units.ts";
 import { DISPATCH_MODES, type DispatchMode } from "../task/dispatch.ts";
+import type { JournalSync } from "./journal.ts";
 import { DEFAULT_SERVE_OPTIONS as D, type ServeOptions, TaskServer } from "./server.ts";
 
 /** The flags of `asynctask serve`. */
@@ -143,6 +144,19 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
     help: "on SIGINT/SIGTERM, how long to wait for tasks",
   },
   {
+    name: "journal",
+    kind: "string",
+    valueName: "file.db",
+    help: "keep accepted tasks in this SQLite file: they survive crashes and restarts",
+  },
+  {
+    name: "journal-sync",
+    kind: "string",
+    default: "full",
+    choices: ["full", "normal"],
+    help: "full: fsync every commit; normal: faster, the last moments may be lost on power loss",
+  },
+  {
     name: "token",
     kind: "string",
     env: "ASYNCTASK_TOKEN",
@@ -229,6 +243,8 @@ export async function runServe(args: string[]): Promise<number> {
     retryBackoffMs: flags.num("retry-backoff"),
     retryMaxDelayMs: flags.num("retry-max-delay"),
   };
+  const journal = flags.str("journal");
+  if (journal !== undefined) options.journal = { path: journal, sync: flags.str("journal-sync") as JournalSync };
   const token = flags.str("token");
   if (token !== undefined) options.token = token;
   const tlsCert = flags.str("tls-cert");

@@ -31,6 +31,8 @@ export interface ConnectionEvents {
   closed(conn: Connection): void;
   /** More than `maxOutput` characters of replies are waiting for a client that does not read. */
   overflowed(conn: Connection): void;
+  /** Called just before replies are written: the journal commits what they announce. */
+  beforeWrite?(): void;
 }
 
 /** A connection's limits. */
@@ -161,6 +163,7 @@ export class Connection implements ReplyTarget {
   async #flush(): Promise<void> {
     try {
       while (this.#out.length > 0 && this.#writable) {
+        this.events.beforeWrite?.();
         const text = this.#out.join("\n") + "\n";
         const data = encoder.encode(text);
         this.#out = [];

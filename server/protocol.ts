@@ -24,7 +24,8 @@ export type ErrorCode =
   | "unauthorized"
   | "idle_timeout"
   | "shutting_down"
-  | "not_found";
+  | "not_found"
+  | "journal_unavailable";
 
 /** A parsed request line. */
 export type Request =

@@ -19,7 +19,9 @@ import type { LineEvent } from "./lines.ts";
 import { type ErrorCode, type Format, parseRequest, reply, type Request, type Tag } from "./protocol.ts";
 import { TaskBook, type TaskRecord } from "./tasks.ts";
 import { formatDuration, formatSize } from "../cli/units.ts";
+import { flushLogging } from "../cli/log.ts";
 import { isLoopback, TokenCheck } from "./auth.ts";
+import { Journal, JournalError, type JournalSync } from "./journal.ts";
 
 const log = getLogger(["asynctask", "server"]);
 const taskLog = getLogger(["asynctask", "task"]);
@@ -63,6 +65,8 @@ export interface ServeOptions {
   token?: string;
   /** PEM certificate chain and key: serve TLS instead of plain TCP. */
   tls?: { cert: string; key: string };
+  /** Keep accepted tasks in this SQLite file, so that they survive crashes and restarts. */
+  journal?: { path: string; sync: JournalSync };
 }
 
 /** The defaults of {@linkcode ServeOptions}: the seed's values where it had one. */
@@ -106,6 +110,12 @@ export function retryDelay(attempt: number, base: number, max: number, random: (
   const full = Math.min(max, base * 2 ** Math.min(attempt - 1, 30));
   return Math.round(full / 2 + random() * (full / 2));
 }
+
+/**
+ * With `--journal`, a task that was running when the server died runs again on restart, its attempt
+ * count carried on. After `--retries` + this many such runs it is failed instead (a poison pill).
+ */
+export const MAX_INTERRUPTED_RUNS = 3;
 
 /** What `/stats` reports. */
 export interface ServerStats {
@@ -153,6 +163,7 @@ export class TaskServer {
   readonly #opts: ServeOptions;
   readonly #listener: Deno.Listener;
   readonly #token: TokenCheck | undefined;
+  readonly #journal: Journal | undefined;
   #registry: HandlerRegistry;
   readonly #pool: WorkerPool;
   readonly #book: TaskBook;
@@ -171,8 +182,14 @@ export class TaskServer {
   readonly #retryTimers = new Set<ReturnType<typeof setTimeout>>();
   #finishedWaiters: (() => void)[] = [];
 
-  private constructor(opts: ServeOptions, listener: Deno.Listener, registry: HandlerRegistry) {
+  private constructor(
+    opts: ServeOptions,
+    listener: Deno.Listener,
+    registry: HandlerRegistry,
+    journal: Journal | undefined,
+  ) {
     this.#opts = opts;
+    this.#journal = journal;
     this.#listener = listener;
     this.addr = listener.addr as Deno.NetAddr;
     this.#token = opts.token ? new TokenCheck(opts.token) : undefined;
@@ -203,6 +220,10 @@ export class TaskServer {
       },
     });
     this.#timers.push(setInterval(() => this.#book.sweep(Date.now()), 1000));
+    if (journal) {
+      this.#recover(journal);
+      this.#timers.push(setInterval(() => this.#sweepJournal(), 60_000));
+    }
     if (opts.statsIntervalMs > 0) this.#timers.push(setInterval(() => this.#logActivity(), opts.statsIntervalMs));
     if (opts.idleTimeoutMs > 0) {
       const tick = Math.min(1000, Math.max(20, Math.round(opts.idleTimeoutMs / 4)));
@@ -231,12 +252,19 @@ export class TaskServer {
       );
     }
     const where = `${options.host}:${options.port}`;
+    let journal: Journal | undefined;
+    try {
+      journal = options.journal ? Journal.open(options.journal.path, options.journal.sync) : undefined;
+    } catch (e) {
+      throw new StartError((e as Error).message);
+    }
     let listener: Deno.Listener;
     try {
       listener = options.tls
         ? Deno.listenTls({ hostname: options.host, port: options.port, cert: options.tls.cert, key: options.tls.key })
         : Deno.listen({ hostname: options.host, port: options.port, transport: "tcp" });
     } catch (e) {
+      journal?.close();
       if (options.tls && !(e instanceof Deno.errors.AddrInUse) && !(e instanceof Deno.errors.PermissionDenied)) {
         throw new StartError(
           `cannot serve TLS: ${
@@ -259,7 +287,7 @@ export class TaskServer {
       }
       throw new StartError(`cannot listen on ${where}: ${(e as Error).message} — check --host and --port`);
     }
-    const server = new TaskServer(options, listener, registry);
+    const server = new TaskServer(options, listener, registry, journal);
     if (!isLoopback(options.host) && !options.token) {
       log.warn(
         "listening on {host} without a token: anyone who can reach port {port} can run tasks here. Set --token (or the ASYNCTASK_TOKEN environment variable), or listen on 127.0.0.1",
@@ -337,7 +365,87 @@ export class TaskServer {
     this.#pool.close();
     for (const t of this.#timers) clearInterval(t);
     await Promise.all([...this.#conns].map((c) => c.closeWhenFlushed()));
+    this.#journal?.close();
     return { unfinished };
+  }
+
+  /** Commits the journal before replies go out. A failed commit ends the server (see README). */
+  #commitJournal(): void {
+    if (!this.#journal) return;
+    try {
+      this.#journal.commit();
+    } catch (e) {
+      log.fatal(
+        "journal {path}: commit failed ({error}); stopping now so that no ACCEPTED is sent for a task that is not on disk. Fix the cause (free space, permissions) and restart: committed tasks are recovered",
+        { path: this.#journal.path, error: (e as Error).message },
+      );
+      flushLogging();
+      Deno.exit(1);
+    }
+  }
+
+  /** Queues the journal's unfinished tasks again and files its recent results, on start. */
+  #recover(journal: Journal): void {
+    const now = Date.now();
+    const { unfinished, finished, maxId } = journal.load(now - this.#opts.resultTtlMs);
+    this.#nextTaskId = maxId;
+    for (const t of finished) {
+      const rec: TaskRecord = {
+        id: t.id,
+        task: t.task,
+        format: t.format,
+        state: t.state === "done" ? "done" : "failed",
+        attempts: t.attempts,
+        worker: 0,
+        finishedAt: t.finishedAt,
+        ...(t.tag !== undefined ? { tag: t.tag } : {}),
+        ...(t.state === "done" ? { result: t.result } : { error: t.error }),
+      };
+      this.#book.add(rec);
+      this.#book.finish(rec, t.finishedAt);
+    }
+    for (const t of unfinished) {
+      const rec: TaskRecord = {
+        id: t.id,
+        task: t.task,
+        format: t.format,
+        state: "queued",
+        attempts: t.attempts,
+        worker: 0,
+        finishedAt: 0,
+        ...(t.tag !== undefined ? { tag: t.tag } : {}),
+      };
+      this.#book.add(rec);
+      if (!this.#registry.has(t.task)) {
+        this.#finish(rec, { code: "handler_error", message: `this server has no task "${t.task}" any more` });
+      } else if (t.attempts > this.#opts.retries + MAX_INTERRUPTED_RUNS) {
+        // A task that was running at every crash may be what crashes the server: a poison pill.
+        this.#finish(rec, {
+          code: "worker_crashed",
+          message: `the server stopped while the task ran, ${t.attempts} times; not running it again`,
+        });
+      } else {
+        this.#pool.submit({ id: t.id, task: t.task, data: t.data, attempt: t.attempts + 1, connId: 0 }, true);
+      }
+    }
+    journal.commit();
+    log.info(
+      "journal {path}: {queued} unfinished task(s) queued again, {kept} result(s) kept, task ids go on after {max}",
+      {
+        path: journal.path,
+        queued: unfinished.length,
+        kept: finished.length,
+        max: maxId,
+      },
+    );
+  }
+
+  #sweepJournal(): void {
+    try {
+      this.#journal?.sweep(Date.now() - this.#opts.resultTtlMs, this.#opts.maxResults);
+    } catch (e) {
+      log.error("journal clean-up failed: {error}", { error: (e as Error).message });
+    }
   }
 
   #reloads = 0;
@@ -438,6 +546,7 @@ export class TaskServer {
         line: (c, event) => this.#onLine(c, event),
         ended: (c) => this.#onEnded(c),
         closed: (c) => this.#onClosed(c),
+        beforeWrite: () => this.#commitJournal(),
         overflowed: (c) =>
           log.warn(
             "connection {conn} from {remote} closed: more than --max-output {max} of replies wait for a client that does not read; its tasks go on, their results stay available to /status",
@@ -603,6 +712,24 @@ export class TaskServer {
       return this.#refuse(c, format, tag, "queue_full", this.#queueFullMessage);
     }
     const id = ++this.#nextTaskId;
+    if (this.#journal) {
+      try {
+        this.#journal.accept({ id, task: name, data, format, tag, attempts: 0 });
+      } catch (e) {
+        log.error("journal {path}: cannot record task {id}: {error}", {
+          path: this.#journal.path,
+          id,
+          error: (e as Error).message,
+        });
+        return this.#refuse(
+          c,
+          format,
+          tag,
+          "journal_unavailable",
+          `the journal cannot record the task (${(e as Error).message}); nothing was queued — retry later`,
+        );
+      }
+    }
     const rec: TaskRecord = {
       id,
       task: name,
@@ -643,6 +770,7 @@ export class TaskServer {
     rec.state = "running";
     rec.worker = worker;
     rec.attempts = job.attempt;
+    this.#journal?.started(job.id, job.attempt);
     if (!this.#traceTasks) return;
     taskLog.debug("task {id} ({task}) started on worker {worker}, attempt {attempt}", {
       id: job.id,
@@ -697,6 +825,7 @@ export class TaskServer {
 
   /** Records a task's end, sends its final reply, and files it for `/status`. Exactly once per task. */
   #finish(rec: TaskRecord, error: { code: string; message: string } | undefined, result?: unknown, ms = 0): void {
+    this.#journal?.finish(rec.id, error ? "failed" : "done", rec.attempts, result, error);
     const target = rec.target;
     rec.target = undefined;
     if (error) {

@@ -1,0 +1,228 @@
+/**
+ * `serve --journal FILE`: accepted means durable. Every accepted task is written to a SQLite file
+ * (Deno's built-in `node:sqlite`) before its `ACCEPTED` is sent, and its end (result or error,
+ * attempts) before its `DONE`/`FAILED`. On start, unfinished tasks are queued again and finished
+ * ones stay queryable.
+ *
+ * Group commit: writes open one transaction, which is committed by {@linkcode Journal.commit} —
+ * called by each connection just before it writes its replies — so all the tasks accepted and
+ * finished in one event-loop turn share one fsync.
+ *
+ * @module
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { Format, Tag } from "./protocol.ts";
+
+/** The schema version this code writes; a newer file is refused. */
+export const SCHEMA_VERSION = 1;
+
+/** `--journal-sync`: `full` fsyncs every commit; `normal` may lose the last commits on power loss. */
+export type JournalSync = "full" | "normal";
+
+/** A journal that cannot be used: the message names the file and the fix. */
+export class JournalError extends Error {
+  override name = "JournalError";
+}
+
+/** An accepted task as the journal keeps it. */
+export interface JournalTask {
+  id: number;
+  task: string;
+  data: unknown;
+  format: Format;
+  tag?: Tag;
+  attempts: number;
+  state: "queued" | "done" | "failed";
+  result?: unknown;
+  error?: { code: string; message: string };
+  finishedAt: number;
+}
+
+/**
+ * An open journal file.
+ *
+ * @example
+ * ```ts ignore
+ * const journal = Journal.open("/var/lib/asynctask/journal.db", "full");
+ * journal.accept({ id: 1, task: "sms", data: "13800138000", format: "text", attempts: 0 });
+ * journal.commit();
+ * ```
+ */
+export class Journal {
+  readonly #db: DatabaseSync;
+  readonly #insert: StatementSync;
+  readonly #finish: StatementSync;
+  readonly #sweep: StatementSync;
+  readonly #started: StatementSync;
+  #open = false;
+
+  private constructor(readonly path: string, db: DatabaseSync) {
+    this.#db = db;
+    this.#insert = db.prepare(
+      "INSERT INTO tasks (id, task, data, format, tag, state, attempts, accepted_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+    );
+    this.#finish = db.prepare(
+      "UPDATE tasks SET state = ?, attempts = ?, result = ?, error = ?, finished_at = ? WHERE id = ?",
+    );
+    this.#sweep = db.prepare(
+      `DELETE FROM tasks WHERE state != 'queued' AND (finished_at < ? OR id <= (
+        SELECT id FROM tasks WHERE state != 'queued' ORDER BY id DESC LIMIT 1 OFFSET ?))`,
+    );
+    this.#started = db.prepare("UPDATE tasks SET attempts = ? WHERE id = ?");
+  }
+
+  /**
+   * Opens (or creates) the journal and takes its lock.
+   *
+   * @throws {JournalError} for a file that is not a journal, a newer schema, a journal locked by
+   * another server, or a file or directory that cannot be written.
+   */
+  static open(path: string, sync: JournalSync): Journal {
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(path);
+    } catch (e) {
+      throw new JournalError(
+        `cannot open journal ${path}: ${(e as Error).message} — check that the directory exists and is writable`,
+      );
+    }
+    try {
+      db.exec(`PRAGMA busy_timeout = 0; PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;
+        PRAGMA synchronous = ${sync === "full" ? "FULL" : "NORMAL"}`);
+      db.exec("BEGIN IMMEDIATE"); // takes the exclusive lock now, and keeps it
+      db.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS tasks (
+          id INTEGER PRIMARY KEY, task TEXT NOT NULL, data TEXT NOT NULL, format TEXT NOT NULL, tag TEXT,
+          state TEXT NOT NULL, attempts INTEGER NOT NULL, result TEXT, error TEXT,
+          accepted_at INTEGER NOT NULL, finished_at INTEGER);
+        CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (state) WHERE state = 'queued';`);
+      const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
+        | { value: string }
+        | undefined;
+      if (!row) {
+        db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
+      } else if (Number(row.value) > SCHEMA_VERSION) {
+        throw new JournalError(
+          `journal ${path} has schema version ${row.value}, newer than this asynctask understands (${SCHEMA_VERSION}) — run the newer asynctask that wrote it`,
+        );
+      }
+      db.exec("COMMIT");
+    } catch (e) {
+      try {
+        db.close();
+      } catch {
+        // closing a broken handle
+      }
+      if (e instanceof JournalError) throw e;
+      const msg = (e as Error).message;
+      if (/locked|busy/i.test(msg)) {
+        throw new JournalError(
+          `journal ${path} is locked: another asynctask server is using it — stop that server, or give this one its own --journal`,
+        );
+      }
+      if (/not a database|malformed/i.test(msg)) {
+        throw new JournalError(`${path} is not an asynctask journal (${msg}) — point --journal at a new file`);
+      }
+      if (/readonly|read-only|unable to open|disk|full/i.test(msg)) {
+        throw new JournalError(
+          `cannot write journal ${path}: ${msg} — check free space and that the file and its directory are writable`,
+        );
+      }
+      throw new JournalError(`cannot use journal ${path}: ${msg}`);
+    }
+    return new Journal(path, db);
+  }
+
+  /** Every task that was accepted and has not finished, and every finished one since `since`. */
+  load(since: number): { unfinished: JournalTask[]; finished: JournalTask[]; maxId: number } {
+    const rows = this.#db.prepare(
+      "SELECT * FROM tasks WHERE state = 'queued' OR finished_at >= ? ORDER BY id",
+    ).all(since) as Record<string, unknown>[];
+    const tasks = rows.map((r): JournalTask => ({
+      id: Number(r.id),
+      task: String(r.task),
+      data: JSON.parse(String(r.data)),
+      format: r.format as Format,
+      ...(r.tag != null ? { tag: JSON.parse(String(r.tag)) as Tag } : {}),
+      attempts: Number(r.attempts),
+      state: r.state as JournalTask["state"],
+      ...(r.result != null ? { result: JSON.parse(String(r.result)) } : {}),
+      ...(r.error != null ? { error: JSON.parse(String(r.error)) } : {}),
+      finishedAt: Number(r.finished_at ?? 0),
+    }));
+    const max = this.#db.prepare("SELECT MAX(id) AS max FROM tasks").get() as { max: number | null };
+    return {
+      unfinished: tasks.filter((t) => t.state === "queued"),
+      finished: tasks.filter((t) => t.state !== "queued"),
+      maxId: Number(max.max ?? 0),
+    };
+  }
+
+  /** Records an accepted task (in the open transaction). */
+  accept(t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number }): void {
+    this.#begin();
+    this.#insert.run(
+      t.id,
+      t.task,
+      JSON.stringify(t.data) ?? "null",
+      t.format,
+      t.tag === undefined ? null : JSON.stringify(t.tag),
+      t.attempts,
+      Date.now(),
+    );
+  }
+
+  /** Records that attempt `attempt` of a task started, so that a crash cannot reset its count. */
+  started(id: number, attempt: number): void {
+    this.#begin();
+    this.#started.run(attempt, id);
+  }
+
+  /** Records a task's end (in the open transaction). */
+  finish(
+    id: number,
+    state: "done" | "failed",
+    attempts: number,
+    result: unknown,
+    error: { code: string; message: string } | undefined,
+  ): void {
+    this.#begin();
+    this.#finish.run(
+      state,
+      attempts,
+      state === "done" ? JSON.stringify(result) ?? "null" : null,
+      error ? JSON.stringify(error) : null,
+      Date.now(),
+      id,
+    );
+  }
+
+  /** Commits the open transaction, if any: what it holds is then on disk. */
+  commit(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    this.#db.exec("COMMIT");
+  }
+
+  /** Forgets finished tasks that ended before `before` (ms since the epoch), and all but the newest `keep`. */
+  sweep(before: number, keep: number): void {
+    this.#begin();
+    this.#sweep.run(before, keep);
+    this.commit();
+  }
+
+  /** Commits and closes. */
+  close(): void {
+    try {
+      this.commit();
+    } finally {
+      this.#db.close();
+    }
+  }
+
+  #begin(): void {
+    if (this.#open) return;
+    this.#db.exec("BEGIN");
+    this.#open = true;
+  }
+}
