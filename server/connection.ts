@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { type LineEvent, LineSplitter } from "./lines.ts";
 import type { ReplyTarget } from "./tasks.ts";
 
@@ -103,7 +104,8 @@ export class Connection implements ReplyTarget {
     this.#out.push(line);
     if (!this.#flushing) {
       this.#flushing = true;
-      queueMicrotask(() => this.#flush());
+      if (this.events.beforeWrite) setImmediate(() => this.#flush());
+      else queueMicrotask(() => this.#flush());
     }
   }
 

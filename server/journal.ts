@@ -4,9 +4,9 @@
  * attempts) before its `DONE`/`FAILED`. On start, unfinished tasks are queued again and finished
  * ones stay queryable.
  *
- * Group commit: writes open one transaction, which is committed by {@linkcode Journal.commit} —
- * called by each connection just before it writes its replies — so all the tasks accepted and
- * finished in one event-loop turn share one fsync.
+ * Group commit: accepts and ends are buffered and written by {@linkcode Journal.commit} — called
+ * by each connection just before it writes its replies — as a few multi-row statements in one
+ * transaction, so all the tasks accepted and finished in one event-loop turn share one fsync.
  *
  * @module
  */
@@ -32,6 +32,8 @@ export interface JournalTask {
   format: Format;
   tag?: Tag;
   attempts: number;
+  /** How many server restarts found it unfinished (it may have been running each time). */
+  interrupted: number;
   state: "queued" | "done" | "failed";
   result?: unknown;
   error?: { code: string; message: string };
@@ -50,25 +52,22 @@ export interface JournalTask {
  */
 export class Journal {
   readonly #db: DatabaseSync;
-  readonly #insert: StatementSync;
-  readonly #finish: StatementSync;
+  /** Multi-row statements by row count, prepared on first use. */
+  readonly #inserts = new Map<number, StatementSync>();
+  readonly #finishes = new Map<number, StatementSync>();
+  #accepted: (string | number | null)[][] = [];
+  #ended: (string | number | null)[][] = [];
   readonly #sweep: StatementSync;
-  readonly #started: StatementSync;
+  readonly #failedAttempt: StatementSync;
   #open = false;
 
   private constructor(readonly path: string, db: DatabaseSync) {
     this.#db = db;
-    this.#insert = db.prepare(
-      "INSERT INTO tasks (id, task, data, format, tag, state, attempts, accepted_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-    );
-    this.#finish = db.prepare(
-      "UPDATE tasks SET state = ?, attempts = ?, result = ?, error = ?, finished_at = ? WHERE id = ?",
-    );
     this.#sweep = db.prepare(
       `DELETE FROM tasks WHERE state != 'queued' AND (finished_at < ? OR id <= (
         SELECT id FROM tasks WHERE state != 'queued' ORDER BY id DESC LIMIT 1 OFFSET ?))`,
     );
-    this.#started = db.prepare("UPDATE tasks SET attempts = ? WHERE id = ?");
+    this.#failedAttempt = db.prepare("UPDATE tasks SET attempts = ? WHERE id = ?");
   }
 
   /**
@@ -93,7 +92,7 @@ export class Journal {
       db.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS tasks (
           id INTEGER PRIMARY KEY, task TEXT NOT NULL, data TEXT NOT NULL, format TEXT NOT NULL, tag TEXT,
-          state TEXT NOT NULL, attempts INTEGER NOT NULL, result TEXT, error TEXT,
+          state TEXT NOT NULL, attempts INTEGER NOT NULL, interrupted INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT,
           accepted_at INTEGER NOT NULL, finished_at INTEGER);
         CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (state) WHERE state = 'queued';`);
       const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
@@ -133,8 +132,14 @@ export class Journal {
     return new Journal(path, db);
   }
 
-  /** Every task that was accepted and has not finished, and every finished one since `since`. */
+  /**
+   * Every task that was accepted and has not finished (each counted as interrupted once more), and
+   * every finished one since `since`.
+   */
   load(since: number): { unfinished: JournalTask[]; finished: JournalTask[]; maxId: number } {
+    this.#begin();
+    this.#db.exec("UPDATE tasks SET interrupted = interrupted + 1 WHERE state = 'queued'");
+    this.commit();
     const rows = this.#db.prepare(
       "SELECT * FROM tasks WHERE state = 'queued' OR finished_at >= ? ORDER BY id",
     ).all(since) as Record<string, unknown>[];
@@ -145,6 +150,7 @@ export class Journal {
       format: r.format as Format,
       ...(r.tag != null ? { tag: JSON.parse(String(r.tag)) as Tag } : {}),
       attempts: Number(r.attempts),
+      interrupted: Number(r.interrupted),
       state: r.state as JournalTask["state"],
       ...(r.result != null ? { result: JSON.parse(String(r.result)) } : {}),
       ...(r.error != null ? { error: JSON.parse(String(r.error)) } : {}),
@@ -158,10 +164,9 @@ export class Journal {
     };
   }
 
-  /** Records an accepted task (in the open transaction). */
+  /** Records an accepted task: on disk at the next {@linkcode commit}. */
   accept(t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number }): void {
-    this.#begin();
-    this.#insert.run(
+    this.#accepted.push([
       t.id,
       t.task,
       JSON.stringify(t.data) ?? "null",
@@ -169,16 +174,16 @@ export class Journal {
       t.tag === undefined ? null : JSON.stringify(t.tag),
       t.attempts,
       Date.now(),
-    );
+    ]);
   }
 
-  /** Records that attempt `attempt` of a task started, so that a crash cannot reset its count. */
-  started(id: number, attempt: number): void {
+  /** Records that a task failed attempt `attempt` and waits for a retry, so that a crash cannot reset its count. */
+  failedAttempt(id: number, attempt: number): void {
     this.#begin();
-    this.#started.run(attempt, id);
+    this.#failedAttempt.run(attempt, id);
   }
 
-  /** Records a task's end (in the open transaction). */
+  /** Records a task's end: on disk at the next {@linkcode commit}. */
   finish(
     id: number,
     state: "done" | "failed",
@@ -186,22 +191,56 @@ export class Journal {
     result: unknown,
     error: { code: string; message: string } | undefined,
   ): void {
-    this.#begin();
-    this.#finish.run(
+    this.#ended.push([
+      id,
       state,
       attempts,
       state === "done" ? JSON.stringify(result) ?? "null" : null,
       error ? JSON.stringify(error) : null,
       Date.now(),
-      id,
-    );
+    ]);
   }
 
   /** Commits the open transaction, if any: what it holds is then on disk. */
   commit(): void {
+    if (this.#accepted.length > 0 || this.#ended.length > 0) {
+      this.#begin();
+      const accepted = this.#accepted;
+      const ended = this.#ended;
+      this.#accepted = [];
+      this.#ended = [];
+      // Accepts first: a task accepted and ended in the same turn is inserted, then updated.
+      this.#writeRows(
+        accepted,
+        this.#inserts,
+        (n) =>
+          `INSERT INTO tasks (id, task, data, format, tag, attempts, accepted_at, state) VALUES ${
+            Array(n).fill("(?, ?, ?, ?, ?, ?, ?, 'queued')").join(", ")
+          }`,
+      );
+      this.#writeRows(
+        ended,
+        this.#finishes,
+        (n) =>
+          `WITH e(id, state, attempts, result, error, finished_at) AS (VALUES ${
+            Array(n).fill("(?, ?, ?, ?, ?, ?)").join(", ")
+          }) UPDATE tasks SET state = e.state, attempts = e.attempts, result = e.result, error = e.error,
+           finished_at = e.finished_at FROM e WHERE tasks.id = e.id`,
+      );
+    }
     if (!this.#open) return;
     this.#open = false;
     this.#db.exec("COMMIT");
+  }
+
+  /** Writes rows with statements of up to 100 rows each, each size prepared once. */
+  #writeRows(rows: (string | number | null)[][], cache: Map<number, StatementSync>, sql: (n: number) => string): void {
+    for (let at = 0; at < rows.length; at += 100) {
+      const chunk = rows.slice(at, at + 100);
+      let stmt = cache.get(chunk.length);
+      if (!stmt) cache.set(chunk.length, stmt = this.#db.prepare(sql(chunk.length)));
+      stmt.run(...chunk.flat());
+    }
   }
 
   /** Forgets finished tasks that ended before `before` (ms since the epoch), and all but the newest `keep`. */

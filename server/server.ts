@@ -112,8 +112,9 @@ export function retryDelay(attempt: number, base: number, max: number, random: (
 }
 
 /**
- * With `--journal`, a task that was running when the server died runs again on restart, its attempt
- * count carried on. After `--retries` + this many such runs it is failed instead (a poison pill).
+ * With `--journal`, a task left unfinished when the server died runs again on restart, its count of
+ * failed attempts carried on (so `--retries` still bounds it). After this many restarts that found
+ * it unfinished, it is failed instead: it may be what kills the server (a poison pill).
  */
 export const MAX_INTERRUPTED_RUNS = 3;
 
@@ -418,11 +419,11 @@ export class TaskServer {
       this.#book.add(rec);
       if (!this.#registry.has(t.task)) {
         this.#finish(rec, { code: "handler_error", message: `this server has no task "${t.task}" any more` });
-      } else if (t.attempts > this.#opts.retries + MAX_INTERRUPTED_RUNS) {
-        // A task that was running at every crash may be what crashes the server: a poison pill.
+      } else if (t.interrupted > MAX_INTERRUPTED_RUNS) {
+        // A task that was unfinished at every crash may be what crashes the server: a poison pill.
         this.#finish(rec, {
           code: "worker_crashed",
-          message: `the server stopped while the task ran, ${t.attempts} times; not running it again`,
+          message: `the server stopped ${t.interrupted} times before the task finished; not running it again`,
         });
       } else {
         this.#pool.submit({ id: t.id, task: t.task, data: t.data, attempt: t.attempts + 1, connId: 0 }, true);
@@ -546,7 +547,7 @@ export class TaskServer {
         line: (c, event) => this.#onLine(c, event),
         ended: (c) => this.#onEnded(c),
         closed: (c) => this.#onClosed(c),
-        beforeWrite: () => this.#commitJournal(),
+        ...(this.#journal ? { beforeWrite: () => this.#commitJournal() } : {}),
         overflowed: (c) =>
           log.warn(
             "connection {conn} from {remote} closed: more than --max-output {max} of replies wait for a client that does not read; its tasks go on, their results stay available to /status",
@@ -770,7 +771,6 @@ export class TaskServer {
     rec.state = "running";
     rec.worker = worker;
     rec.attempts = job.attempt;
-    this.#journal?.started(job.id, job.attempt);
     if (!this.#traceTasks) return;
     taskLog.debug("task {id} ({task}) started on worker {worker}, attempt {attempt}", {
       id: job.id,
@@ -796,6 +796,7 @@ export class TaskServer {
   /** Runs a failed task again after a backoff. It stays `queued` meanwhile, and still counts as accepted. */
   #retry(rec: TaskRecord, job: Job, outcome: Extract<Outcome, { ok: false }>): void {
     rec.state = "queued";
+    this.#journal?.failedAttempt(rec.id, job.attempt);
     const delay = retryDelay(job.attempt, this.#opts.retryBackoffMs, this.#opts.retryMaxDelayMs);
     taskLog.warn(
       "task {id} ({task}) failed on worker {worker}, attempt {attempt} of {of}: {code} {message}; retrying in {delay} ms",
