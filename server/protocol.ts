@@ -24,8 +24,7 @@ export type ErrorCode =
   | "unauthorized"
   | "idle_timeout"
   | "shutting_down"
-  | "not_found"
-  | "journal_unavailable";
+  | "not_found";
 
 /** A parsed request line. */
 export type Request =

@@ -21,7 +21,7 @@ import { TaskBook, type TaskRecord } from "./tasks.ts";
 import { formatDuration, formatSize } from "../cli/units.ts";
 import { flushLogging } from "../cli/log.ts";
 import { isLoopback, TokenCheck } from "./auth.ts";
-import { Journal, JournalError, type JournalSync } from "./journal.ts";
+import { Journal, type JournalSync } from "./journal.ts";
 
 const log = getLogger(["asynctask", "server"]);
 const taskLog = getLogger(["asynctask", "task"]);
@@ -223,7 +223,7 @@ export class TaskServer {
     this.#timers.push(setInterval(() => this.#book.sweep(Date.now()), 1000));
     if (journal) {
       this.#recover(journal);
-      this.#timers.push(setInterval(() => this.#sweepJournal(), 60_000));
+      this.#timers.push(setInterval(() => this.#sweepJournal(), 10_000));
     }
     if (opts.statsIntervalMs > 0) this.#timers.push(setInterval(() => this.#logActivity(), opts.statsIntervalMs));
     if (opts.idleTimeoutMs > 0) {
@@ -713,24 +713,8 @@ export class TaskServer {
       return this.#refuse(c, format, tag, "queue_full", this.#queueFullMessage);
     }
     const id = ++this.#nextTaskId;
-    if (this.#journal) {
-      try {
-        this.#journal.accept({ id, task: name, data, format, tag, attempts: 0 });
-      } catch (e) {
-        log.error("journal {path}: cannot record task {id}: {error}", {
-          path: this.#journal.path,
-          id,
-          error: (e as Error).message,
-        });
-        return this.#refuse(
-          c,
-          format,
-          tag,
-          "journal_unavailable",
-          `the journal cannot record the task (${(e as Error).message}); nothing was queued — retry later`,
-        );
-      }
-    }
+    // On disk before its ACCEPTED goes out: the connection commits the journal before it writes.
+    this.#journal?.accept({ id, task: name, data, format, tag, attempts: 0 });
     const rec: TaskRecord = {
       id,
       task: name,
