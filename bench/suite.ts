@@ -6,6 +6,7 @@
  * - (b) the same with window 1 — both
  * - (c) the seed's scene: 40 SMS sends at the default 5 s delay
  * - (d) 10,000 idle connections held open: the server's RSS per connection
+ * - (e) load (a) against a server with `--journal` (full sync): its ratio to (a)'s in-memory server
  *
  * plus the server's idle RSS and its RSS under (a), and the asynctask/bare ratios of (a) and (b).
  * `--quick` runs a small version of each and checks only that every task completed and none was
@@ -53,6 +54,8 @@ const lat = (r: LoadReport) =>
 const done = (r: LoadReport) =>
   `${(r.complete.percentile(0.5) / 1000).toFixed(2)} / ${(r.complete.percentile(0.99) / 1000).toFixed(1)} ms`;
 
+let inMemoryA = 0;
+
 /** Runs a load against asynctask and the bare responder; returns the row and the ratio. */
 async function compare(label: string, o: Partial<LoadOptions>, sampleRss?: (s: ServerProcess) => void) {
   const expected = (o.conns ?? 50) * (o.tasks ?? 2000);
@@ -69,6 +72,7 @@ async function compare(label: string, o: Partial<LoadOptions>, sampleRss?: (s: S
   await bare.stop();
   check(`${label} bare`, theirs, expected);
   const ratio = ours.tasksPerSec / theirs.tasksPerSec;
+  if (o.window === 20) inMemoryA = ours.tasksPerSec;
   rows.push([
     label,
     `${Math.round(ours.tasksPerSec)}`,
@@ -95,6 +99,28 @@ results.a = await compare(quick ? "(a) echo 10×200, window 20" : "(a) echo 50×
   window: 20,
 });
 results.b = await compare(quick ? "(b) echo 10×200, window 1" : "(b) echo 50×2000, window 1", { ...small, window: 1 });
+
+// (e) The same load as (a), durable: every task journaled before ACCEPTED and before DONE.
+{
+  const dir = await Deno.makeTempDir({ prefix: "asynctask-bench-" });
+  const expected = (small.conns ?? 50) * (small.tasks ?? 2000);
+  const server = await serve("--journal", `${dir}/journal.db`);
+  const r = await load(server.port, { ...small, window: 20 });
+  await server.stop();
+  await Deno.remove(dir, { recursive: true });
+  check("(e) journal", r, expected);
+  const ratio = r.tasksPerSec / inMemoryA;
+  results.e = { report: reportJson(r), ratio_to_in_memory: +ratio.toFixed(3) };
+  rows.push([
+    quick ? "(e) = (a) with --journal" : "(e) = (a) with --journal (full sync)",
+    `${Math.round(r.tasksPerSec)}`,
+    "",
+    `${Math.round(ratio * 100)}% of (a)`,
+    lat(r),
+    done(r),
+    "",
+  ]);
+}
 
 // (c) The seed's scene.
 {
