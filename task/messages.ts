@@ -34,5 +34,9 @@ export type Outcome =
 
 /**
  * Worker → main. `aborted` acknowledges an `abort`: it proves the worker's event loop still turns.
+ * `fatal` reports an error that escaped a handler; the worker then ends itself.
  */
-export type FromWorker = { type: "settled"; outcomes: Outcome[] } | { type: "aborted"; ids: number[] };
+export type FromWorker =
+  | { type: "settled"; outcomes: Outcome[] }
+  | { type: "aborted"; ids: number[] }
+  | { type: "fatal"; message: string };

@@ -152,6 +152,10 @@ export class PoolWorker {
 
   #onMessage(msg: FromWorker): void {
     this.counts.fromWorkers++;
+    if (msg.type === "fatal") {
+      this.events.crashed(this, msg.message);
+      return;
+    }
     if (msg.type === "aborted") {
       if (--this.#abortsUnacked === 0) this.#abortSentAt = undefined;
       return;

@@ -81,6 +81,23 @@ function abort(ids: number[]): void {
 }
 
 const port = parentPort!;
+
+// An error that escapes a handler (thrown in a timer or callback, or an unhandled rejection) leaves
+// this worker in an unknown state: report it and end the worker, so that the pool replaces it and
+// settles its tasks. Handled here, Deno does not print it past the server's logger.
+function fatal(error: unknown): void {
+  const message = error instanceof Error ? error.message : String(error);
+  port.postMessage({ type: "fatal", message } satisfies FromWorker);
+  setTimeout(() => (globalThis as unknown as { close(): void }).close(), 0);
+}
+globalThis.addEventListener("error", (e) => {
+  e.preventDefault();
+  fatal(e.error ?? e.message);
+});
+globalThis.addEventListener("unhandledrejection", (e) => {
+  e.preventDefault();
+  fatal(e.reason);
+});
 port.on("message", (msg: ToWorker) => {
   if (msg.type === "init") {
     // A module that fails to load rejects this promise: every job then fails with its message.
