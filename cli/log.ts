@@ -11,7 +11,6 @@ import {
   configure,
   getAnsiColorFormatter,
   getTextFormatter,
-  jsonLinesFormatter,
   type LogLevel,
   type LogRecord,
   reset,
@@ -61,6 +60,19 @@ class BufferedSink {
 /** Strings as they are (no quotes) in text logs; anything else as Deno shows it. */
 const plain = (v: unknown): string => typeof v === "string" ? v : Deno.inspect(v, { colors: false });
 
+/**
+ * JSON Lines: `@timestamp`, `level`, `message` (values inserted as in text logs, strings unquoted),
+ * `logger`, and the structured `properties`.
+ */
+const jsonLines: TextFormatter = (r: LogRecord) =>
+  JSON.stringify({
+    "@timestamp": new Date(r.timestamp).toISOString(),
+    level: r.level === "warning" ? "WARN" : r.level.toUpperCase(),
+    message: r.message.map((part, i) => (i % 2 === 0 ? String(part) : plain(part))).join(""),
+    logger: r.category.join("."),
+    properties: r.properties,
+  }) + "\n";
+
 let active: { sink: BufferedSink; file?: Deno.FsFile } | undefined;
 
 /**
@@ -89,7 +101,7 @@ export async function setupLogging(opts: LogOptions): Promise<void> {
   }
   const out = file ?? Deno.stderr;
   const format: TextFormatter = opts.format === "json"
-    ? jsonLinesFormatter
+    ? jsonLines
     : !file && Deno.stderr.isTerminal()
     ? getAnsiColorFormatter({ timestamp: "time", category: ".", value: plain })
     : getTextFormatter({ timestamp: "date-time-timezone", category: ".", value: plain });
