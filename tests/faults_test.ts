@@ -3,7 +3,7 @@
  * their worker, and retries — through a real server and real worker threads.
  */
 import assert from "node:assert/strict";
-import { FIXTURE_HANDLERS, LineClient, startServer } from "./helpers.ts";
+import { eventually, FIXTURE_HANDLERS, LineClient, startServer } from "./helpers.ts";
 import { retryDelay } from "../server/server.ts";
 import type { ServeOptions } from "../server/server.ts";
 
@@ -134,8 +134,7 @@ Deno.test("graceful stop waits for tasks in retry backoff", async () => {
   try {
     await c.send("/task flaky 1");
     assert.equal(await c.next(), "ACCEPTED 1 flaky task queued");
-    await new Promise((r) => setTimeout(r, 50)); // failed once, now waiting to retry
-    assert.equal(server.stats().retrying, 1);
+    await eventually("the first attempt to fail and wait for its retry", () => server.stats().retrying === 1);
     const report = await server.shutdown(5000);
     assert.equal(report.unfinished, 0);
     assert.equal(await c.next(), 'DONE 1 {"attempt":2}');

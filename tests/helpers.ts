@@ -268,3 +268,30 @@ export async function makeCertificates(
     paths,
   };
 }
+
+/**
+ * Polls `check` until it returns true, or fails after `timeoutMs` saying what was awaited. For
+ * conditions that a loaded machine reaches later than usual — never a fixed sleep.
+ */
+export async function eventually(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Sends `request` on `client` until the reply matches `expected` (e.g. a task reaching `done`). */
+export async function untilReply(client: LineClient, request: string, expected: RegExp): Promise<string> {
+  let last = "";
+  await eventually(`a reply to ${request} matching ${expected}`, async () => {
+    await client.send(request);
+    last = await client.next();
+    return expected.test(last);
+  });
+  return last;
+}

@@ -4,7 +4,7 @@
  * the server stays healthy for everyone else.
  */
 import assert from "node:assert/strict";
-import { LineClient, startServer } from "./helpers.ts";
+import { eventually, LineClient, startServer } from "./helpers.ts";
 
 Deno.test("--max-conns: one connection too many gets ERROR too_many_connections and is closed", async () => {
   const server = await startServer({ maxConns: 2 });
@@ -20,7 +20,7 @@ Deno.test("--max-conns: one connection too many gets ERROR too_many_connections 
     await a.send("/ping");
     assert.equal(await a.next(), "PONG");
     await b.close();
-    await new Promise((r) => setTimeout(r, 50));
+    await eventually("the server to see the close", () => server.stats().connections < 2);
     const d = await LineClient.connect(server.addr.port);
     await d.send("/ping");
     assert.equal(await d.next(), "PONG", "room again once one closed");

@@ -3,7 +3,7 @@
  * JSON, every error code of the core, ordering under pipelining, hostile bytes.
  */
 import assert from "node:assert/strict";
-import { FIXTURE_HANDLERS, LineClient, startServer } from "./helpers.ts";
+import { FIXTURE_HANDLERS, LineClient, startServer, untilReply } from "./helpers.ts";
 
 /** Runs `fn` with a fresh server and client, then shuts both down. */
 async function withServer(
@@ -219,10 +219,8 @@ Deno.test("/status works from a second connection after the first has closed", a
     const second = await LineClient.connect(port);
     try {
       await second.send("/status 1");
-      assert.match(await second.next(), /^STATUS 1 (running|queued)$/);
-      await new Promise((r) => setTimeout(r, 400));
-      await second.send("/status 1");
-      assert.deepEqual(await second.next(), 'STATUS 1 done {"slept_ms":200}');
+      assert.match(await second.next(), /^STATUS 1 (running|queued|done)/);
+      assert.equal(await untilReply(second, "/status 1", /^STATUS 1 done/), 'STATUS 1 done {"slept_ms":200}');
     } finally {
       await second.close();
     }
@@ -247,9 +245,7 @@ Deno.test("/quit answers BYE and closes; results stay available to /status", asy
     assert.deepEqual(c.lines.length, 2, "nothing after BYE");
     const second = await LineClient.connect(port);
     try {
-      await new Promise((r) => setTimeout(r, 200));
-      await second.send("/status 1");
-      assert.deepEqual(await second.next(), 'STATUS 1 done {"slept_ms":50}');
+      assert.equal(await untilReply(second, "/status 1", /^STATUS 1 done/), 'STATUS 1 done {"slept_ms":50}');
     } finally {
       await second.close();
     }
@@ -260,8 +256,7 @@ Deno.test("results expire after --result-ttl: /status then says unknown", async 
   await withServer({ resultTtlMs: 100, defaultTask: "echo" }, async (c) => {
     await c.send("x");
     assert.deepEqual(await c.take(2), ["ACCEPTED 1 echo queued", "DONE 1 x"]);
-    await new Promise((r) => setTimeout(r, 1300)); // past the TTL and one sweep (every second)
-    await c.send("/status 1");
-    assert.deepEqual(await c.next(), "STATUS 1 unknown");
+    // Past the TTL, the next sweep (every second) forgets it.
+    assert.equal(await untilReply(c, "/status 1", /^STATUS 1 unknown$/), "STATUS 1 unknown");
   });
 });

@@ -4,7 +4,7 @@
  * at once; `--shutdown-timeout` bounds the wait.
  */
 import assert from "node:assert/strict";
-import { LineClient, ROOT, spawnServe } from "./helpers.ts";
+import { eventually, LineClient, ROOT, spawnServe } from "./helpers.ts";
 
 Deno.test("SIGTERM: queued and running tasks finish, their DONE replies are delivered, new tasks refused, exit 0", async () => {
   const server = await spawnServe(["--workers", "1", "--concurrency", "2"]);
@@ -14,7 +14,7 @@ Deno.test("SIGTERM: queued and running tasks finish, their DONE replies are deli
     await c.send("/task sleep 400", "/task sleep 400", "/task sleep 300", "/task sleep 300");
     assert.equal((await c.take(4)).filter((l) => l.startsWith("ACCEPTED")).length, 4);
     server.child.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 100));
+    await eventually("the server to start stopping", () => /SIGTERM: stopping/.test(server.log()));
     await c.send("/task echo late", "/ping");
     assert.match(await c.next(), /^ERROR shutting_down the server is shutting down and takes no new tasks/);
     assert.equal(await c.next(), "PONG", "the connection still answers while draining");
@@ -44,7 +44,7 @@ Deno.test("a second SIGINT stops at once with a non-zero exit", async () => {
     await c.send("/task sleep 60000");
     assert.match(await c.next(), /^ACCEPTED 1/);
     server.child.kill("SIGINT");
-    await new Promise((r) => setTimeout(r, 200));
+    await eventually("the first SIGINT to be handled", () => /SIGINT: stopping/.test(server.log()));
     server.child.kill("SIGINT");
     const { code, log } = await server.exited();
     assert.equal(code, 130, log);
@@ -83,7 +83,10 @@ Deno.test("--log-format json --log-file: one JSON record per line, with each tas
     try {
       await c.send("/task sleep 20", "/task nosuch x");
       assert.equal((await c.take(3)).length, 3);
-      await new Promise((r) => setTimeout(r, 400)); // one activity summary
+      await eventually(
+        "an activity summary in the log",
+        async () => /"message":"last /.test(await Deno.readTextFile(file)),
+      );
     } finally {
       await c.close();
     }
