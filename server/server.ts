@@ -17,11 +17,11 @@ import { InvalidDataError } from "../task/types.ts";
 import { Connection } from "./connection.ts";
 import type { LineEvent } from "./lines.ts";
 import { type ErrorCode, type Format, parseRequest, reply, type Request, type Tag } from "./protocol.ts";
-import { TaskBook, type TaskRecord } from "./tasks.ts";
+import { newRecord, TaskBook, type TaskRecord } from "./tasks.ts";
 import { formatDuration, formatSize } from "../cli/units.ts";
 import { flushLogging } from "../cli/log.ts";
 import { isLoopback, TokenCheck } from "./auth.ts";
-import { Journal, type JournalSync } from "./journal.ts";
+import { Journal, type JournalSync, type JournalTask } from "./journal.ts";
 
 const log = getLogger(["asynctask", "server"]);
 const taskLog = getLogger(["asynctask", "task"]);
@@ -390,33 +390,14 @@ export class TaskServer {
     const now = Date.now();
     const { unfinished, finished, maxId } = journal.load(now - this.#opts.resultTtlMs);
     this.#nextTaskId = maxId;
+    const base = (t: JournalTask) => ({ id: t.id, task: t.task, format: t.format, tag: t.tag, attempts: t.attempts });
     for (const t of finished) {
-      const rec: TaskRecord = {
-        id: t.id,
-        task: t.task,
-        format: t.format,
-        state: t.state === "done" ? "done" : "failed",
-        attempts: t.attempts,
-        worker: 0,
-        finishedAt: t.finishedAt,
-        ...(t.tag !== undefined ? { tag: t.tag } : {}),
-        ...(t.state === "done" ? { result: t.result } : { error: t.error }),
-      };
-      this.#book.add(rec);
+      const state = t.state === "done" ? "done" : "failed";
+      const rec = this.#book.add(newRecord({ ...base(t), state, result: t.result, error: t.error }));
       this.#book.finish(rec, t.finishedAt);
     }
     for (const t of unfinished) {
-      const rec: TaskRecord = {
-        id: t.id,
-        task: t.task,
-        format: t.format,
-        state: "queued",
-        attempts: t.attempts,
-        worker: 0,
-        finishedAt: 0,
-        ...(t.tag !== undefined ? { tag: t.tag } : {}),
-      };
-      this.#book.add(rec);
+      const rec = this.#book.add(newRecord({ ...base(t), state: "queued" }));
       if (!this.#registry.has(t.task)) {
         this.#finish(rec, { code: "handler_error", message: `this server has no task "${t.task}" any more` });
       } else if (t.interrupted > MAX_INTERRUPTED_RUNS) {
@@ -715,18 +696,7 @@ export class TaskServer {
     const id = ++this.#nextTaskId;
     // On disk before its ACCEPTED goes out: the connection commits the journal before it writes.
     this.#journal?.accept({ id, task: name, data, format, tag, attempts: 0 });
-    const rec: TaskRecord = {
-      id,
-      task: name,
-      format,
-      state: "queued",
-      attempts: 0,
-      worker: 0,
-      finishedAt: 0,
-      target: c,
-    };
-    if (tag !== undefined) (rec as { tag?: Tag }).tag = tag;
-    this.#book.add(rec);
+    this.#book.add(newRecord({ id, task: name, format, tag, state: "queued", attempts: 0, target: c }));
     this.#counts.accepted++;
     c.outstanding++;
     c.send(reply.accepted(format, id, tag, handler.accepted?.(data) ?? `${name} task queued`));
@@ -770,7 +740,7 @@ export class TaskServer {
     rec.worker = worker;
     if (outcome.ok) {
       this.#finish(rec, undefined, outcome.result, outcome.ms);
-    } else if (!outcome.permanent && outcome.code !== "shutting_down" && job.attempt <= this.#opts.retries) {
+    } else if (!outcome.permanent && job.attempt <= this.#opts.retries) {
       this.#retry(rec, job, outcome);
     } else {
       this.#finish(rec, { code: outcome.code, message: outcome.message }, undefined, outcome.ms);

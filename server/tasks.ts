@@ -35,6 +35,23 @@ export interface TaskRecord {
 }
 
 /**
+ * A new record: no worker yet, not finished, and `tag` only when the client gave one.
+ *
+ * @example
+ * ```ts
+ * import { newRecord } from "./tasks.ts";
+ * const rec = newRecord({ id: 1, task: "echo", format: "text", state: "queued", attempts: 0 });
+ * console.log(rec.worker, "tag" in rec); // 0 false
+ * ```
+ */
+export function newRecord(
+  fields: Pick<TaskRecord, "id" | "task" | "format" | "state" | "attempts"> & Partial<TaskRecord>,
+): TaskRecord {
+  const { tag, ...rest } = fields;
+  return { worker: 0, finishedAt: 0, ...rest, ...(tag !== undefined ? { tag } : {}) };
+}
+
+/**
  * Tasks by id, with expiry of finished ones.
  *
  * @example

@@ -9,7 +9,7 @@
  * @module
  */
 import { connectionSlot, type DispatchMode, pickSlot } from "./dispatch.ts";
-import type { Outcome } from "./messages.ts";
+import type { FailureCode, Outcome } from "./messages.ts";
 import { type Job, type MessageCounts, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
 import { Deque, type TaskQueue } from "./queue.ts";
 import type { HandlerSettings } from "./types.ts";
@@ -285,11 +285,7 @@ export class WorkerPool {
         for (const job of w.inflight.values()) if (now - job.startedAt! >= limit) expired.push(job);
         if (expired.length === 0) continue;
         w.abort(expired.map((j) => j.id));
-        for (const job of expired) {
-          slot.failed++;
-          const ms = Math.round(now - job.startedAt!);
-          this.#events.settled(job, { id: job.id, ok: false, code: "timeout", message, ms }, slot.id);
-        }
+        for (const job of expired) this.#fail(slot, job, "timeout", message, Math.round(now - job.startedAt!));
         this.#endIfDone(w);
       }
     }
@@ -303,18 +299,22 @@ export class WorkerPool {
    */
   #kill(w: PoolWorker, reason: string): void {
     const slot = this.#replace(w);
-    const victims = [...w.inflight.values()];
+    const requeued: Job[] = [];
+    const exhausted: Job[] = [];
+    for (const job of w.inflight.values()) ((job.requeues ?? 0) < MAX_REQUEUES ? requeued : exhausted).push(job);
     w.inflight.clear();
-    const requeued = victims.filter((job) => (job.requeues ?? 0) < MAX_REQUEUES);
     this.#events.killed?.(slot.id, reason, requeued);
     for (const job of requeued) {
       this.submit({ ...job, attempt: job.attempt + 1, requeues: (job.requeues ?? 0) + 1 }, true);
     }
     const message = `worker ${slot.id} was terminated (${reason}) ${MAX_REQUEUES} times under this task`;
-    for (const job of victims.filter((j) => !requeued.includes(j))) {
-      slot.failed++;
-      this.#events.settled(job, { id: job.id, ok: false, code: "worker_crashed", message, ms: 0 }, slot.id);
-    }
+    for (const job of exhausted) this.#fail(slot, job, "worker_crashed", message);
+  }
+
+  /** Ends one run of a task as a failure decided by the pool (not reported by the worker). */
+  #fail(slot: Slot, job: Job, code: FailureCode, message: string, ms = 0): void {
+    slot.failed++;
+    this.#events.settled(job, { id: job.id, ok: false, code, message, ms }, slot.id);
   }
 
   /** Terminates `w` and, if it still served its slot, puts a fresh worker there. */
@@ -335,10 +335,7 @@ export class WorkerPool {
     const lost = [...w.inflight.values()];
     w.inflight.clear();
     const message = `worker ${slot.id} crashed: ${reason}`;
-    for (const job of lost) {
-      slot.failed++;
-      this.#events.settled(job, { id: job.id, ok: false, code: "worker_crashed", message, ms: 0 }, slot.id);
-    }
+    for (const job of lost) this.#fail(slot, job, "worker_crashed", message);
     this.#events.crashed?.(slot.id, reason, lost.length);
     this.#drain();
   }
