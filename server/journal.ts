@@ -179,6 +179,7 @@ export class Journal {
 
   /** Records that a task failed attempt `attempt` and waits for a retry, so that a crash cannot reset its count. */
   failedAttempt(id: number, attempt: number): void {
+    this.#writeBuffered(); // its INSERT may still be buffered
     this.#begin();
     this.#failedAttempt.run(attempt, id);
   }
@@ -203,6 +204,14 @@ export class Journal {
 
   /** Commits the open transaction, if any: what it holds is then on disk. */
   commit(): void {
+    this.#writeBuffered();
+    if (!this.#open) return;
+    this.#open = false;
+    this.#db.exec("COMMIT");
+  }
+
+  /** Writes the buffered accepts and ends, if any, into the open transaction (opening one if needed). */
+  #writeBuffered(): void {
     if (this.#accepted.length > 0 || this.#ended.length > 0) {
       this.#begin();
       const accepted = this.#accepted;
@@ -228,9 +237,6 @@ export class Journal {
            finished_at = e.finished_at FROM e WHERE tasks.id = e.id`,
       );
     }
-    if (!this.#open) return;
-    this.#open = false;
-    this.#db.exec("COMMIT");
   }
 
   /** Writes rows with statements of up to 100 rows each, each size prepared once. */
