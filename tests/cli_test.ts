@@ -69,6 +69,9 @@ Deno.test("mistakes are named, with a hint, and exit 2", async () => {
       ["serve", "--config", "/nonexistent/asynctask.json"],
       /cannot read config file \/nonexistent\/asynctask\.json: no such file/,
     ],
+    [["client", "--ca", "/nonexistent/ca.pem", "--send", "x"], /cannot read --ca \/nonexistent\/ca\.pem: no such file/],
+    [["bench", "--", "--workers", "2"], /serve flags after -- need --spawn/],
+    [["serve", "--tls-key", "/tmp/key.pem"], /--tls-cert and --tls-key go together/],
   ];
   for (const [args, expected] of cases) {
     const r = await runCli(args);
@@ -103,6 +106,20 @@ Deno.test("a config file sets flags; the command line wins; a bad key is named",
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("bench with no server says how to start one and exits 2", async () => {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  const r = await runCli(["bench", "--port", String(port), "--tasks", "1"]);
+  assert.equal(r.code, 2);
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `cannot connect to 127\\.0\\.0\\.1:${port}: connection refused — is .asynctask serve. running\\? Or add --spawn`,
+    ),
+  );
 });
 
 Deno.test("serve on a port already in use says so and exits 2", async () => {
