@@ -135,6 +135,8 @@ function onReply(line: string): void {
       }
       return;
     }
+    case "progress":
+      return; // retry notices: neither an immediate nor a final reply
     default:
       counts.immediate++;
   }

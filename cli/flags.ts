@@ -45,7 +45,12 @@ export class UsageError extends Error {
 
 /** Parsed flags with typed accessors. */
 export class Flags {
-  constructor(readonly values: Record<string, FlagValue | undefined>, readonly positionals: string[]) {}
+  constructor(
+    readonly values: Record<string, FlagValue | undefined>,
+    readonly positionals: string[],
+    /** The `--config` file, if one was given, and its sections that are not flags (`tasks`). */
+    readonly config: { path?: string; sections: Record<string, unknown> } = { sections: {} },
+  ) {}
   /** A string flag's value (or `undefined`). */
   str(name: string): string | undefined {
     const v = this.values[name];
@@ -184,7 +189,12 @@ export function parseFlags(
   command: string,
   specs: readonly FlagSpec[],
   args: string[],
-  opts: { allowPositionals?: boolean; env?: (name: string) => string | undefined } = {},
+  opts: {
+    allowPositionals?: boolean;
+    env?: (name: string) => string | undefined;
+    /** Keys of the config file that are not flags, handed back raw in {@linkcode Flags.config}. */
+    configSections?: readonly string[];
+  } = {},
 ): Flags {
   const options: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {};
   for (const s of specs) {
@@ -203,7 +213,7 @@ export function parseFlags(
   const where = `asynctask ${command}:`;
   const values: Record<string, FlagValue | undefined> = {};
   const configPath = typeof parsed.values["config"] === "string" ? parsed.values["config"] : undefined;
-  const config = configPath ? readConfig(configPath, specs) : {};
+  const config = configPath ? readConfig(configPath, specs, opts.configSections ?? []) : {};
   const env = opts.env ?? ((name: string) => Deno.env.get(name));
   for (const s of specs) {
     const cli = parsed.values[s.name];
@@ -213,7 +223,9 @@ export function parseFlags(
     else if (s.name in config) values[s.name] = convert(s, config[s.name], `config file ${configPath}: key`);
     else values[s.name] = s.default;
   }
-  return new Flags(values, parsed.positionals);
+  const sections: Record<string, unknown> = {};
+  for (const key of opts.configSections ?? []) if (key in config) sections[key] = config[key];
+  return new Flags(values, parsed.positionals, { path: configPath, sections });
 }
 
 function translateParseError(command: string, specs: readonly FlagSpec[], e: Error & { code?: string }): UsageError {
@@ -248,7 +260,7 @@ function translateParseError(command: string, specs: readonly FlagSpec[], e: Err
   return new UsageError(`asynctask ${command}: ${e.message} — ${help}`);
 }
 
-function readConfig(path: string, specs: readonly FlagSpec[]): Record<string, unknown> {
+function readConfig(path: string, specs: readonly FlagSpec[], sections: readonly string[]): Record<string, unknown> {
   let text: string;
   try {
     text = Deno.readTextFileSync(path);
@@ -265,7 +277,7 @@ function readConfig(path: string, specs: readonly FlagSpec[]): Record<string, un
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     throw new UsageError(`config file ${path} must hold a JSON object of flag names to values`);
   }
-  const names = specs.map((s) => s.name).filter((n) => n !== "config");
+  const names = [...specs.map((s) => s.name).filter((n) => n !== "config"), ...sections];
   for (const key of Object.keys(data)) {
     if (key === "$schema") continue;
     if (!names.includes(key)) {

@@ -1,7 +1,8 @@
 /**
  * The interactive client, for a person at a terminal: the seed's "enter a phone number" prompt,
- * with replies printed above the line being typed (the typed text is redrawn, never broken), and a
- * Ctrl-D that waits for outstanding results before it quits.
+ * with replies printed above the line being typed (the typed text is redrawn, never broken), a
+ * live line per task that reports progress (replaced by its final reply), and a Ctrl-D that waits
+ * for outstanding results before it quits.
  *
  * @module
  */
@@ -28,6 +29,34 @@ const HELP = `Type a payload and Enter to send it (for the sms task: a phone num
   /quit                    close the connection
   Ctrl-D                   wait for outstanding results, then quit · Ctrl-C quits at once`;
 
+/** Most live progress lines shown at once (the others are counted in one line). */
+const MAX_LIVE_LINES = 8;
+
+/**
+ * Renders a `PROGRESS` reply (text or JSON) as a live line with a bar, cut to the terminal's width.
+ *
+ * @example
+ * ```ts
+ * import { progressLine } from "./interactive.ts";
+ * console.log(progressLine("PROGRESS 17 40 dialing", 80, false)); // "  task 17 [████░░░░░░]  40% dialing"
+ * ```
+ */
+export function progressLine(line: string, columns: number, color: boolean): string {
+  let id: string, percent: number, message: string;
+  if (line.startsWith("{")) {
+    const o = JSON.parse(line) as { task_id?: number; progress?: number; message?: string };
+    [id, percent, message] = [String(o.task_id), Number(o.progress ?? 0), o.message ?? ""];
+  } else {
+    const m = /^PROGRESS (\d+) (\d+)(?: (.*))?$/.exec(line);
+    [id, percent, message] = m ? [m[1], Number(m[2]), m[3] ?? ""] : ["?", 0, line];
+  }
+  const filled = Math.round(Math.min(100, Math.max(0, percent)) / 10);
+  const bar = `[${"█".repeat(filled)}${"░".repeat(10 - filled)}]`;
+  const text = `  task ${id} ${bar} ${String(percent).padStart(3)}%${message ? ` ${message}` : ""}`;
+  const cut = text.length > columns - 1 ? `${text.slice(0, Math.max(0, columns - 2))}…` : text;
+  return color ? `${COLORS.progress}${cut}\x1b[0m` : cut;
+}
+
 /**
  * Runs the interactive client on `conn` until Ctrl-D, Ctrl-C, `/quit` or the server closing.
  * Returns the exit code, by the same rule as the scripted client.
@@ -42,15 +71,41 @@ export async function runInteractive(
   const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: `${label}> ` });
   let quitting = false;
 
-  /** Prints a line above the prompt and redraws the prompt with what is being typed. */
-  const print = (text: string) => {
-    process.stdout.write(`\r\x1b[2K${text}\n`);
+  // Below the printed replies and above the prompt: one live line per task that reported progress.
+  const live = new Map<number, string>();
+  let drawn = 0;
+  const clearLive = () => {
+    let s = "\r\x1b[2K";
+    for (let i = 0; i < drawn; i++) s += "\x1b[1A\x1b[2K";
+    process.stdout.write(s);
+    drawn = 0;
+  };
+  const drawLive = () => {
+    const shown = [...live.values()].slice(-MAX_LIVE_LINES);
+    const more = live.size - shown.length;
+    if (more > 0) shown.unshift(`  … and ${more} more task(s) in progress`);
+    if (shown.length > 0) process.stdout.write(shown.join("\n") + "\n");
+    drawn = shown.length;
     if (!quitting) rl.prompt(true);
+  };
+
+  /** Prints a line above the live lines and the prompt, and redraws them with what is being typed. */
+  const print = (text: string) => {
+    clearLive();
+    process.stdout.write(`${text}\n`);
+    drawLive();
   };
 
   conn.onLine = (line) => {
     const reply = parseReply(line);
     session.received(reply);
+    if (reply.type === "progress" && reply.taskId !== undefined) {
+      live.set(reply.taskId, progressLine(line, process.stdout.columns || 80, color));
+      clearLive();
+      drawLive();
+      return;
+    }
+    if (reply.taskId !== undefined && (reply.type === "done" || reply.type === "failed")) live.delete(reply.taskId);
     const c = color ? COLORS[reply.type] : undefined;
     print(c ? `${c}${line}\x1b[0m` : line);
   };

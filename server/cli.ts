@@ -214,7 +214,7 @@ export const SERVE_HELP = renderHelp(
  * ```
  */
 export async function runServe(args: string[]): Promise<number> {
-  const flags = parseFlags("serve", SERVE_FLAGS, args);
+  const flags = parseFlags("serve", SERVE_FLAGS, args, { configSections: ["tasks"] });
   if (flags.bool("help")) {
     console.log(SERVE_HELP);
     return 0;
@@ -243,6 +243,16 @@ export async function runServe(args: string[]): Promise<number> {
     retryBackoffMs: flags.num("retry-backoff"),
     retryMaxDelayMs: flags.num("retry-max-delay"),
   };
+  if (flags.config.sections.tasks !== undefined) {
+    // Loaded only for a config with tasks: it brings the JSON Schema compiler (Ajv) along.
+    const { parseTasks, TaskConfigError } = await import("../task/config.ts");
+    try {
+      options.tasks = parseTasks(flags.config.sections.tasks, flags.config.path!);
+    } catch (e) {
+      if (e instanceof TaskConfigError) throw new UsageError(e.message);
+      throw e;
+    }
+  }
   const journal = flags.str("journal");
   if (journal !== undefined) options.journal = { path: journal, sync: flags.str("journal-sync") as JournalSync };
   const token = flags.str("token");

@@ -266,6 +266,12 @@ export const reply = {
       ? `FAILED ${taskId} ${code} ${oneLine(message)}`
       : json({ ...tagged("failed", tag), task_id: taskId, error: { code, message }, ...meta });
   },
+  progress(format: Format, taskId: number, tag: Tag | undefined, percent: number, message?: string): string {
+    if (format === "json") {
+      return json({ ...tagged("progress", tag), task_id: taskId, progress: percent, ...(message ? { message } : {}) });
+    }
+    return message ? `PROGRESS ${taskId} ${percent} ${oneLine(message)}` : `PROGRESS ${taskId} ${percent}`;
+  },
   error(format: Format, tag: Tag | undefined, code: ErrorCode, message: string): string {
     return format === "text"
       ? `ERROR ${code} ${oneLine(message)}`

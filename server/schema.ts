@@ -7,6 +7,7 @@
  */
 import type { FlagSpec } from "../cli/flags.ts";
 import { SERVE_FLAGS } from "./cli.ts";
+import { TASKS_JSON_SCHEMA } from "../task/config.ts";
 
 /**
  * The schema object for a flag table.
@@ -15,6 +16,7 @@ import { SERVE_FLAGS } from "./cli.ts";
  * ```ts
  * import { configSchema } from "./schema.ts";
  * import { SERVE_FLAGS } from "./cli.ts";
+import { TASKS_JSON_SCHEMA } from "../task/config.ts";
  * console.log(Object.keys(configSchema(SERVE_FLAGS).properties).includes("workers")); // true
  * ```
  */
@@ -56,10 +58,12 @@ export function configSchema(
       properties[f.name] = { type: "string", ...(f.choices ? { enum: [...f.choices] } : {}), ...common };
     }
   }
+  properties.tasks = TASKS_JSON_SCHEMA;
   return {
     $schema: "https://json-schema.org/draft/2020-12/schema",
     title: "asynctask serve configuration",
-    description: "Flags of `asynctask serve`, by name; flags on the command line win. See README.md.",
+    description:
+      "Flags of `asynctask serve`, by name (flags on the command line win), and the `tasks` map. See README.md.",
     type: "object",
     additionalProperties: false,
     properties,

@@ -12,8 +12,8 @@ import { getLogger } from "@logtape/logtape";
 import { createRegistry, type HandlerRegistry } from "../task/handlers/mod.ts";
 import type { DispatchMode } from "../task/dispatch.ts";
 import type { Outcome } from "../task/messages.ts";
-import { type Job, WorkerPool } from "../task/pool.ts";
-import { InvalidDataError } from "../task/types.ts";
+import { type Job, type TaskLimits, WorkerPool } from "../task/pool.ts";
+import { type HandlerSettings, InvalidDataError, type TaskSpec } from "../task/types.ts";
 import { Connection } from "./connection.ts";
 import type { LineEvent } from "./lines.ts";
 import { type ErrorCode, type Format, parseRequest, reply, type Request, type Tag } from "./protocol.ts";
@@ -61,6 +61,8 @@ export interface ServeOptions {
   retryMaxDelayMs: number;
   /** URLs of extra handler modules (see `task/handlers/mod.ts`). */
   modules?: string[];
+  /** The operator's tasks: the config file's `tasks` map (see `task/config.ts`). */
+  tasks?: TaskSpec[];
   /** When set, a connection must `/auth` with it before anything else. Never logged. */
   token?: string;
   /** PEM certificate chain and key: serve TLS instead of plain TCP. */
@@ -117,6 +119,30 @@ export function retryDelay(attempt: number, base: number, max: number, random: (
  * it unfinished, it is failed instead: it may be what kills the server (a poison pill).
  */
 export const MAX_INTERRUPTED_RUNS = 3;
+
+/** The settings the handler registry is built from, on the server and in every worker. */
+function handlerSettings(opts: ServeOptions, modules = opts.modules): HandlerSettings {
+  return { smsDelayMs: opts.smsDelayMs, modules, tasks: opts.tasks };
+}
+
+/** The per-task limits the pool enforces, from the handlers that set their own. */
+function taskLimits(registry: HandlerRegistry): Map<string, TaskLimits> {
+  const limits = new Map<string, TaskLimits>();
+  for (const h of registry.values()) {
+    if (h.timeoutMs === undefined && h.concurrency === undefined) continue;
+    limits.set(h.name, {
+      ...(h.timeoutMs !== undefined ? { timeoutMs: h.timeoutMs } : {}),
+      ...(h.concurrency !== undefined ? { concurrency: h.concurrency } : {}),
+    });
+  }
+  return limits;
+}
+
+/** A handler's log message with its `{name}` placeholders filled from its properties. */
+function fillTemplate(message: string, properties: Record<string, unknown> | undefined): string {
+  if (!properties) return message;
+  return message.replace(/\{(\w+)\}/g, (m, k: string) => k in properties ? String(properties[k]) : m);
+}
 
 /** What `/stats` reports. */
 export interface ServerStats {
@@ -194,14 +220,26 @@ export class TaskServer {
     this.#listener = listener;
     this.addr = listener.addr as Deno.NetAddr;
     this.#token = opts.token ? new TokenCheck(opts.token) : undefined;
-    const settings = { smsDelayMs: opts.smsDelayMs, modules: opts.modules };
+    const settings = handlerSettings(opts);
     this.#registry = registry;
     this.#queueFullMessage =
       `the queue is full (${opts.queueSize} tasks waiting); nothing was queued — retry later, or raise --queue-size or --workers`;
     this.#queueFullLine = reply.error("text", undefined, "queue_full", this.#queueFullMessage);
     this.#book = new TaskBook({ ttlMs: opts.resultTtlMs, max: opts.maxResults });
-    this.#pool = new WorkerPool({ ...opts, settings }, {
+    this.#pool = new WorkerPool({ ...opts, settings, limits: taskLimits(registry) }, {
       started: (job, worker) => this.#started(job, worker),
+      progress: (job, report) => {
+        const rec = this.#book.get(job.id);
+        if (rec?.state === "running" && rec.attempts === job.attempt) {
+          rec.target?.send(reply.progress(rec.format, rec.id, rec.tag, report.percent, report.message));
+        }
+      },
+      log: (job, record) =>
+        getLogger(["asynctask", "task", job.task])[record.level]("task {id}: {message}", {
+          ...record.properties,
+          id: job.id,
+          message: fillTemplate(record.message, record.properties),
+        }),
       settled: (job, outcome, worker) => this.#settled(job, outcome, worker),
       crashed: (worker, reason, tasks) =>
         log.error("worker {worker} crashed ({reason}); {tasks} task(s) failed with worker_crashed; worker replaced", {
@@ -241,9 +279,17 @@ export class TaskServer {
   static async start(options: ServeOptions): Promise<TaskServer> {
     let registry: HandlerRegistry;
     try {
-      registry = await createRegistry({ smsDelayMs: options.smsDelayMs, modules: options.modules });
+      registry = await createRegistry(handlerSettings(options));
     } catch (e) {
       throw new StartError((e as Error).message);
+    }
+    if (
+      options.tasks?.some((t) => t.kind === "command") &&
+      Deno.permissions.querySync({ name: "run" }).state !== "granted"
+    ) {
+      throw new StartError(
+        "the config declares command tasks, but this process may not run programs — start it with --allow-run (deno task serve has it)",
+      );
     }
     if (!registry.has(options.defaultTask)) {
       throw new StartError(
@@ -363,7 +409,7 @@ export class TaskServer {
         this.#finish(rec, { code: "shutting_down", message });
       }
     }
-    this.#pool.close();
+    await this.#pool.close();
     for (const t of this.#timers) clearInterval(t);
     await Promise.all([...this.#conns].map((c) => c.closeWhenFlushed()));
     this.#journal?.close();
@@ -447,7 +493,7 @@ export class TaskServer {
   async #reload(): Promise<boolean> {
     const generation = ++this.#reloads;
     const modules = this.#opts.modules?.map((url) => `${url}${url.includes("?") ? "&" : "?"}reload=${generation}`);
-    const settings = { smsDelayMs: this.#opts.smsDelayMs, modules };
+    const settings = handlerSettings(this.#opts, modules);
     let registry: HandlerRegistry;
     try {
       registry = await createRegistry(settings);
@@ -740,18 +786,40 @@ export class TaskServer {
     rec.worker = worker;
     if (outcome.ok) {
       this.#finish(rec, undefined, outcome.result, outcome.ms);
-    } else if (!outcome.permanent && job.attempt <= this.#opts.retries) {
+    } else if (!outcome.permanent && job.attempt <= this.#retriesOf(rec.task)) {
       this.#retry(rec, job, outcome);
     } else {
       this.#finish(rec, { code: outcome.code, message: outcome.message }, undefined, outcome.ms);
     }
   }
 
-  /** Runs a failed task again after a backoff. It stays `queued` meanwhile, and still counts as accepted. */
+  #retriesOf(task: string): number {
+    return this.#registry.get(task)?.retries ?? this.#opts.retries;
+  }
+
+  /**
+   * Runs a failed task again after a backoff (or the delay the handler asked for, up to
+   * `--retry-max-delay`). It stays `queued` meanwhile, and still counts as accepted. The client
+   * hears of it as a `PROGRESS` at 0% that says why and when.
+   */
   #retry(rec: TaskRecord, job: Job, outcome: Extract<Outcome, { ok: false }>): void {
     rec.state = "queued";
     this.#journal?.failedAttempt(rec.id, job.attempt);
-    const delay = retryDelay(job.attempt, this.#opts.retryBackoffMs, this.#opts.retryMaxDelayMs);
+    const delay = outcome.retryAfterMs !== undefined
+      ? Math.min(outcome.retryAfterMs, this.#opts.retryMaxDelayMs)
+      : retryDelay(job.attempt, this.#opts.retryBackoffMs, this.#opts.retryMaxDelayMs);
+    const of = this.#retriesOf(rec.task) + 1;
+    rec.target?.send(
+      reply.progress(
+        rec.format,
+        rec.id,
+        rec.tag,
+        0,
+        `attempt ${job.attempt} of ${of} failed (${outcome.code}: ${outcome.message}); retrying in ${
+          formatDuration(delay)
+        }`,
+      ),
+    );
     taskLog.warn(
       "task {id} ({task}) failed on worker {worker}, attempt {attempt} of {of}: {code} {message}; retrying in {delay} ms",
       {
@@ -759,7 +827,7 @@ export class TaskServer {
         task: rec.task,
         worker: rec.worker,
         attempt: job.attempt,
-        of: this.#opts.retries + 1,
+        of,
         code: outcome.code,
         message: outcome.message,
         delay,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { HandlerSettings } from "./types.ts";
+import type { HandlerSettings, TaskLogLevel } from "./types.ts";
 
 /** A task as a worker sees it: its data is already validated and normalised by the handler. */
 export interface JobMessage {
@@ -19,24 +19,50 @@ export interface JobMessage {
 export type ToWorker =
   | { type: "init"; workerId: number; settings: HandlerSettings }
   | { type: "run"; jobs: JobMessage[] }
-  | { type: "abort"; ids: number[] };
+  | { type: "abort"; ids: number[]; reason?: "timeout" | "shutdown" };
 
 /** Codes a task can end with besides success. */
 export type FailureCode = "handler_error" | "timeout" | "worker_crashed" | "shutting_down";
 
 /**
  * How one run of a task ended. `ms` is the handler's own run time. `permanent` marks a failure the
- * handler said retrying cannot fix (`PermanentError` in `types.ts`).
+ * handler said retrying cannot fix (`PermanentError` in `types.ts`); `retryAfterMs` a delay the
+ * handler asked for before the retry (`RetryLaterError`).
  */
 export type Outcome =
   | { id: number; ok: true; result: unknown; ms: number }
-  | { id: number; ok: false; code: FailureCode; message: string; ms: number; permanent?: boolean };
+  | {
+    id: number;
+    ok: false;
+    code: FailureCode;
+    message: string;
+    ms: number;
+    permanent?: boolean;
+    retryAfterMs?: number;
+  };
+
+/** A running task's latest `ctx.progress()` report. */
+export interface ProgressReport {
+  id: number;
+  percent: number;
+  message?: string;
+}
+
+/** A line a handler logged through `ctx.logger`. */
+export interface TaskLogRecord {
+  id: number;
+  level: TaskLogLevel;
+  message: string;
+  properties?: Record<string, unknown>;
+}
 
 /**
- * Worker → main. `aborted` acknowledges an `abort`: it proves the worker's event loop still turns.
- * `fatal` reports an error that escaped a handler; the worker then ends itself.
+ * Worker → main. `settled` carries the outcomes of a turn, with the progress reports and log
+ * lines made before them (the server handles those first, so a task's PROGRESS always precedes
+ * its final reply). `aborted` acknowledges an `abort`: it proves the worker's event loop still
+ * turns. `fatal` reports an error that escaped a handler; the worker then ends itself.
  */
 export type FromWorker =
-  | { type: "settled"; outcomes: Outcome[] }
+  | { type: "settled"; outcomes: Outcome[]; progress?: ProgressReport[]; logs?: TaskLogRecord[] }
   | { type: "aborted"; ids: number[] }
   | { type: "fatal"; message: string };

@@ -9,12 +9,21 @@
  * @module
  */
 import { connectionSlot, type DispatchMode, pickSlot } from "./dispatch.ts";
-import type { FailureCode, Outcome } from "./messages.ts";
+import type { FailureCode, Outcome, ProgressReport, TaskLogRecord } from "./messages.ts";
 import { type Job, type MessageCounts, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
 import { Deque, type TaskQueue } from "./queue.ts";
+import { formatDuration } from "../cli/units.ts";
 import type { HandlerSettings } from "./types.ts";
 
 export type { Job } from "./pool_worker.ts";
+
+/** One task's own limits, from the config file; each falls back to the pool's. */
+export interface TaskLimits {
+  /** A run longer than this ends as `timeout`; 0 = no limit. */
+  timeoutMs?: number;
+  /** Most runs of this task at once across the pool. */
+  concurrency?: number;
+}
 
 /** How the pool is sized and fed. */
 export interface PoolOptions {
@@ -31,6 +40,8 @@ export interface PoolOptions {
   workerHeap: number;
   /** A run longer than this ends as `timeout`; 0 = no limit (`--task-timeout`). */
   taskTimeoutMs: number;
+  /** Per-task limits by task name (the config file's `timeout` and `concurrency`). */
+  limits?: ReadonlyMap<string, TaskLimits>;
   settings: HandlerSettings;
   /**
    * Makes the queue(s) tasks wait in: one, or one per slot in `connection` mode. The default is
@@ -49,6 +60,10 @@ export interface PoolEvents {
   crashed?(worker: number, reason: string, tasks: number): void;
   /** A worker was replaced after `--max-tasks-per-worker` tasks. */
   recycled?(worker: number): void;
+  /** A running task reported progress. */
+  progress?(job: Job, report: ProgressReport): void;
+  /** A running task's handler logged a line. */
+  log?(job: Job, record: TaskLogRecord): void;
   /**
    * A worker whose event loop stayed blocked after a timeout was terminated and replaced. The other
    * tasks running on it were not at fault: they went back to the queue to run again (`requeued`).
@@ -110,6 +125,14 @@ export class WorkerPool {
   #queued = 0;
   #closed = false;
   readonly #timeoutTimer: ReturnType<typeof setInterval> | undefined;
+  /** Runs in flight of each task that has a `concurrency` limit. */
+  readonly #runs = new Map<string, number>();
+  /**
+   * Tasks taken off the queue while their task was at its `concurrency` limit: they wait here, in
+   * order, so that they do not block the tasks of other names behind them.
+   */
+  readonly #parked = new Map<string, Deque<Job>>();
+  #parkedCount = 0;
 
   constructor(opts: PoolOptions, events: PoolEvents) {
     this.#opts = opts;
@@ -119,6 +142,8 @@ export class WorkerPool {
     this.#workerEvents = {
       settled: (w, job, outcome) => this.#onSettled(w, job, outcome),
       crashed: (w, reason) => this.#onCrashed(w, reason),
+      progress: (_w, job, report) => events.progress?.(job, report),
+      log: (_w, job, record) => events.log?.(job, record),
     };
     this.#slots = Array.from({ length: opts.workers }, (_, i) => ({
       id: i + 1,
@@ -134,8 +159,10 @@ export class WorkerPool {
       failed: 0,
       restarts: 0,
     }));
-    if (opts.taskTimeoutMs > 0) {
-      const tick = Math.min(250, Math.max(10, Math.round(opts.taskTimeoutMs / 10)));
+    const timeouts = [opts.taskTimeoutMs, ...[...(opts.limits?.values() ?? [])].map((l) => l.timeoutMs ?? 0)]
+      .filter((t) => t > 0);
+    if (timeouts.length > 0) {
+      const tick = Math.min(250, Math.max(10, Math.round(Math.min(...timeouts) / 10)));
       this.#timeoutTimer = setInterval(() => this.#checkTimeouts(), tick);
     }
   }
@@ -200,10 +227,20 @@ export class WorkerPool {
     }
   }
 
-  /** Terminates every worker at once. Tasks still queued or running are dropped: the server waits for its tasks first. */
-  close(): void {
+  /**
+   * Stops every worker. Tasks still queued or running are dropped: the server waits for its tasks
+   * first. Handlers still running get their signal aborted and up to `graceMs` to act on it (a
+   * command's process group is sent SIGTERM), then their workers are terminated.
+   */
+  async close(graceMs = 500): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timeoutTimer);
+    const busy = this.#slots.flatMap((s) => [s.worker, ...s.retiring]).filter((w) => w.inflight.size > 0);
+    for (const w of busy) w.abort([...w.inflight.keys()], "shutdown");
+    const until = performance.now() + graceMs;
+    while (busy.some((w) => w.unresponsiveFor(performance.now()) > 0) && performance.now() < until) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     for (const s of this.#slots) {
       s.worker.terminate();
       for (const w of s.retiring) w.terminate();
@@ -217,10 +254,15 @@ export class WorkerPool {
 
   #drain(): void {
     if (this.#queued === 0 || this.#closed) return;
+    if (this.#parkedCount > 0) this.#unpark();
     const { concurrency } = this.#opts;
     if (this.#opts.dispatch === "connection") {
       for (const slot of this.#slots) {
-        while (slot.lane.length > 0 && slot.busy < concurrency) this.#start(slot, slot.lane.shift()!);
+        while (slot.lane.length > 0 && slot.busy < concurrency) {
+          const job = slot.lane.shift()!;
+          if (this.#atLimit(job.task)) this.#park(job);
+          else this.#start(slot, job);
+        }
       }
       return;
     }
@@ -228,12 +270,55 @@ export class WorkerPool {
     while (this.#shared.length > 0) {
       const i = pickSlot(mode, this.#slots, concurrency, this.#cursor);
       if (i < 0) return;
-      this.#start(this.#slots[i], this.#shared.shift()!);
+      const job = this.#shared.shift()!;
+      if (this.#atLimit(job.task)) this.#park(job);
+      else this.#start(this.#slots[i], job);
     }
+  }
+
+  /** A free slot for `job`, by the dispatch mode; -1 when none. */
+  #slotFor(job: Job): number {
+    const { concurrency, dispatch } = this.#opts;
+    if (dispatch !== "connection") return pickSlot(dispatch, this.#slots, concurrency, this.#cursor);
+    const i = connectionSlot(job.connId, this.#slots.length);
+    return this.#slots[i].busy < concurrency ? i : -1;
+  }
+
+  #atLimit(task: string): boolean {
+    const max = this.#opts.limits?.get(task)?.concurrency;
+    return max !== undefined && (this.#runs.get(task) ?? 0) >= max;
+  }
+
+  #park(job: Job): void {
+    let waiting = this.#parked.get(job.task);
+    if (!waiting) this.#parked.set(job.task, waiting = new Deque<Job>());
+    waiting.push(job);
+    this.#parkedCount++;
+  }
+
+  /** Starts parked tasks whose task has room again, oldest first. */
+  #unpark(): void {
+    for (const [task, waiting] of this.#parked) {
+      while (waiting.length > 0 && !this.#atLimit(task)) {
+        const i = this.#slotFor(waiting.peek()!);
+        if (i < 0) break;
+        this.#parkedCount--;
+        this.#start(this.#slots[i], waiting.shift()!);
+      }
+    }
+  }
+
+  /** A run of `job` ended (settled, timed out, crashed or killed): its task has room for one more. */
+  #release(job: Job): void {
+    const n = this.#runs.get(job.task);
+    if (n !== undefined) this.#runs.set(job.task, n - 1);
   }
 
   #start(slot: Slot, job: Job): void {
     this.#queued--;
+    if (this.#opts.limits?.get(job.task)?.concurrency !== undefined) {
+      this.#runs.set(job.task, (this.#runs.get(job.task) ?? 0) + 1);
+    }
     slot.worker.run(job);
     this.#events.started?.(job, slot.id);
     const max = this.#opts.maxTasksPerWorker;
@@ -258,6 +343,7 @@ export class WorkerPool {
   }
 
   #onSettled(w: PoolWorker, job: Job, outcome: Outcome): void {
+    this.#release(job);
     const slot = this.#slots[w.slot - 1];
     if (outcome.ok) slot.done++;
     else slot.failed++;
@@ -269,8 +355,6 @@ export class WorkerPool {
   /** Ends tasks that ran past `--task-timeout`, and terminates workers that do not acknowledge the abort. */
   #checkTimeouts(): void {
     const now = performance.now();
-    const limit = this.#opts.taskTimeoutMs;
-    const message = `the task ran longer than --task-timeout ${limit} ms`;
     for (const slot of this.#slots) {
       for (const w of [slot.worker, ...slot.retiring]) {
         const unresponsive = w.unresponsiveFor(now);
@@ -282,14 +366,27 @@ export class WorkerPool {
         // cannot finish, and are not timed out for that. They run again if the worker is killed.
         if (unresponsive > 0) continue;
         const expired: Job[] = [];
-        for (const job of w.inflight.values()) if (now - job.startedAt! >= limit) expired.push(job);
+        for (const job of w.inflight.values()) {
+          const limit = this.#timeoutOf(job.task);
+          if (limit > 0 && now - job.startedAt! >= limit) expired.push(job);
+        }
         if (expired.length === 0) continue;
         w.abort(expired.map((j) => j.id));
-        for (const job of expired) this.#fail(slot, job, "timeout", message, Math.round(now - job.startedAt!));
+        for (const job of expired) {
+          this.#release(job);
+          const limit = this.#timeoutOf(job.task);
+          const own = this.#opts.limits?.get(job.task)?.timeoutMs !== undefined;
+          const message = `the task ran longer than ${own ? `its timeout` : "--task-timeout"} ${formatDuration(limit)}`;
+          this.#fail(slot, job, "timeout", message, Math.round(now - job.startedAt!));
+        }
         this.#endIfDone(w);
       }
     }
     this.#drain();
+  }
+
+  #timeoutOf(task: string): number {
+    return this.#opts.limits?.get(task)?.timeoutMs ?? this.#opts.taskTimeoutMs;
   }
 
   /**
@@ -301,7 +398,10 @@ export class WorkerPool {
     const slot = this.#replace(w);
     const requeued: Job[] = [];
     const exhausted: Job[] = [];
-    for (const job of w.inflight.values()) ((job.requeues ?? 0) < MAX_REQUEUES ? requeued : exhausted).push(job);
+    for (const job of w.inflight.values()) {
+      this.#release(job);
+      ((job.requeues ?? 0) < MAX_REQUEUES ? requeued : exhausted).push(job);
+    }
     w.inflight.clear();
     this.#events.killed?.(slot.id, reason, requeued);
     for (const job of requeued) {
@@ -333,6 +433,7 @@ export class WorkerPool {
     if (w.terminated) return;
     const slot = this.#replace(w);
     const lost = [...w.inflight.values()];
+    for (const job of lost) this.#release(job);
     w.inflight.clear();
     const message = `worker ${slot.id} crashed: ${reason}`;
     for (const job of lost) this.#fail(slot, job, "worker_crashed", message);

@@ -10,7 +10,7 @@
  * @module
  */
 import { Worker } from "node:worker_threads";
-import type { FromWorker, JobMessage, Outcome, ToWorker } from "./messages.ts";
+import type { FromWorker, JobMessage, Outcome, ProgressReport, TaskLogRecord, ToWorker } from "./messages.ts";
 import type { HandlerSettings } from "./types.ts";
 
 /** A task inside the pool. `connId` lets the `connection` dispatch mode keep a client's tasks together. */
@@ -32,6 +32,10 @@ export interface MessageCounts {
 export interface PoolWorkerEvents {
   settled(worker: PoolWorker, job: Job, outcome: Outcome): void;
   crashed(worker: PoolWorker, reason: string): void;
+  /** A running task reported progress (`ctx.progress`). */
+  progress?(worker: PoolWorker, job: Job, report: ProgressReport): void;
+  /** A running task's handler logged a line (`ctx.logger`). */
+  log?(worker: PoolWorker, job: Job, record: TaskLogRecord): void;
 }
 
 /**
@@ -97,10 +101,10 @@ export class PoolWorker {
    * the handlers do next is ignored. The worker acknowledges at once — unless its event loop is
    * blocked, which {@linkcode unresponsiveFor} then shows.
    */
-  abort(ids: number[]): void {
+  abort(ids: number[], reason: "timeout" | "shutdown" = "timeout"): void {
     for (const id of ids) this.inflight.delete(id);
     if (this.#terminated) return;
-    this.#post({ type: "abort", ids });
+    this.#post({ type: "abort", ids, reason });
     this.#abortsUnacked++;
     this.#abortSentAt ??= performance.now();
   }
@@ -159,6 +163,19 @@ export class PoolWorker {
     if (msg.type === "aborted") {
       if (--this.#abortsUnacked === 0) this.#abortSentAt = undefined;
       return;
+    }
+    // Progress and log lines were made before the outcomes of the same message: they go first.
+    if (msg.logs && this.events.log) {
+      for (const record of msg.logs) {
+        const job = this.inflight.get(record.id);
+        if (job) this.events.log(this, job, record);
+      }
+    }
+    if (msg.progress && this.events.progress) {
+      for (const report of msg.progress) {
+        const job = this.inflight.get(report.id);
+        if (job) this.events.progress(this, job, report); // none for a task already settled
+      }
     }
     for (const outcome of msg.outcomes) {
       const job = this.inflight.get(outcome.id);

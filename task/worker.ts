@@ -8,15 +8,23 @@
  */
 import { parentPort } from "node:worker_threads";
 import { createRegistry, type HandlerRegistry } from "./handlers/mod.ts";
-import type { FromWorker, JobMessage, Outcome, ToWorker } from "./messages.ts";
+import type { FromWorker, JobMessage, Outcome, ProgressReport, TaskLogRecord, ToWorker } from "./messages.ts";
+import type { TaskContext, TaskLogger, TaskLogLevel } from "./types.ts";
 
 /** Set by the `init` message; jobs that arrive before it is loaded wait for it. */
 let registry: Promise<HandlerRegistry> | undefined;
 let outbox: Outcome[] = [];
+/** The latest progress report of each task since the last flush: a handler may report often. */
+let progressOut = new Map<number, ProgressReport>();
+let logsOut: TaskLogRecord[] = [];
 let flushScheduled = false;
 
 function settle(outcome: Outcome): void {
   outbox.push(outcome);
+  scheduleFlush();
+}
+
+function scheduleFlush(): void {
   if (!flushScheduled) {
     flushScheduled = true;
     // A microtask queued now runs after the continuations already queued: the other jobs of the
@@ -30,11 +38,24 @@ function flush(): void {
   flushScheduled = false;
   const outcomes = outbox;
   outbox = [];
+  const msg: FromWorker = { type: "settled", outcomes };
+  if (progressOut.size > 0) {
+    msg.progress = [...progressOut.values()];
+    progressOut = new Map();
+  }
+  if (logsOut.length > 0) {
+    msg.logs = logsOut;
+    logsOut = [];
+  }
   try {
-    port.postMessage({ type: "settled", outcomes } satisfies FromWorker);
+    port.postMessage(msg);
   } catch {
-    // One result could not be cloned (a function, a symbol, …): send them one by one, and fail
-    // the ones that cannot travel instead of losing the whole batch.
+    // One result (or log property) could not be cloned (a function, a symbol, …): send them one by
+    // one, and fail the ones that cannot travel instead of losing the whole batch.
+    if (msg.progress || msg.logs) {
+      const logs = msg.logs?.map((l) => ({ ...l, properties: undefined }));
+      port.postMessage({ type: "settled", outcomes: [], progress: msg.progress, logs } satisfies FromWorker);
+    }
     for (const o of outcomes) {
       try {
         port.postMessage({ type: "settled", outcomes: [o] } satisfies FromWorker);
@@ -54,6 +75,29 @@ function flush(): void {
 /** The abort controllers of the tasks running here, by task id. */
 const running = new Map<number, AbortController>();
 
+function context(job: JobMessage, signal: AbortSignal): TaskContext {
+  const id = job.id;
+  const at = (level: TaskLogLevel) => (message: string, properties?: Record<string, unknown>) => {
+    if (!running.has(id)) return; // the handler has returned: nothing is listening any more
+    logsOut.push({ id, level, message: String(message), ...(properties ? { properties } : {}) });
+    scheduleFlush();
+  };
+  const logger: TaskLogger = { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+  return {
+    taskId: id,
+    task: job.task,
+    attempt: job.attempt,
+    signal,
+    logger,
+    progress(percent: number, message?: string) {
+      if (!running.has(id)) return;
+      const p = Math.round(Math.min(100, Math.max(0, Number(percent) || 0)));
+      progressOut.set(id, message === undefined ? { id, percent: p } : { id, percent: p, message: String(message) });
+      scheduleFlush();
+    },
+  };
+}
+
 async function run(job: JobMessage): Promise<void> {
   const t0 = performance.now();
   const controller = new AbortController();
@@ -61,22 +105,31 @@ async function run(job: JobMessage): Promise<void> {
   try {
     const handler = (await registry)?.get(job.task);
     if (!handler) throw new Error(`this worker has no handler for task "${job.task}"`);
-    const result = await handler.run(job.data, { taskId: job.id, attempt: job.attempt, signal: controller.signal });
+    const result = await handler.run(job.data, context(job, controller.signal));
     settle({ id: job.id, ok: true, result: result ?? null, ms: Math.round(performance.now() - t0) });
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    const permanent = (e as { permanent?: unknown } | null)?.permanent === true;
+    const err = e as { permanent?: unknown; retryAfterMs?: unknown } | null;
     const ms = Math.round(performance.now() - t0);
-    settle({ id: job.id, ok: false, code: "handler_error", message, ms, ...(permanent ? { permanent } : {}) });
+    settle({
+      id: job.id,
+      ok: false,
+      code: "handler_error",
+      message,
+      ms,
+      ...(err?.permanent === true ? { permanent: true } : {}),
+      ...(typeof err?.retryAfterMs === "number" ? { retryAfterMs: err.retryAfterMs } : {}),
+    });
   } finally {
     running.delete(job.id);
   }
 }
 
-function abort(ids: number[]): void {
-  for (const id of ids) {
-    running.get(id)?.abort(new DOMException("the task ran past its timeout", "TimeoutError"));
-  }
+function abort(ids: number[], reason: "timeout" | "shutdown" = "timeout"): void {
+  const why = reason === "timeout"
+    ? new DOMException("the task ran past its timeout", "TimeoutError")
+    : new DOMException("the server is stopping", "AbortError");
+  for (const id of ids) running.get(id)?.abort(why);
   port.postMessage({ type: "aborted", ids } satisfies FromWorker);
 }
 
@@ -101,10 +154,10 @@ globalThis.addEventListener("unhandledrejection", (e) => {
 port.on("message", (msg: ToWorker) => {
   if (msg.type === "init") {
     // A module that fails to load rejects this promise: every job then fails with its message.
-    registry = createRegistry(msg.settings);
+    registry = createRegistry(msg.settings, { validate: false });
   } else if (msg.type === "run") {
     for (const job of msg.jobs) run(job);
   } else {
-    abort(msg.ids);
+    abort(msg.ids, msg.reason);
   }
 });

@@ -9,19 +9,13 @@ import { ROOT, spawnServe } from "./helpers.ts";
 
 const out = await Deno.makeTempDir({ prefix: "asynctask-compile-" });
 const exe = `${out}/asynctask`;
+// The release build is `deno task compile`: the same flags, plus a module task embedded for the test.
+const task = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks.compile as string;
+const args = task.split(/\s+/).slice(2).flatMap((a, i, all) =>
+  a === "main.ts" ? ["--include", "tests/fixtures/module_task.ts", a] : all[i - 1] === "--output" ? [exe] : [a]
+);
 const compiled = await new Deno.Command(Deno.execPath(), {
-  args: [
-    "compile",
-    "--allow-net",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--include",
-    "task/worker.ts",
-    "--output",
-    exe,
-    "main.ts",
-  ],
+  args: ["compile", ...args],
   cwd: ROOT,
   env: { NO_COLOR: "1" },
   stdout: "piped",
@@ -68,4 +62,59 @@ globalThis.addEventListener("unload", () => {
   } catch {
     // nothing to clean
   }
+});
+
+/**
+ * A config with a command task, a module task embedded in the binary, and a plain JavaScript
+ * module read from disk; each is run once through `exe serve` (or main.ts from source).
+ */
+async function configTasksScenario(exe?: string): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/upper.sh`, "#!/bin/sh\ntr a-z A-Z\n");
+  await Deno.chmod(`${dir}/upper.sh`, 0o755);
+  await Deno.writeTextFile(`${dir}/plain.mjs`, "export default (data) => ({ plain: data });\n");
+  await Deno.writeTextFile(
+    `${dir}/asynctask.json`,
+    JSON.stringify({
+      tasks: {
+        upper: { kind: "command", command: ["./upper.sh"] },
+        embedded: { kind: "module", module: `${ROOT}tests/fixtures/module_task.ts` },
+        plain: { kind: "module", module: "./plain.mjs" },
+      },
+    }),
+  );
+  const server = await spawnServe(["--config", `${dir}/asynctask.json`], exe);
+  try {
+    const requests = ['{"task":"upper","data":"abc"}', '{"task":"embedded","data":2}', '{"task":"plain","data":1}'];
+    const argv = ["client", "--port", String(server.port), "--json", ...requests.flatMap((r) => ["--send", r])];
+    const r = exe
+      ? await new Deno.Command(exe, { args: argv, stdout: "piped", stderr: "piped", env: { NO_COLOR: "1" } }).output()
+      : await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", `${ROOT}main.ts`, ...argv],
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).output();
+    const stdout = new TextDecoder().decode(r.stdout);
+    assert.equal(r.code, 0, stdout + new TextDecoder().decode(r.stderr));
+    assert.match(stdout, /"result":"ABC"/);
+    assert.match(stdout, /"type":"progress","task_id":2,"progress":50,"message":"half way"/);
+    assert.match(stdout, /"result":\{"doubled":4\}/);
+    assert.match(stdout, /"result":\{"plain":1\}/);
+  } finally {
+    server.child.kill("SIGTERM");
+    await server.exited();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("from source: command tasks, a TypeScript module task and a JavaScript module task", () =>
+  configTasksScenario());
+
+Deno.test({
+  name: compiled.success
+    ? "compiled binary: command tasks, an embedded module task, and a JavaScript module task from disk"
+    : `compiled binary: config tasks SKIPPED — deno compile cannot build here (${why})`,
+  ignore: !compiled.success,
+  fn: () => configTasksScenario(exe),
 });

@@ -29,7 +29,7 @@ Deno.test("timeout: a slow handler's signal is aborted; the task ends FAILED tim
     assert.equal(json(await c.next()).type, "accepted");
     const failed = json(await c.next());
     assert.deepEqual([failed.type, failed.id, failed.error.code, failed.attempts], ["failed", "s", "timeout", 1]);
-    assert.match(failed.error.message, /the task ran longer than --task-timeout 300 ms/);
+    assert.match(failed.error.message, /the task ran longer than --task-timeout 300ms/);
     await c.send("/task echo after");
     assert.deepEqual(await c.take(2), ["ACCEPTED 2 echo queued", "DONE 2 after"]);
     assert.equal(stats().workers[0].restarts, 0, "a handler that honours its signal costs no worker");
@@ -45,7 +45,7 @@ Deno.test("a handler that never yields: FAILED timeout, its worker is replaced, 
     await c.send("/task sleep 200", "/task echo queued behind");
     assert.deepEqual(await c.take(2), ["ACCEPTED 2 sleeping 200 ms", "ACCEPTED 3 echo queued"]);
     const finals = await c.take(3, 20_000);
-    assert.equal(finals[0], "FAILED 1 timeout the task ran longer than --task-timeout 300 ms");
+    assert.equal(finals[0], "FAILED 1 timeout the task ran longer than --task-timeout 300ms");
     assert.deepEqual(finals.slice(1).sort(), ['DONE 2 {"slept_ms":200}', "DONE 3 queued behind"]);
     assert.equal(stats().workers[0].restarts, 1, "the blocked worker was replaced");
     await c.send('{"cmd":"status","task_id":2}');
@@ -58,6 +58,17 @@ Deno.test("retries: a flaky task succeeds on its third attempt; attempts are rep
   await session({ retries: 3, retryBackoffMs: 20 }, async (c) => {
     await c.send('{"task":"flaky","data":2,"id":1}');
     assert.equal(json(await c.next()).type, "accepted");
+    // Each failed attempt is told to the client as it happens: a PROGRESS at 0% that says why and when.
+    for (const attempt of [1, 2]) {
+      const p = json(await c.next());
+      assert.deepEqual([p.type, p.id, p.task_id, p.progress], ["progress", 1, 1, 0]);
+      assert.match(
+        p.message,
+        new RegExp(
+          `^attempt ${attempt} of 4 failed \\(handler_error: flaky failure on attempt ${attempt}\\); retrying in \\d+ms$`,
+        ),
+      );
+    }
     const done = json(await c.next());
     assert.deepEqual([done.type, done.result, done.attempts], ["done", { attempt: 3 }, 3]);
   });
@@ -67,7 +78,9 @@ Deno.test("retries run out: FAILED with the last error, after N attempts", async
   await session({ retries: 1, retryBackoffMs: 10 }, async (c) => {
     await c.send("/task flaky 5", '{"task":"flaky","data":5}');
     await c.take(2);
-    const finals = await c.take(2);
+    const lines = await c.take(4); // per task: one PROGRESS for the retry, then the final reply
+    assert.equal(lines.filter((l) => /^PROGRESS 1 0 attempt 1 of 2 failed|"type":"progress"/.test(l)).length, 2);
+    const finals = lines.filter((l) => l.startsWith("FAILED") || l.includes('"type":"failed"'));
     assert.ok(
       finals.includes("FAILED 1 handler_error flaky failure on attempt 2 (after 2 attempts)"),
       finals.join("\n"),
@@ -91,7 +104,11 @@ Deno.test("a worker crash: with retries, the tasks that were on it run again; wi
   await session({ workers: 1, retries: 1, retryBackoffMs: 10 }, async (c, stats) => {
     await c.send("/task sleep 300", "/task crash once");
     await c.take(2);
-    const finals = (await c.take(2, 20_000)).sort();
+    const lines = await c.take(4, 20_000);
+    const retried = lines.filter((l) => l.startsWith("PROGRESS")).sort();
+    assert.match(retried[0], /^PROGRESS 1 0 attempt 1 of 2 failed \(worker_crashed: worker 1 crashed: .*boom/);
+    assert.match(retried[1], /^PROGRESS 2 0 attempt 1 of 2 failed \(worker_crashed: worker 1 crashed: .*boom/);
+    const finals = lines.filter((l) => l.startsWith("DONE")).sort();
     assert.deepEqual(finals, ['DONE 1 {"slept_ms":300}', "DONE 2 recovered"]);
     assert.equal(stats().workers[0].restarts, 1);
   });
@@ -137,6 +154,7 @@ Deno.test("graceful stop waits for tasks in retry backoff", async () => {
     await eventually("the first attempt to fail and wait for its retry", () => server.stats().retrying === 1);
     const report = await server.shutdown(5000);
     assert.equal(report.unfinished, 0);
+    assert.match(await c.next(), /^PROGRESS 1 0 attempt 1 of 3 failed/);
     assert.equal(await c.next(), 'DONE 1 {"attempt":2}');
   } finally {
     await c.close();

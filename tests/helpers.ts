@@ -295,3 +295,63 @@ export async function untilReply(client: LineClient, request: string, expected: 
   });
   return last;
 }
+
+/** A command running in a pseudo-terminal: what it printed so far, and keys to type. */
+export interface Terminal {
+  /** Everything written to the terminal so far, escape sequences included. */
+  readonly screen: string;
+  waitFor(re: RegExp, what: string, timeoutMs?: number): Promise<void>;
+  type(text: string): Promise<void>;
+  readonly status: Promise<Deno.CommandStatus>;
+  close(): Promise<void>;
+}
+
+/** Runs `cmd` in a pseudo-terminal with `script` from util-linux (which .ci/run installs). */
+export async function openTerminal(cmd: string): Promise<Terminal> {
+  const script = "/usr/bin/script";
+  try {
+    await Deno.stat(script);
+  } catch {
+    throw new Error(
+      "this test needs `script` from util-linux (Debian package bsdutils/util-linux); .ci/run installs it",
+    );
+  }
+  const child = new Deno.Command(script, {
+    args: ["-qfec", cmd, "/dev/null"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", TERM: "xterm" },
+  }).spawn();
+  let screen = "";
+  const reader = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of child.stdout) screen += dec.decode(chunk, { stream: true });
+  })();
+  const w = child.stdin.getWriter();
+  return {
+    get screen() {
+      return screen;
+    },
+    async waitFor(re, what, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!re.test(screen)) {
+        if (Date.now() > deadline) throw new Error(`no ${what} on the terminal:\n${JSON.stringify(screen)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    type: (text) => w.write(encoder.encode(text)),
+    status: child.status,
+    async close() {
+      await w.close().catch(() => {});
+      try {
+        child.kill();
+      } catch {
+        // exited
+      }
+      await child.status;
+      await reader;
+      await child.stderr.cancel();
+    },
+  };
+}

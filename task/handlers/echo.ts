@@ -11,7 +11,8 @@ import type { TaskHandler } from "../types.ts";
  * @example
  * ```ts
  * import { echoHandler } from "./echo.ts";
- * console.log(await echoHandler.run("hi", { taskId: 1, attempt: 1, signal: new AbortController().signal }));
+ * import { testContext } from "../types.ts";
+ * console.log(await echoHandler.run("hi", testContext()));
  * ```
  */
 export const echoHandler: TaskHandler<unknown, unknown> = {

@@ -5,17 +5,21 @@
  *
  * @module
  */
-import type { HandlerSettings, TaskHandler } from "../types.ts";
+import { type HandlerSettings, InvalidDataError, type TaskHandler, type TaskSpec } from "../types.ts";
+import { createCommandHandler } from "./command.ts";
 import { echoHandler } from "./echo.ts";
+import { createModuleHandler } from "./module.ts";
 import { sleepHandler } from "./sleep.ts";
 import { createSmsHandler } from "./sms.ts";
+import { createWebhookHandler } from "./webhook.ts";
 
 /** Task names to handlers. */
 export type HandlerRegistry = ReadonlyMap<string, TaskHandler>;
 
 /**
- * Builds the registry: the built-in `sms`, `echo` and `sleep`, then the handlers exported as
- * `handlers` by each module in `settings.modules`.
+ * Builds the registry: the built-in `sms`, `echo` and `sleep`, then the operator's tasks from the
+ * config file (`settings.tasks`; one named like a built-in replaces it), then the handlers
+ * exported as `handlers` by each module in `settings.modules`.
  *
  * @example
  * ```ts
@@ -25,13 +29,26 @@ export type HandlerRegistry = ReadonlyMap<string, TaskHandler>;
  * ```
  * @throws {Error} naming the module when one cannot be loaded or does not export valid handlers.
  */
-export async function createRegistry(settings: HandlerSettings): Promise<HandlerRegistry> {
+export async function createRegistry(
+  settings: HandlerSettings,
+  opts: { validate?: boolean } = {},
+): Promise<HandlerRegistry> {
   const registry = new Map<string, TaskHandler>();
   const add = (h: TaskHandler, from: string) => {
     if (registry.has(h.name)) throw new Error(`${from}: task "${h.name}" is defined twice`);
     registry.set(h.name, h);
   };
   for (const h of [createSmsHandler(settings), echoHandler, sleepHandler] as TaskHandler[]) add(h, "built-in");
+  // Data is validated on the server only: workers (opts.validate false) never load the schema
+  // compiler, whose many CommonJS files would be read while the server may be short of descriptors.
+  const compile = opts.validate !== false && settings.tasks?.some((t) => t.schema !== undefined)
+    ? (await import("../data_schema.ts")).compileDataSchema
+    : undefined;
+  for (const spec of settings.tasks ?? []) {
+    registry.delete(spec.name);
+    const handler = await createTaskHandler(spec);
+    add(compile ? withSchema(handler, spec, compile) : handler, "config");
+  }
   for (const url of settings.modules ?? []) {
     let mod: { handlers?: unknown };
     try {
@@ -48,4 +65,45 @@ export async function createRegistry(settings: HandlerSettings): Promise<Handler
     }
   }
   return registry;
+}
+
+/**
+ * Makes the handler of a task declared in the config file.
+ *
+ * @example
+ * ```ts
+ * import { createTaskHandler } from "./mod.ts";
+ * const h = await createTaskHandler({ kind: "command", name: "upper", command: ["tr", "a-z", "A-Z"], maxOutput: 1024 });
+ * console.log(h.name); // "upper"
+ * ```
+ */
+export function createTaskHandler(spec: TaskSpec): Promise<TaskHandler> {
+  switch (spec.kind) {
+    case "command":
+      return Promise.resolve(createCommandHandler(spec));
+    case "webhook":
+      return Promise.resolve(createWebhookHandler(spec));
+    case "module":
+      return createModuleHandler(spec);
+  }
+}
+
+/** Checks the data against the task's JSON Schema (compiled on first use) before its own validate. */
+function withSchema(
+  handler: TaskHandler,
+  spec: TaskSpec,
+  compile: (schema: Record<string, unknown> | boolean) => (data: unknown) => string | undefined,
+): TaskHandler {
+  if (spec.schema === undefined) return handler;
+  const schema = spec.schema;
+  let check: ((data: unknown) => string | undefined) | undefined;
+  return {
+    ...handler,
+    validate(data) {
+      check ??= compile(schema);
+      const why = check(data);
+      if (why !== undefined) throw new InvalidDataError(`${spec.name}: ${why}`);
+      return handler.validate(data);
+    },
+  };
 }

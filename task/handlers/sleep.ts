@@ -41,8 +41,9 @@ export function parseSleepMs(data: unknown): number {
  * @example
  * ```ts
  * import { sleepHandler } from "./sleep.ts";
+ * import { testContext } from "../types.ts";
  * const ms = sleepHandler.validate("5");
- * console.log(await sleepHandler.run(ms, { taskId: 1, attempt: 1, signal: new AbortController().signal }));
+ * console.log(await sleepHandler.run(ms, testContext()));
  * ```
  */
 export const sleepHandler: TaskHandler<number, { slept_ms: number }> = {

@@ -50,9 +50,10 @@ export function parsePhone(data: unknown): string {
  * @example
  * ```ts
  * import { createSmsHandler } from "./sms.ts";
+ * import { testContext } from "../types.ts";
  * const sms = createSmsHandler({ smsDelayMs: 1 });
  * const phone = sms.validate("13800138000");
- * const result = await sms.run(phone, { taskId: 1, attempt: 1, signal: new AbortController().signal });
+ * const result = await sms.run(phone, testContext());
  * console.log(result.phone); // "13800138000"
  * ```
  */
