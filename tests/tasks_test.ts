@@ -468,7 +468,10 @@ Deno.test("the README's example: examples/asynctask.json turns sms into a comman
     await client.send("13800138000", "13800138001", "13800138002", "not-a-phone");
     const lines: string[] = [];
     while (lines.filter((l) => /^(DONE|FAILED|ERROR)/.test(l)).length < 4) lines.push(await client.next());
-    assert.match(lines.find((l) => l.startsWith("ERROR"))!, /^ERROR invalid_data sms: data must match pattern/);
+    assert.match(
+      lines.find((l) => l.startsWith("ERROR"))!,
+      /^ERROR invalid_data sms: data must match pattern ".*" — a phone number: an optional \+, then 5 to 24 digits/,
+    );
     assert.equal(lines.filter((l) => l.startsWith("DONE")).length, 3, lines.join("\n"));
     assert.ok(
       lines.some((l) => /^PROGRESS 3 0 attempt 1 of 4 failed .*gateway busy.*; retrying in/.test(l)),
