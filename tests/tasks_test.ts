@@ -342,7 +342,9 @@ Deno.test("webhook task: an unreachable URL is retried, then fails with the netw
     assert.equal(lines.filter((l) => l.startsWith("PROGRESS 1 0 attempt")).length, 2);
     assert.match(
       lines.at(-1)!,
-      new RegExp(`^FAILED 1 handler_error cannot reach http://127.0.0.1:${port}/: .*\\(after 3 attempts\\)$`),
+      new RegExp(
+        `^FAILED 1 handler_error cannot reach http://127.0.0.1:${port}/: tcp connect error: Connection refused.*\\(after 3 attempts\\)$`,
+      ),
     );
   } finally {
     await client.close();

@@ -116,6 +116,14 @@ async function readBody(res: Response, max: number): Promise<string> {
   return chunks.map((c, i) => decoder.decode(c, { stream: i < chunks.length - 1 })).join("");
 }
 
+/** The useful part of a fetch failure: "fetch failed" says nothing; its cause says what (refused, DNS, TLS). */
+function networkError(e: unknown): string {
+  const cause = (e as { cause?: unknown }).cause;
+  const text = cause instanceof Error ? cause.message : (e as Error).message;
+  // "error sending request for url (…): client error (Connect): tcp connect error: Connection refused (os error 111)"
+  return text.replace(/^error sending request for url \([^)]*\): /, "").replace(/^client error \(\w+\): /, "");
+}
+
 function excerpt(text: string): string {
   const one = text.replace(/\s+/g, " ").trim();
   return one.length > 300 ? `${one.slice(0, 300)}…` : one;
@@ -157,7 +165,7 @@ export function createWebhookHandler(spec: WebhookSpec): TaskHandler {
         res = await fetch(spec.url, { method: "POST", headers, body, signal: ctx.signal, redirect: "manual" });
       } catch (e) {
         ctx.signal.throwIfAborted();
-        throw new Error(`cannot reach ${spec.url}: ${(e as Error).message}`);
+        throw new Error(`cannot reach ${spec.url}: ${networkError(e)}`);
       }
       const text = await readBody(res, spec.maxOutput);
       const status = `${spec.url} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`;
