@@ -118,3 +118,11 @@ Deno.test({
   ignore: !compiled.success,
   fn: () => configTasksScenario(exe),
 });
+
+Deno.test("the release workflow compiles with the flags of `deno task compile`", async () => {
+  const workflow = await Deno.readTextFile(`${ROOT}.github/workflows/release.yml`);
+  const step = /\.\/deno compile ([^\n]+\n[^\n]+)/.exec(workflow)?.[1].replace(/\s+/g, " ");
+  assert.ok(step, "the workflow runs ./deno compile");
+  const flags = task.split(/\s+/).slice(2).filter((a, i, all) => a !== "--output" && all[i - 1] !== "--output");
+  for (const flag of flags) assert.ok(step.split(" ").includes(flag), `release.yml lacks ${flag}: ${step}`);
+});
