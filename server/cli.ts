@@ -56,6 +56,14 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
     min: 16 * 1024 * 1024,
     help: "heap limit of each worker; a handler that exhausts it stalls only its own worker",
   },
+  {
+    name: "worker-nice",
+    kind: "int",
+    default: D.workerNice,
+    min: 0,
+    max: 19,
+    help: "CPU niceness of the worker threads (Linux): busy handlers yield to the network loop; 0 = same as it",
+  },
   { name: "max-line", kind: "size", default: D.maxLine, min: 64, max: 64 * 1024 * 1024, help: "longest request line" },
   {
     name: "max-conns",
@@ -228,6 +236,7 @@ export async function runServe(args: string[]): Promise<number> {
     queueSize: flags.num("queue-size"),
     maxTasksPerWorker: flags.num("max-tasks-per-worker"),
     workerHeap: flags.num("worker-heap"),
+    workerNice: flags.num("worker-nice"),
     maxLine: flags.num("max-line"),
     maxConns: flags.num("max-conns"),
     idleTimeoutMs: flags.num("idle-timeout"),

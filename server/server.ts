@@ -38,6 +38,8 @@ export interface ServeOptions {
   maxTasksPerWorker: number;
   /** Heap limit per worker, bytes. */
   workerHeap: number;
+  /** CPU niceness of the worker threads, 0–19 (Linux; elsewhere ignored). */
+  workerNice: number;
   maxLine: number;
   /** Most connections at once; a new one beyond gets `ERROR too_many_connections` and is closed. */
   maxConns: number;
@@ -81,6 +83,7 @@ export const DEFAULT_SERVE_OPTIONS: ServeOptions = {
   queueSize: 100_000,
   maxTasksPerWorker: 0,
   workerHeap: 512 * 1024 * 1024,
+  workerNice: 10,
   maxLine: 1024 * 1024,
   maxConns: 10_000,
   idleTimeoutMs: 300_000,

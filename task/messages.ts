@@ -17,7 +17,7 @@ export interface JobMessage {
 
 /** Main → worker. `abort` asks the handlers of those tasks to stop (their signal is aborted). */
 export type ToWorker =
-  | { type: "init"; workerId: number; settings: HandlerSettings }
+  | { type: "init"; workerId: number; settings: HandlerSettings; nice: number }
   | { type: "run"; jobs: JobMessage[] }
   | { type: "abort"; ids: number[]; reason?: "timeout" | "shutdown" };
 

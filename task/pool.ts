@@ -38,6 +38,11 @@ export interface PoolOptions {
   maxTasksPerWorker: number;
   /** Heap limit of each worker in bytes (`--worker-heap`): a handler that exhausts it stalls only its worker. */
   workerHeap: number;
+  /**
+   * CPU niceness of the worker threads (`--worker-nice`, Linux only): handlers that burn CPU yield
+   * to the main thread, which accepts connections and answers requests.
+   */
+  workerNice?: number;
   /** A run longer than this ends as `timeout`; 0 = no limit (`--task-timeout`). */
   taskTimeoutMs: number;
   /** Per-task limits by task name (the config file's `timeout` and `concurrency`). */

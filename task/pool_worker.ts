@@ -65,7 +65,7 @@ export class PoolWorker {
 
   constructor(
     readonly slot: number,
-    opts: { settings: HandlerSettings; workerHeap: number },
+    opts: { settings: HandlerSettings; workerHeap: number; workerNice?: number },
     private events: PoolWorkerEvents,
     private counts: MessageCounts,
   ) {
@@ -76,7 +76,7 @@ export class PoolWorker {
     this.#worker.on("message", (msg: FromWorker) => this.#onMessage(msg));
     this.#worker.on("error", (e: Error) => this.events.crashed(this, e.message || "uncaught error in worker"));
     this.#worker.on("exit", (code: number) => this.events.crashed(this, `the worker exited (code ${code})`));
-    this.#post({ type: "init", workerId: slot, settings: opts.settings });
+    this.#post({ type: "init", workerId: slot, settings: opts.settings, nice: opts.workerNice ?? 0 });
   }
 
   /** Whether the worker is gone (crashed, retired or closed). */

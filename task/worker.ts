@@ -6,6 +6,7 @@
  *
  * @module
  */
+import os from "node:os";
 import { parentPort } from "node:worker_threads";
 import { createRegistry, type HandlerRegistry } from "./handlers/mod.ts";
 import type { FromWorker, JobMessage, Outcome, ProgressReport, TaskLogRecord, ToWorker } from "./messages.ts";
@@ -135,6 +136,22 @@ function abort(ids: number[], reason: "timeout" | "shutdown" = "timeout"): void 
 
 const port = parentPort!;
 
+/**
+ * Gives this worker thread a CPU niceness, so that handlers that burn CPU (or spin until they are
+ * killed) leave the main thread — which accepts, reads and answers — its share of the cores.
+ * Linux only: it needs this thread's own id (from /proc/thread-self), because setting the
+ * niceness of "the process" on other systems would slow the main thread too.
+ */
+function lowerPriority(nice: number): void {
+  if (nice <= 0) return;
+  try {
+    const tid = Number(Deno.readLinkSync("/proc/thread-self").split("/").pop());
+    if (Number.isInteger(tid) && tid > 0) os.setPriority(tid, nice);
+  } catch {
+    // not Linux, or not permitted: run at the normal priority
+  }
+}
+
 // An error that escapes a handler (thrown in a timer or callback, or an unhandled rejection) leaves
 // this worker in an unknown state: report it and end the worker, so that the pool replaces it and
 // settles its tasks. Handled here, Deno does not print it past the server's logger.
@@ -153,6 +170,7 @@ globalThis.addEventListener("unhandledrejection", (e) => {
 });
 port.on("message", (msg: ToWorker) => {
   if (msg.type === "init") {
+    lowerPriority(msg.nice);
     // A module that fails to load rejects this promise: every job then fails with its message.
     registry = createRegistry(msg.settings, { validate: false });
   } else if (msg.type === "run") {
