@@ -2,7 +2,7 @@
  * The server keeps serving through trouble that is not its clients' fault.
  */
 import assert from "node:assert/strict";
-import { LineClient, spawnServe } from "./helpers.ts";
+import { eventually, LineClient, spawnServe } from "./helpers.ts";
 
 Deno.test("out of file descriptors: accept errors are logged and retried; once connections close, new ones are served", async () => {
   const server = await spawnServe(["--workers", "1"], undefined, { maxFiles: 64 });
@@ -26,6 +26,22 @@ Deno.test("out of file descriptors: accept errors are logged and retried; once c
     }
   } finally {
     for (const c of flood) c.close();
+    server.child.kill("SIGTERM");
+    const { code, log } = await server.exited();
+    assert.equal(code, 0, log);
+  }
+});
+
+Deno.test("--worker-nice: the worker threads run at a lower CPU priority than the main thread (Linux)", async () => {
+  const server = await spawnServe(["--workers", "2", "--worker-nice", "7"]);
+  try {
+    const pid = server.child.pid;
+    const niceOf = (tid: string) =>
+      Number(Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`).split(") ")[1].split(" ")[16]);
+    const tids = () => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => e.name);
+    await eventually("two threads at nice 7", () => tids().filter((t) => niceOf(t) === 7).length === 2);
+    assert.equal(niceOf(String(pid)), 0, "the main thread keeps the normal priority");
+  } finally {
     server.child.kill("SIGTERM");
     const { code, log } = await server.exited();
     assert.equal(code, 0, log);
