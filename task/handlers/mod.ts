@@ -6,12 +6,9 @@
  * @module
  */
 import { type HandlerSettings, InvalidDataError, type TaskHandler, type TaskSpec } from "../types.ts";
-import { createCommandHandler } from "./command.ts";
 import { echoHandler } from "./echo.ts";
-import { createModuleHandler } from "./module.ts";
 import { sleepHandler } from "./sleep.ts";
 import { createSmsHandler } from "./sms.ts";
-import { createWebhookHandler } from "./webhook.ts";
 
 /** Task names to handlers. */
 export type HandlerRegistry = ReadonlyMap<string, TaskHandler>;
@@ -77,14 +74,15 @@ export async function createRegistry(
  * console.log(h.name); // "upper"
  * ```
  */
-export function createTaskHandler(spec: TaskSpec): Promise<TaskHandler> {
+export async function createTaskHandler(spec: TaskSpec): Promise<TaskHandler> {
+  // Loaded on demand: a server without declared tasks (and each of its workers) stays lean.
   switch (spec.kind) {
     case "command":
-      return Promise.resolve(createCommandHandler(spec));
+      return (await import("./command.ts")).createCommandHandler(spec);
     case "webhook":
-      return Promise.resolve(createWebhookHandler(spec));
+      return (await import("./webhook.ts")).createWebhookHandler(spec);
     case "module":
-      return createModuleHandler(spec);
+      return (await import("./module.ts")).createModuleHandler(spec);
   }
 }
 
