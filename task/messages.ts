@@ -30,9 +30,11 @@ export type FailureCode = "handler_error" | "timeout" | "worker_crashed" | "shut
  * handler asked for before the retry (`RetryLaterError`).
  */
 export type Outcome =
-  | { id: number; ok: true; result: unknown; ms: number }
+  | { id: number; attempt?: number; ok: true; result: unknown; ms: number }
   | {
     id: number;
+    /** Which run of the task this is: a late outcome of an earlier run is not taken for a later one's. */
+    attempt?: number;
     ok: false;
     code: FailureCode;
     message: string;
@@ -44,6 +46,7 @@ export type Outcome =
 /** A running task's latest `ctx.progress()` report. */
 export interface ProgressReport {
   id: number;
+  attempt?: number;
   percent: number;
   message?: string;
 }
@@ -51,6 +54,7 @@ export interface ProgressReport {
 /** A line a handler logged through `ctx.logger`. */
 export interface TaskLogRecord {
   id: number;
+  attempt?: number;
   level: TaskLogLevel;
   message: string;
   properties?: Record<string, unknown>;

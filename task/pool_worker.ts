@@ -168,18 +168,20 @@ export class PoolWorker {
     if (msg.logs && this.events.log) {
       for (const record of msg.logs) {
         const job = this.inflight.get(record.id);
-        if (job) this.events.log(this, job, record);
+        if (job && (record.attempt ?? job.attempt) === job.attempt) this.events.log(this, job, record);
       }
     }
     if (msg.progress && this.events.progress) {
       for (const report of msg.progress) {
         const job = this.inflight.get(report.id);
-        if (job) this.events.progress(this, job, report); // none for a task already settled
+        // None for a run already settled (timed out), even when a later run of the task is here now.
+        if (job && (report.attempt ?? job.attempt) === job.attempt) this.events.progress(this, job, report);
       }
     }
     for (const outcome of msg.outcomes) {
       const job = this.inflight.get(outcome.id);
-      if (!job) continue; // already settled (the worker was declared crashed): never twice
+      // Already settled (crashed, timed out): never twice, and never as the outcome of a later run.
+      if (!job || (outcome.attempt ?? job.attempt) !== job.attempt) continue;
       this.inflight.delete(outcome.id);
       this.events.settled(this, job, outcome);
     }

@@ -65,7 +65,7 @@ function flush(): void {
         port.postMessage(
           {
             type: "settled",
-            outcomes: [{ id: o.id, ok: false, code: "handler_error", message, ms: o.ms }],
+            outcomes: [{ id: o.id, attempt: o.attempt, ok: false, code: "handler_error", message, ms: o.ms }],
           } satisfies FromWorker,
         );
       }
@@ -76,11 +76,13 @@ function flush(): void {
 /** The abort controllers of the tasks running here, by task id. */
 const running = new Map<number, AbortController>();
 
-function context(job: JobMessage, signal: AbortSignal): TaskContext {
-  const id = job.id;
+function context(job: JobMessage, controller: AbortController): TaskContext {
+  const { id, attempt } = job;
+  // The handler has returned: nothing is listening any more.
+  const over = () => running.get(id) !== controller;
   const at = (level: TaskLogLevel) => (message: string, properties?: Record<string, unknown>) => {
-    if (!running.has(id)) return; // the handler has returned: nothing is listening any more
-    logsOut.push({ id, level, message: String(message), ...(properties ? { properties } : {}) });
+    if (over()) return;
+    logsOut.push({ id, attempt, level, message: String(message), ...(properties ? { properties } : {}) });
     scheduleFlush();
   };
   const logger: TaskLogger = { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
@@ -88,12 +90,12 @@ function context(job: JobMessage, signal: AbortSignal): TaskContext {
     taskId: id,
     task: job.task,
     attempt: job.attempt,
-    signal,
+    signal: controller.signal,
     logger,
     progress(percent: number, message?: string) {
-      if (!running.has(id)) return;
+      if (over()) return;
       const p = Math.round(Math.min(100, Math.max(0, Number(percent) || 0)));
-      progressOut.set(id, message === undefined ? { id, percent: p } : { id, percent: p, message: String(message) });
+      progressOut.set(id, { id, attempt, percent: p, ...(message === undefined ? {} : { message: String(message) }) });
       scheduleFlush();
     },
   };
@@ -106,14 +108,21 @@ async function run(job: JobMessage): Promise<void> {
   try {
     const handler = (await registry)?.get(job.task);
     if (!handler) throw new Error(`this worker has no handler for task "${job.task}"`);
-    const result = await handler.run(job.data, context(job, controller.signal));
-    settle({ id: job.id, ok: true, result: result ?? null, ms: Math.round(performance.now() - t0) });
+    const result = await handler.run(job.data, context(job, controller));
+    settle({
+      id: job.id,
+      attempt: job.attempt,
+      ok: true,
+      result: result ?? null,
+      ms: Math.round(performance.now() - t0),
+    });
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     const err = e as { permanent?: unknown; retryAfterMs?: unknown } | null;
     const ms = Math.round(performance.now() - t0);
     settle({
       id: job.id,
+      attempt: job.attempt,
       ok: false,
       code: "handler_error",
       message,
@@ -122,7 +131,8 @@ async function run(job: JobMessage): Promise<void> {
       ...(typeof err?.retryAfterMs === "number" ? { retryAfterMs: err.retryAfterMs } : {}),
     });
   } finally {
-    running.delete(job.id);
+    // A later run of the same task may have started here meanwhile (after a timeout): leave it be.
+    if (running.get(job.id) === controller) running.delete(job.id);
   }
 }
 

@@ -156,7 +156,7 @@ sleep 300
 `,
   });
   const { server, client } = await serveTasks(dir, {
-    hang: { kind: "command", command: ["./hang.sh"], env: { PIDS: dir }, timeout: "700ms", retries: 1 },
+    hang: { kind: "command", command: ["./hang.sh"], env: { PIDS: dir }, timeout: "1500ms", retries: 1 },
   }, { taskTimeoutMs: 60_000 });
   try {
     await client.send("/task hang x");
@@ -164,9 +164,9 @@ sleep 300
     const lines = await linesUntilFinal(client, 1);
     assert.match(
       lines[0],
-      /^PROGRESS 1 0 attempt 1 of 2 failed \(timeout: the task ran longer than its timeout 700ms\)/,
+      /^PROGRESS 1 0 attempt 1 of 2 failed \(timeout: the task ran longer than its timeout 1.5s\)/,
     );
-    assert.equal(lines.at(-1), "DONE 1 quick the second time");
+    assert.equal(lines.at(-1), "DONE 1 quick the second time", lines.join("\n"));
     const child = Number(await Deno.readTextFile(join(dir, "child-1")));
     const grandchild = Number(await Deno.readTextFile(join(dir, "grandchild-1")));
     await eventually("the script and its background sleep to be killed", () => !alive(child) && !alive(grandchild));
@@ -483,6 +483,41 @@ Deno.test("the README's example: examples/asynctask.json turns sms into a comman
     const sent = (await Deno.readTextFile(outbox)).trim().split("\n").sort();
     assert.equal(sent.length, 3);
     assert.match(sent.join("\n"), /task 3\tattempt 2\tto 13800138002/);
+  } finally {
+    await client.close();
+    await server.shutdown(5000);
+  }
+});
+
+Deno.test("a timed-out run that ends late is not taken for the retry running on the same worker", async () => {
+  const dir = await scratch({
+    "late.ts": `// Both runs share this module (one worker): attempt 1 ends only once attempt 2 runs.
+let secondStarted: () => void;
+const second = new Promise<void>((r) => (secondStarted = r));
+let firstGone: () => void;
+const first = new Promise<void>((r) => (firstGone = r));
+export default async (_d: unknown, ctx: { attempt: number; signal: AbortSignal; progress(p: number, m?: string): void }) => {
+  if (ctx.attempt === 1) {
+    await new Promise((r) => ctx.signal.addEventListener("abort", r)); // ignores its timeout…
+    await second; // …until the retry runs on this same worker, then fails late
+    ctx.progress(99, "late news from attempt 1");
+    setTimeout(() => firstGone(), 50);
+    throw new Error("attempt 1 gave up late");
+  }
+  secondStarted();
+  await first;
+  return "attempt 2 finished";
+};`,
+  });
+  const { server, client } = await serveTasks(dir, {
+    late: { kind: "module", module: "./late.ts", timeout: "200ms", retries: 1 },
+  }, { workers: 1, retryBackoffMs: 10 });
+  try {
+    await client.send("/task late x");
+    await client.next();
+    const lines = await linesUntilFinal(client, 1);
+    assert.equal(lines.at(-1), "DONE 1 attempt 2 finished", lines.join("\n"));
+    assert.ok(!lines.some((l) => l.includes("late news")), "attempt 1's late progress is not reported");
   } finally {
     await client.close();
     await server.shutdown(5000);
