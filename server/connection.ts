@@ -32,8 +32,11 @@ export interface ConnectionEvents {
   closed(conn: Connection): void;
   /** More than `maxOutput` characters of replies are waiting for a client that does not read. */
   overflowed(conn: Connection): void;
-  /** Called just before replies are written: the journal commits what they announce. */
-  beforeWrite?(): void;
+  /**
+   * Called before replies are written, with the replies not yet taken: resolves when what they
+   * announce is durable (the journal's group commit).
+   */
+  beforeWrite?(): Promise<void>;
 }
 
 /** A connection's limits. */
@@ -165,10 +168,12 @@ export class Connection implements ReplyTarget {
   async #flush(): Promise<void> {
     try {
       while (this.#out.length > 0 && this.#writable) {
-        this.events.beforeWrite?.();
+        // Take the replies first: those queued while the journal commits wait for the next commit.
         const text = this.#out.join("\n") + "\n";
-        const data = encoder.encode(text);
         this.#out = [];
+        if (this.events.beforeWrite) await this.events.beforeWrite();
+        if (!this.#writable) break;
+        const data = encoder.encode(text);
         for (let at = 0; at < data.length;) at += await this.conn.write(data.subarray(at));
         this.#pending -= text.length;
         if (this.#resumeReading && this.#pending <= LOW_WATER) {

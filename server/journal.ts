@@ -55,6 +55,70 @@ export class JournalError extends Error {
   override name = "JournalError";
 }
 
+/** One accepted task as a journal row: id, task, data (JSON), format, tag (JSON or null), attempts, accepted at. */
+export type AcceptedRow = [number, string, string, string, string | null, number, number];
+/** One ended task as a journal row: id, state, attempts, result (JSON or null), error (JSON or null), finished at. */
+export type EndedRow = [number, string, number, string | null, string | null, number];
+
+/** What one group commit writes: accepts first, then attempt counts of tasks waiting to retry, then ends. */
+export interface JournalBatch {
+  accepted: AcceptedRow[];
+  /** [task id, failed attempts so far] */
+  attempts: [number, number][];
+  ended: EndedRow[];
+}
+
+/**
+ * The rows of an accepted task.
+ *
+ * @example
+ * ```ts
+ * import { acceptedRow } from "./journal.ts";
+ * console.log(acceptedRow({ id: 1, task: "sms", data: "138", format: "text", attempts: 0 }, 5)); // [1, "sms", '"138"', "text", null, 0, 5]
+ * ```
+ */
+export function acceptedRow(
+  t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number },
+  now: number = Date.now(),
+): AcceptedRow {
+  return [
+    t.id,
+    t.task,
+    JSON.stringify(t.data) ?? "null",
+    t.format,
+    t.tag === undefined ? null : JSON.stringify(t.tag),
+    t.attempts,
+    now,
+  ];
+}
+
+/**
+ * The row of an ended task.
+ *
+ * @example
+ * ```ts
+ * import { endedRow } from "./journal.ts";
+ * console.log(endedRow(1, "done", 1, { ok: true }, undefined, 5)); // [1, "done", 1, '{"ok":true}', null, 5]
+ * ```
+ */
+export function endedRow(
+  id: number,
+  state: "done" | "failed",
+  attempts: number,
+  result: unknown,
+  error: { code: string; message: string } | undefined,
+  now: number = Date.now(),
+): EndedRow {
+  return [
+    id,
+    state,
+    attempts,
+    state === "done" ? JSON.stringify(result) ?? "null" : null,
+    error ? JSON.stringify(error) : null,
+    now,
+  ];
+}
+
 /** An accepted task as the journal keeps it. */
 export interface JournalTask {
   id: number;
@@ -86,8 +150,9 @@ export class Journal {
   /** Multi-row statements by row count, prepared on first use. */
   readonly #inserts = new Map<number, StatementSync>();
   readonly #finishes = new Map<number, StatementSync>();
-  #accepted: (string | number | null)[][] = [];
-  #ended: (string | number | null)[][] = [];
+  #accepted: AcceptedRow[] = [];
+  #attempts: [number, number][] = [];
+  #ended: EndedRow[] = [];
   readonly #failedAttempt: StatementSync;
   readonly #rememberMaxId: StatementSync;
   readonly #sweepAccepted: StatementSync;
@@ -205,22 +270,20 @@ export class Journal {
 
   /** Records an accepted task: on disk at the next {@linkcode commit}. */
   accept(t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number }): void {
-    this.#accepted.push([
-      t.id,
-      t.task,
-      JSON.stringify(t.data) ?? "null",
-      t.format,
-      t.tag === undefined ? null : JSON.stringify(t.tag),
-      t.attempts,
-      Date.now(),
-    ]);
+    this.#accepted.push(acceptedRow(t));
   }
 
   /** Records that a task failed attempt `attempt` and waits for a retry, so that a crash cannot reset its count. */
   failedAttempt(id: number, attempt: number): void {
-    this.#writeBuffered(); // its INSERT may still be buffered
-    this.#begin();
-    this.#failedAttempt.run(attempt, id);
+    this.#attempts.push([id, attempt]);
+  }
+
+  /** Writes a batch and commits it: on disk when this returns. */
+  write(batch: JournalBatch): void {
+    for (const row of batch.accepted) this.#accepted.push(row);
+    for (const pair of batch.attempts) this.#attempts.push(pair);
+    for (const row of batch.ended) this.#ended.push(row);
+    this.commit();
   }
 
   /** Records a task's end: on disk at the next {@linkcode commit}. */
@@ -231,14 +294,7 @@ export class Journal {
     result: unknown,
     error: { code: string; message: string } | undefined,
   ): void {
-    this.#ended.push([
-      id,
-      state,
-      attempts,
-      state === "done" ? JSON.stringify(result) ?? "null" : null,
-      error ? JSON.stringify(error) : null,
-      Date.now(),
-    ]);
+    this.#ended.push(endedRow(id, state, attempts, result, error));
   }
 
   /** Commits the open transaction, if any: what it holds is then on disk. */
@@ -251,11 +307,13 @@ export class Journal {
 
   /** Writes the buffered accepts and ends, if any, into the open transaction (opening one if needed). */
   #writeBuffered(): void {
-    if (this.#accepted.length > 0 || this.#ended.length > 0) {
+    if (this.#accepted.length > 0 || this.#attempts.length > 0 || this.#ended.length > 0) {
       this.#begin();
       const accepted = this.#accepted;
+      const attempts = this.#attempts;
       const ended = this.#ended;
       this.#accepted = [];
+      this.#attempts = [];
       this.#ended = [];
       // Accepts first: a task accepted and ended in the same turn is inserted, then updated.
       this.#writeRows(
@@ -266,6 +324,7 @@ export class Journal {
             Array(n).fill("(?, ?, ?, ?, ?, ?, ?)").join(", ")
           }`,
       );
+      for (const [id, attempt] of attempts) this.#failedAttempt.run(attempt, id);
       this.#writeRows(
         ended,
         this.#finishes,
@@ -280,7 +339,7 @@ export class Journal {
   }
 
   /** Writes rows with statements of up to 100 rows each, each size prepared once. */
-  #writeRows(rows: (string | number | null)[][], cache: Map<number, StatementSync>, sql: (n: number) => string): void {
+  #writeRows(rows: (AcceptedRow | EndedRow)[], cache: Map<number, StatementSync>, sql: (n: number) => string): void {
     for (let at = 0; at < rows.length; at += 100) {
       const chunk = rows.slice(at, at + 100);
       let stmt = cache.get(chunk.length);

@@ -21,7 +21,8 @@ import { newRecord, TaskBook, type TaskRecord } from "./tasks.ts";
 import { formatDuration, formatSize } from "../cli/units.ts";
 import { flushLogging } from "../cli/log.ts";
 import { isLoopback, TokenCheck } from "./auth.ts";
-import { Journal, type JournalSync, type JournalTask } from "./journal.ts";
+import type { JournalSync, JournalTask } from "./journal.ts";
+import { JournalClient, type LoadedJournal } from "./journal_client.ts";
 
 const log = getLogger(["asynctask", "server"]);
 const taskLog = getLogger(["asynctask", "task"]);
@@ -147,6 +148,19 @@ function fillTemplate(message: string, properties: Record<string, unknown> | und
   return message.replace(/\{(\w+)\}/g, (m, k: string) => k in properties ? String(properties[k]) : m);
 }
 
+/**
+ * A journal commit failed while the server ran (a full disk, a vanished directory): stop at once,
+ * so that no `ACCEPTED` or `DONE` goes out for what is not on disk (crash-only; see README).
+ */
+function journalFailed(path: string, why: string): void {
+  log.fatal(
+    "journal {path}: {why}; stopping now so that no ACCEPTED is sent for a task that is not on disk. Fix the cause (free space, permissions) and restart: committed tasks are recovered",
+    { path, why },
+  );
+  flushLogging();
+  Deno.exit(1);
+}
+
 /** What `/stats` reports. */
 export interface ServerStats {
   connections: number;
@@ -193,7 +207,7 @@ export class TaskServer {
   readonly #opts: ServeOptions;
   readonly #listener: Deno.Listener;
   readonly #token: TokenCheck | undefined;
-  readonly #journal: Journal | undefined;
+  readonly #journal: JournalClient | undefined;
   #registry: HandlerRegistry;
   readonly #pool: WorkerPool;
   readonly #book: TaskBook;
@@ -216,7 +230,8 @@ export class TaskServer {
     opts: ServeOptions,
     listener: Deno.Listener,
     registry: HandlerRegistry,
-    journal: Journal | undefined,
+    journal: JournalClient | undefined,
+    loaded: LoadedJournal | undefined,
   ) {
     this.#opts = opts;
     this.#journal = journal;
@@ -262,8 +277,8 @@ export class TaskServer {
       },
     });
     this.#timers.push(setInterval(() => this.#book.sweep(Date.now()), 1000));
-    if (journal) {
-      this.#recover(journal);
+    if (journal && loaded) {
+      this.#recover(journal, loaded);
       this.#timers.push(setInterval(() => this.#sweepJournal(), 10_000));
     }
     if (opts.statsIntervalMs > 0) this.#timers.push(setInterval(() => this.#logActivity(), opts.statsIntervalMs));
@@ -302,10 +317,16 @@ export class TaskServer {
       );
     }
     const where = `${options.host}:${options.port}`;
-    let journal: Journal | undefined;
+    let journal: JournalClient | undefined;
+    let loaded: LoadedJournal | undefined;
     try {
-      journal = options.journal ? Journal.open(options.journal.path, options.journal.sync) : undefined;
+      if (options.journal) {
+        const { path } = options.journal;
+        journal = await JournalClient.open(path, options.journal.sync, (why) => journalFailed(path, why));
+        loaded = await journal.load(Date.now() - options.resultTtlMs);
+      }
     } catch (e) {
+      await journal?.close().catch(() => {});
       throw new StartError((e as Error).message);
     }
     let listener: Deno.Listener;
@@ -314,7 +335,7 @@ export class TaskServer {
         ? Deno.listenTls({ hostname: options.host, port: options.port, cert: options.tls.cert, key: options.tls.key })
         : Deno.listen({ hostname: options.host, port: options.port, transport: "tcp" });
     } catch (e) {
-      journal?.close();
+      await journal?.close().catch(() => {});
       if (options.tls && !(e instanceof Deno.errors.AddrInUse) && !(e instanceof Deno.errors.PermissionDenied)) {
         throw new StartError(
           `cannot serve TLS: ${
@@ -337,7 +358,7 @@ export class TaskServer {
       }
       throw new StartError(`cannot listen on ${where}: ${(e as Error).message} — check --host and --port`);
     }
-    const server = new TaskServer(options, listener, registry, journal);
+    const server = new TaskServer(options, listener, registry, journal, loaded);
     if (!isLoopback(options.host) && !options.token) {
       log.warn(
         "listening on {host} without a token: anyone who can reach port {port} can run tasks here. Set --token (or the ASYNCTASK_TOKEN environment variable), or listen on 127.0.0.1",
@@ -415,29 +436,12 @@ export class TaskServer {
     await this.#pool.close();
     for (const t of this.#timers) clearInterval(t);
     await Promise.all([...this.#conns].map((c) => c.closeWhenFlushed()));
-    this.#journal?.close();
+    await this.#journal?.close();
     return { unfinished };
   }
 
-  /** Commits the journal before replies go out. A failed commit ends the server (see README). */
-  #commitJournal(): void {
-    if (!this.#journal) return;
-    try {
-      this.#journal.commit();
-    } catch (e) {
-      log.fatal(
-        "journal {path}: commit failed ({error}); stopping now so that no ACCEPTED is sent for a task that is not on disk. Fix the cause (free space, permissions) and restart: committed tasks are recovered",
-        { path: this.#journal.path, error: (e as Error).message },
-      );
-      flushLogging();
-      Deno.exit(1);
-    }
-  }
-
   /** Queues the journal's unfinished tasks again and files its recent results, on start. */
-  #recover(journal: Journal): void {
-    const now = Date.now();
-    const { unfinished, finished, maxId } = journal.load(now - this.#opts.resultTtlMs);
+  #recover(journal: JournalClient, { unfinished, finished, maxId }: LoadedJournal): void {
     this.#nextTaskId = maxId;
     const base = (t: JournalTask) => ({ id: t.id, task: t.task, format: t.format, tag: t.tag, attempts: t.attempts });
     for (const t of finished) {
@@ -459,7 +463,7 @@ export class TaskServer {
         this.#pool.submit({ id: t.id, task: t.task, data: t.data, attempt: t.attempts + 1, connId: 0 }, true);
       }
     }
-    journal.commit();
+    journal.commit().catch(() => {}); // a failure is fatal, and reported by journalFailed
     log.info(
       "journal {path}: {queued} unfinished task(s) queued again, {kept} result(s) kept, task ids go on after {max}",
       {
@@ -472,11 +476,9 @@ export class TaskServer {
   }
 
   #sweepJournal(): void {
-    try {
-      this.#journal?.sweep(Date.now() - this.#opts.resultTtlMs, this.#opts.maxResults);
-    } catch (e) {
-      log.error("journal clean-up failed: {error}", { error: (e as Error).message });
-    }
+    this.#journal?.sweep(Date.now() - this.#opts.resultTtlMs, this.#opts.maxResults).catch((e: Error) =>
+      log.error("journal clean-up failed: {error}", { error: e.message })
+    );
   }
 
   #reloads = 0;
@@ -577,7 +579,7 @@ export class TaskServer {
         line: (c, event) => this.#onLine(c, event),
         ended: (c) => this.#onEnded(c),
         closed: (c) => this.#onClosed(c),
-        ...(this.#journal ? { beforeWrite: () => this.#commitJournal() } : {}),
+        ...(this.#journal ? { beforeWrite: () => this.#journal!.commit() } : {}),
         overflowed: (c) =>
           log.warn(
             "connection {conn} from {remote} closed: more than --max-output {max} of replies wait for a client that does not read; its tasks go on, their results stay available to /status",

@@ -1,0 +1,182 @@
+/**
+ * The server's side of `--journal`: it buffers what the server records (accepted tasks, attempt
+ * counts, ends) and hands it to the journal's thread (`journal_worker.ts`) in group commits.
+ *
+ * {@linkcode JournalClient.commit} resolves once everything recorded before the call is on disk;
+ * connections await it before they write the replies that announce those records. One commit is
+ * in flight at a time: what is recorded meanwhile waits and goes as the next batch, so the busier
+ * the server, the bigger the batches and the fewer the fsyncs — and the main thread never waits
+ * for the disk.
+ *
+ * @module
+ */
+import { Worker } from "node:worker_threads";
+import {
+  acceptedRow,
+  endedRow,
+  type JournalBatch,
+  JournalError,
+  type JournalSync,
+  type JournalTask,
+} from "./journal.ts";
+import type { Format, Tag } from "./protocol.ts";
+
+/** Main → journal thread. */
+export type JournalRequest =
+  & { id: number }
+  & (
+    | { type: "open"; path: string; sync: JournalSync }
+    | { type: "load"; since: number }
+    | { type: "write"; batch: JournalBatch }
+    | { type: "sweep"; before: number; keep: number }
+    | { type: "close" }
+  );
+
+/** Journal thread → main: one per request. */
+export type JournalReply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; message: string; journalError: boolean };
+
+/** What {@linkcode JournalClient.load} returns. */
+export interface LoadedJournal {
+  unfinished: JournalTask[];
+  finished: JournalTask[];
+  maxId: number;
+}
+
+type Distributive<T> = T extends unknown ? Omit<T, "id"> : never;
+
+const empty = (): JournalBatch => ({ accepted: [], attempts: [], ended: [] });
+
+/**
+ * A journal file, written from its own thread.
+ *
+ * @example
+ * ```ts ignore
+ * const journal = await JournalClient.open("/var/lib/asynctask/journal.db", "full", (why) => Deno.exit(1));
+ * journal.accept({ id: 1, task: "sms", data: "13800138000", format: "text", attempts: 0 });
+ * await journal.commit(); // now ACCEPTED 1 may be sent
+ * await journal.close();
+ * ```
+ */
+export class JournalClient {
+  readonly #worker: Worker;
+  readonly #waiting = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  #nextId = 0;
+  #buffer: JournalBatch = empty();
+  #inflight: Promise<void> | undefined;
+  #next: PromiseWithResolvers<void> | undefined;
+  #closed = false;
+
+  private constructor(readonly path: string, private onFatal: (message: string) => void) {
+    this.#worker = new Worker(new URL("./journal_worker.ts", import.meta.url), { name: "asynctask-journal" });
+    this.#worker.on("message", (r: JournalReply) => {
+      const w = this.#waiting.get(r.id);
+      this.#waiting.delete(r.id);
+      if (r.ok) w?.resolve(r.value);
+      else w?.reject(r.journalError ? new JournalError(r.message) : new Error(r.message));
+    });
+    this.#worker.on("error", (e: Error) => this.#die(`the journal thread failed: ${e.message}`));
+    this.#worker.on("exit", () => this.#die("the journal thread ended"));
+  }
+
+  /**
+   * Opens (or creates) the journal in its thread and takes its lock.
+   *
+   * @param onFatal called when a commit fails while the server runs: nothing more can be promised.
+   * @throws {JournalError} for the cases of `Journal.open` (not a journal, newer schema, locked, unwritable).
+   */
+  static async open(path: string, sync: JournalSync, onFatal: (message: string) => void): Promise<JournalClient> {
+    const client = new JournalClient(path, onFatal);
+    try {
+      await client.#request({ type: "open", path, sync });
+    } catch (e) {
+      client.#closed = true;
+      client.#worker.terminate();
+      throw e;
+    }
+    return client;
+  }
+
+  /** Unfinished tasks (each counted as interrupted once more), finished ones since `since`, the highest id. */
+  load(since: number): Promise<LoadedJournal> {
+    return this.#request({ type: "load", since }) as Promise<LoadedJournal>;
+  }
+
+  /** Records an accepted task: durable once a later {@linkcode commit} resolves. */
+  accept(t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number }): void {
+    this.#buffer.accepted.push(acceptedRow(t));
+  }
+
+  /** Records that a task failed attempt `attempt` and waits for a retry (a crash keeps the count). */
+  failedAttempt(id: number, attempt: number): void {
+    this.#buffer.attempts.push([id, attempt]);
+  }
+
+  /** Records a task's end: durable once a later {@linkcode commit} resolves. */
+  finish(
+    id: number,
+    state: "done" | "failed",
+    attempts: number,
+    result: unknown,
+    error: { code: string; message: string } | undefined,
+  ): void {
+    this.#buffer.ended.push(endedRow(id, state, attempts, result, error));
+  }
+
+  /** Resolves when everything recorded before this call is on disk. */
+  commit(): Promise<void> {
+    const b = this.#buffer;
+    if (b.accepted.length === 0 && b.attempts.length === 0 && b.ended.length === 0) {
+      return this.#inflight ?? Promise.resolve();
+    }
+    if (!this.#inflight) return this.#post();
+    this.#next ??= Promise.withResolvers<void>();
+    return this.#next.promise;
+  }
+
+  /** Forgets finished tasks that ended before `before`, and all but the newest `keep`. */
+  async sweep(before: number, keep: number): Promise<void> {
+    await this.#request({ type: "sweep", before, keep });
+  }
+
+  /** Commits what is recorded, closes the file and ends the thread. */
+  async close(): Promise<void> {
+    await this.commit();
+    this.#closed = true; // the thread's end that follows is expected
+    await this.#request({ type: "close" });
+  }
+
+  #post(): Promise<void> {
+    const batch = this.#buffer;
+    this.#buffer = empty();
+    const done = this.#request({ type: "write", batch }).then(
+      () => {
+        this.#inflight = undefined;
+        const next = this.#next;
+        this.#next = undefined;
+        if (next) this.commit().then(next.resolve, next.reject);
+      },
+      (e: Error) => {
+        this.#die(`commit failed (${e.message})`);
+        throw e;
+      },
+    );
+    this.#inflight = done;
+    return done;
+  }
+
+  #request(req: Distributive<JournalRequest>): Promise<unknown> {
+    const id = ++this.#nextId;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      this.#worker.postMessage({ ...req, id });
+    });
+  }
+
+  #die(message: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.onFatal(message);
+  }
+}
