@@ -4,9 +4,9 @@
  * attempts) before its `DONE`/`FAILED`. On start, unfinished tasks are queued again and finished
  * ones stay queryable.
  *
- * Group commit: accepts and ends are buffered and written by {@linkcode Journal.commit} — called
- * by each connection just before it writes its replies — as a few multi-row statements in one
- * transaction, so all the tasks accepted and finished in one event-loop turn share one fsync.
+ * Group commit: {@linkcode Journal.write} writes a batch of accepts, attempt counts and ends as a
+ * few multi-row statements in one transaction, with one fsync. The server runs this class in the
+ * journal's own thread (`journal_worker.ts`), fed by `journal_client.ts`.
  *
  * Layout (schema version 2): two append-mostly tables, `accepted` (one row per accepted task) and
  * `ended` (one row per finished task), and a view `tasks` that joins them for people and tools
