@@ -246,7 +246,7 @@ export async function runServe(args: string[]): Promise<number> {
     resultTtlMs: flags.num("result-ttl"),
     maxResults: flags.num("max-results"),
     statsIntervalMs: flags.num("stats-interval"),
-    modules: flags.list("module").map((p) => pathToFileURL(resolve(p)).href),
+    modules: flags.list("module").map((p) => p.startsWith("file:") ? p : pathToFileURL(resolve(p)).href),
     taskTimeoutMs: flags.num("task-timeout"),
     retries: flags.num("retries"),
     retryBackoffMs: flags.num("retry-backoff"),

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { LineClient, runCli, spawnServe } from "./helpers.ts";
+import { FIXTURE_HANDLERS, LineClient, runCli, spawnServe, untilReply } from "./helpers.ts";
 
 function rows(path: string): { id: number; state: string; attempts: number }[] {
   const db = new DatabaseSync(path);
@@ -161,6 +161,129 @@ Deno.test("bad journals stop startup with a message that names the file and the 
     } finally {
       first.child.kill("SIGTERM");
       await first.exited();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// A small file system that fills up: a tmpfs, which needs the right to mount (root, as on this
+// project's CI machines). Elsewhere the test reports itself ignored with the reason.
+const fullDisk = await (async () => {
+  const dir = await Deno.makeTempDir({ prefix: "asynctask-full-" });
+  const r = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir], stderr: "piped" })
+    .output().catch((e: Error) => ({ success: false, stderr: new TextEncoder().encode(e.message) }));
+  if (r.success) return { dir, why: "" };
+  await Deno.remove(dir);
+  return { dir, why: new TextDecoder().decode(r.stderr).trim().split("\n")[0] || "mount failed" };
+})();
+
+Deno.test({
+  name: fullDisk.why
+    ? `a full disk while running: SKIPPED — cannot mount a small tmpfs here (${fullDisk.why})`
+    : "a full disk while running: the server stops, naming the file; every ACCEPTED sent is in the journal",
+  ignore: fullDisk.why !== "",
+  async fn() {
+    const path = `${fullDisk.dir}/journal.db`;
+    try {
+      const server = await spawnServe(["--journal", path, "--task", "echo", "--workers", "1"]);
+      const c = await LineClient.connect(server.port);
+      const accepted = new Set<number>();
+      const payload = "x".repeat(8000); // fills 1 MiB within a few hundred tasks
+      try {
+        for (let batch = 0; batch < 100; batch++) {
+          await c.send(...Array.from({ length: 20 }, () => payload));
+          for (let i = 0; i < 20; i++) {
+            const line = await c.next(20_000);
+            const m = /^ACCEPTED (\d+)/.exec(line);
+            if (m) accepted.add(Number(m[1]));
+            else if (!line.startsWith("DONE")) throw new Error(`unexpected reply: ${line.slice(0, 200)}`);
+            if (line.startsWith("DONE")) i--; // a final reply, not one of the 20 immediate ones
+          }
+        }
+        throw new Error("the disk never filled up");
+      } catch (e) {
+        if (!/connection closed/.test((e as Error).message)) throw e;
+      } finally {
+        await c.close();
+      }
+      const { code, log } = await server.exited();
+      assert.equal(code, 1, log);
+      assert.match(
+        log,
+        new RegExp(`journal ${path}: commit failed \\(.*full.*\\); stopping now so that no ACCEPTED is sent`),
+      );
+      assert.ok(accepted.size > 0, "some tasks were accepted before the disk filled");
+      // The operator frees space (here: a bigger tmpfs) and restarts: every ACCEPTED task is there, and ends done.
+      const grown = await new Deno.Command("mount", { args: ["-o", "remount,size=64m", fullDisk.dir] }).output();
+      assert.ok(grown.success, "remount");
+      const journal = new Set(rows(path).map((r) => r.id));
+      for (const id of accepted) assert.ok(journal.has(id), `task ${id} got ACCEPTED but is not in the journal`);
+      const again = await spawnServe(["--journal", path, "--task", "echo", "--workers", "1"]);
+      try {
+        await waitIdle(again.port);
+      } finally {
+        again.child.kill("SIGTERM");
+        assert.equal((await again.exited()).code, 0);
+      }
+      const states = new Map(rows(path).map((r) => [r.id, r.state]));
+      for (const id of accepted) assert.equal(states.get(id), "done", `task ${id}`);
+    } finally {
+      await new Deno.Command("umount", { args: [fullDisk.dir] }).output();
+      await Deno.remove(fullDisk.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: fullDisk.why
+    ? `a read-only journal directory: SKIPPED — cannot mount a tmpfs here (${fullDisk.why})`
+    : "a read-only journal directory stops startup with a message that names the file and the fix",
+  ignore: fullDisk.why !== "",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "asynctask-ro-" });
+    const mounted = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", dir] })
+      .output();
+    assert.ok(mounted.success, "mount a read-only tmpfs");
+    try {
+      const r = await runCli(["serve", "--port", "0", "--journal", `${dir}/journal.db`]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(`journal ${dir}/journal\\.db: .*(read-only|readonly|unable to open).*writable`),
+      );
+    } finally {
+      await new Deno.Command("umount", { args: [dir] }).output();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("a crash during a retry's backoff keeps the count of attempts: --retries still bounds the task", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/journal.db`;
+  const args = ["--journal", path, "--module", FIXTURE_HANDLERS, "--retries", "1", "--retry-backoff", "30s"];
+  try {
+    const first = await spawnServe(args);
+    const c = await LineClient.connect(first.port);
+    await c.send("/task flaky 99"); // fails on every attempt below 99
+    assert.equal(await c.next(), "ACCEPTED 1 flaky task queued");
+    assert.match(await c.next(), /^PROGRESS 1 0 attempt 1 of 2 failed .*; retrying in/);
+    await c.close();
+    first.child.kill("SIGKILL"); // during the 15–30 s backoff
+    await first.exited();
+
+    const second = await spawnServe(args);
+    try {
+      const c2 = await LineClient.connect(second.port);
+      const status = await untilReply(c2, '{"cmd":"status","task_id":1}', /"state":"failed"/);
+      await c2.close();
+      // Attempt 2 ran at once after the restart, and was the last: no retry, no 30 s wait.
+      assert.equal(JSON.parse(status).attempts, 2, status);
+      assert.doesNotMatch(second.log(), /retrying in/);
+    } finally {
+      second.child.kill("SIGTERM");
+      await second.exited();
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
