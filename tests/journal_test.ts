@@ -171,12 +171,17 @@ Deno.test("bad journals stop startup with a message that names the file and the 
 // project's CI machines). Elsewhere the test reports itself ignored with the reason.
 const fullDisk = await (async () => {
   const dir = await Deno.makeTempDir({ prefix: "asynctask-full-" });
-  const r = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir], stderr: "piped" })
-    .output().catch((e: Error) => ({ success: false, stderr: new TextEncoder().encode(e.message) }));
-  if (r.success) return { dir, why: "" };
-  await Deno.remove(dir);
-  return { dir, why: new TextDecoder().decode(r.stderr).trim().split("\n")[0] || "mount failed" };
+  const why = await mountTmpfs(dir, "size=1m");
+  if (why === "") await new Deno.Command("umount", { args: [dir] }).output(); // the test mounts it again
+  return { dir, why };
 })();
+
+/** Mounts a tmpfs on `dir`; returns "" or why it could not. */
+async function mountTmpfs(dir: string, options: string): Promise<string> {
+  const r = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", options, "tmpfs", dir], stderr: "piped" })
+    .output().catch((e: Error) => ({ success: false, stderr: new TextEncoder().encode(e.message) }));
+  return r.success ? "" : new TextDecoder().decode(r.stderr).trim().split("\n")[0] || "mount failed";
+}
 
 Deno.test({
   name: fullDisk.why
@@ -185,6 +190,7 @@ Deno.test({
   ignore: fullDisk.why !== "",
   async fn() {
     const path = `${fullDisk.dir}/journal.db`;
+    assert.equal(await mountTmpfs(fullDisk.dir, "size=1m"), "");
     try {
       const server = await spawnServe(["--journal", path, "--task", "echo", "--workers", "1"]);
       const c = await LineClient.connect(server.port);
@@ -242,9 +248,7 @@ Deno.test({
   ignore: fullDisk.why !== "",
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "asynctask-ro-" });
-    const mounted = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", dir] })
-      .output();
-    assert.ok(mounted.success, "mount a read-only tmpfs");
+    assert.equal(await mountTmpfs(dir, "size=1m,ro"), "", "mount a read-only tmpfs");
     try {
       const r = await runCli(["serve", "--port", "0", "--journal", `${dir}/journal.db`]);
       assert.equal(r.code, 2, r.stderr);
