@@ -851,6 +851,17 @@ export class TaskServer {
     if (rec) rec.state = "queued";
   }
 
+  #clock: number | undefined;
+
+  /** `Date.now()`, read once per batch of work (a turn's microtasks), not once per task. */
+  #now(): number {
+    if (this.#clock === undefined) {
+      this.#clock = Date.now();
+      queueMicrotask(() => (this.#clock = undefined));
+    }
+    return this.#clock;
+  }
+
   /** Records a task's end, sends its final reply, and files it for `/status`. Exactly once per task. */
   #finish(rec: TaskRecord, error: { code: string; message: string } | undefined, result?: unknown, ms = 0): void {
     this.#journal?.finish(rec.id, error ? "failed" : "done", rec.attempts, result, error);
@@ -892,7 +903,7 @@ export class TaskServer {
         });
       }
     }
-    this.#book.finish(rec, Date.now());
+    this.#book.finish(rec, this.#now());
     target?.taskEnded();
     if (this.#book.live === 0 && this.#finishedWaiters.length > 0) {
       const waiters = this.#finishedWaiters;

@@ -51,7 +51,11 @@ export function pickSlot(
   let best = -1;
   let bestBusy = capacity;
   for (let i = 0; i < n; i++) {
-    if (slots[i].busy < bestBusy) [best, bestBusy] = [i, slots[i].busy];
+    const busy = slots[i].busy;
+    if (busy < bestBusy) {
+      best = i;
+      bestBusy = busy;
+    }
   }
   return best;
 }

@@ -7,6 +7,11 @@
  */
 import type { HandlerSettings, TaskLogLevel } from "./types.ts";
 
+/** Values per job in a `run` message: id, attempt, task, data. */
+export const JOB_FIELDS = 4;
+/** Values per successful run in a `settled` message's `done`: id, attempt, ms, result. */
+export const DONE_FIELDS = 4;
+
 /** A task as a worker sees it: its data is already validated and normalised by the handler. */
 export interface JobMessage {
   id: number;
@@ -15,10 +20,14 @@ export interface JobMessage {
   attempt: number;
 }
 
-/** Main → worker. `abort` asks the handlers of those tasks to stop (their signal is aborted). */
+/**
+ * Main → worker. `run` carries a batch of jobs flattened into one array, {@linkcode JOB_FIELDS}
+ * values per job (`id, attempt, task, data, …`): measured, cloning one flat array costs less than
+ * cloning an object per job. `abort` asks the handlers of those tasks to stop (their signal is aborted).
+ */
 export type ToWorker =
   | { type: "init"; workerId: number; settings: HandlerSettings; nice: number }
-  | { type: "run"; jobs: JobMessage[] }
+  | { type: "run"; jobs: unknown[] }
   | { type: "abort"; ids: number[]; reason?: "timeout" | "shutdown" };
 
 /** Codes a task can end with besides success. */
@@ -61,12 +70,13 @@ export interface TaskLogRecord {
 }
 
 /**
- * Worker → main. `settled` carries the outcomes of a turn, with the progress reports and log
- * lines made before them (the server handles those first, so a task's PROGRESS always precedes
+ * Worker → main. `settled` carries the runs that ended in a turn — successes flattened in `done`
+ * ({@linkcode DONE_FIELDS} values each), failures as `outcomes` — with the progress reports and
+ * log lines made before them (the server handles those first, so a task's PROGRESS always precedes
  * its final reply). `aborted` acknowledges an `abort`: it proves the worker's event loop still
  * turns. `fatal` reports an error that escaped a handler; the worker then ends itself.
  */
 export type FromWorker =
-  | { type: "settled"; outcomes: Outcome[]; progress?: ProgressReport[]; logs?: TaskLogRecord[] }
+  | { type: "settled"; done?: unknown[]; outcomes: Outcome[]; progress?: ProgressReport[]; logs?: TaskLogRecord[] }
   | { type: "aborted"; ids: number[] }
   | { type: "fatal"; message: string };

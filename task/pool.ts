@@ -157,7 +157,7 @@ export class WorkerPool {
       lane: createQueue(),
       get busy() {
         let n = this.worker.inflight.size;
-        for (const w of this.retiring) n += w.inflight.size;
+        if (this.retiring.size > 0) { for (const w of this.retiring) n += w.inflight.size; }
         return n;
       },
       done: 0,

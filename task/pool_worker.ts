@@ -10,7 +10,16 @@
  * @module
  */
 import { Worker } from "node:worker_threads";
-import type { FromWorker, JobMessage, Outcome, ProgressReport, TaskLogRecord, ToWorker } from "./messages.ts";
+import {
+  DONE_FIELDS,
+  type FromWorker,
+  JOB_FIELDS,
+  type JobMessage,
+  type Outcome,
+  type ProgressReport,
+  type TaskLogRecord,
+  type ToWorker,
+} from "./messages.ts";
 import type { HandlerSettings } from "./types.ts";
 
 /** A task inside the pool. `connId` lets the `connection` dispatch mode keep a client's tasks together. */
@@ -55,7 +64,9 @@ export class PoolWorker {
   /** Set when a replacement has taken this worker's slot: it gets no new jobs and ends when idle. */
   retiring = false;
   #worker: Worker;
-  #outbox: JobMessage[] = [];
+  /** Jobs of this turn, flattened: {@linkcode JOB_FIELDS} values each. */
+  #outbox: unknown[] = [];
+  #batchStart: number | undefined;
   #flushScheduled = false;
   #terminated = false;
   readonly #ended = Promise.withResolvers<void>();
@@ -86,10 +97,11 @@ export class PoolWorker {
 
   /** Gives the worker a job; it is posted with the others of this turn. */
   run(job: Job): void {
-    job.startedAt = performance.now();
+    // One clock reading per batch: every job of this turn starts at the same moment anyway.
+    job.startedAt = this.#batchStart ??= performance.now();
     this.inflight.set(job.id, job);
     this.dispatched++;
-    this.#outbox.push({ id: job.id, task: job.task, data: job.data, attempt: job.attempt });
+    this.#outbox.push(job.id, job.attempt, job.task, job.data);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
@@ -129,6 +141,7 @@ export class PoolWorker {
 
   #flush(): void {
     this.#flushScheduled = false;
+    this.#batchStart = undefined;
     if (this.#terminated || this.#outbox.length === 0) return;
     const jobs = this.#outbox;
     this.#outbox = [];
@@ -136,14 +149,15 @@ export class PoolWorker {
       this.#post({ type: "run", jobs });
     } catch {
       // One job's data could not be cloned: send them singly and fail only the ones that cannot go.
-      for (const job of jobs) {
+      for (let i = 0; i < jobs.length; i += JOB_FIELDS) {
+        const id = jobs[i] as number;
         try {
-          this.#post({ type: "run", jobs: [job] });
+          this.#post({ type: "run", jobs: jobs.slice(i, i + JOB_FIELDS) });
         } catch (e) {
-          const j = this.inflight.get(job.id);
-          this.inflight.delete(job.id);
+          const j = this.inflight.get(id);
+          this.inflight.delete(id);
           const message = `the task's data cannot be sent to a worker: ${(e as Error).message}`;
-          if (j) this.events.settled(this, j, { id: job.id, ok: false, code: "handler_error", message, ms: 0 });
+          if (j) this.events.settled(this, j, { id, ok: false, code: "handler_error", message, ms: 0 });
         }
       }
     }
@@ -176,6 +190,16 @@ export class PoolWorker {
         const job = this.inflight.get(report.id);
         // None for a run already settled (timed out), even when a later run of the task is here now.
         if (job && (report.attempt ?? job.attempt) === job.attempt) this.events.progress(this, job, report);
+      }
+    }
+    const done = msg.done;
+    if (done) {
+      for (let i = 0; i < done.length; i += DONE_FIELDS) {
+        const id = done[i] as number;
+        const job = this.inflight.get(id);
+        if (!job || done[i + 1] !== job.attempt) continue; // see below
+        this.inflight.delete(id);
+        this.events.settled(this, job, { id, ok: true, ms: done[i + 2] as number, result: done[i + 3] });
       }
     }
     for (const outcome of msg.outcomes) {

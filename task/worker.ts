@@ -9,7 +9,16 @@
 import os from "node:os";
 import { parentPort } from "node:worker_threads";
 import { createRegistry, type HandlerRegistry } from "./handlers/mod.ts";
-import type { FromWorker, JobMessage, Outcome, ProgressReport, TaskLogRecord, ToWorker } from "./messages.ts";
+import {
+  DONE_FIELDS,
+  type FromWorker,
+  JOB_FIELDS,
+  type JobMessage,
+  type Outcome,
+  type ProgressReport,
+  type TaskLogRecord,
+  type ToWorker,
+} from "./messages.ts";
 import type { TaskContext, TaskLogger, TaskLogLevel } from "./types.ts";
 
 /** Set by the `init` message; jobs that arrive before it is loaded wait for it. */
@@ -20,8 +29,12 @@ let progressOut = new Map<number, ProgressReport>();
 let logsOut: TaskLogRecord[] = [];
 let flushScheduled = false;
 
+/** Successful runs of this turn, flattened: {@linkcode DONE_FIELDS} values each. */
+let doneOut: unknown[] = [];
+
 function settle(outcome: Outcome): void {
-  outbox.push(outcome);
+  if (outcome.ok) doneOut.push(outcome.id, outcome.attempt, outcome.ms, outcome.result);
+  else outbox.push(outcome);
   scheduleFlush();
 }
 
@@ -39,7 +52,9 @@ function flush(): void {
   flushScheduled = false;
   const outcomes = outbox;
   outbox = [];
-  const msg: FromWorker = { type: "settled", outcomes };
+  const done = doneOut;
+  doneOut = [];
+  const msg: FromWorker = { type: "settled", done, outcomes };
   if (progressOut.size > 0) {
     msg.progress = [...progressOut.values()];
     progressOut = new Map();
@@ -56,6 +71,10 @@ function flush(): void {
     if (msg.progress || msg.logs) {
       const logs = msg.logs?.map((l) => ({ ...l, properties: undefined }));
       port.postMessage({ type: "settled", outcomes: [], progress: msg.progress, logs } satisfies FromWorker);
+    }
+    for (let i = 0; i < done.length; i += DONE_FIELDS) {
+      const [id, attempt, ms, result] = done.slice(i, i + DONE_FIELDS) as [number, number, number, unknown];
+      outcomes.push({ id, attempt, ok: true, ms, result });
     }
     for (const o of outcomes) {
       try {
@@ -184,7 +203,10 @@ port.on("message", (msg: ToWorker) => {
     // A module that fails to load rejects this promise: every job then fails with its message.
     registry = createRegistry(msg.settings, { validate: false });
   } else if (msg.type === "run") {
-    for (const job of msg.jobs) run(job);
+    const jobs = msg.jobs;
+    for (let i = 0; i < jobs.length; i += JOB_FIELDS) {
+      run({ id: jobs[i] as number, attempt: jobs[i + 1] as number, task: jobs[i + 2] as string, data: jobs[i + 3] });
+    }
   } else {
     abort(msg.ids, msg.reason);
   }
