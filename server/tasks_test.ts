@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import { newRecord, TaskBook } from "./tasks.ts";
+
+Deno.test("TaskBook: finds every live task across index chunks, forgets the oldest finished beyond the limit", () => {
+  const book = new TaskBook({ ttlMs: 60_000, max: 100 });
+  const n = 10_000;
+  for (let id = 1; id <= n; id++) book.add(newRecord({ id, task: "echo", format: "text", state: "queued", attempts: 0 }));
+  for (let id = 2; id <= n; id++) {
+    const rec = book.get(id)!;
+    rec.state = "done";
+    book.finish(rec, 1000);
+  }
+  assert.equal(book.live, 1);
+  assert.equal(book.retained, 100);
+  assert.equal(book.get(1)?.state, "queued", "a long-running task keeps its place");
+  assert.equal(book.get(2), undefined);
+  assert.equal(book.get(n - 100), undefined);
+  assert.equal(book.get(n - 99)?.state, "done");
+  assert.equal(book.get(n)?.id, n);
+  assert.deepEqual([...book.unfinished()].map((r) => r.id), [1]);
+  book.sweep(1000 + 60_000);
+  assert.equal(book.retained, 0, "past the TTL");
+  assert.equal(book.get(n), undefined);
+});
