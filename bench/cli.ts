@@ -70,8 +70,22 @@ export async function runBench(args: string[]): Promise<number> {
   };
   let server: ServerProcess | undefined;
   if (flags.bool("spawn")) {
+    // The server's port is read from its "listening on" line, which is logged at info: a quieter
+    // --log-level among the serve flags is raised to info (its logs are not shown anyway).
+    const quiet = serveArgs.some((a, i) =>
+      /^--log-level=(warning|error)$/.test(a) ||
+      (a === "--log-level" && /^(warning|error)$/.test(serveArgs[i + 1] ?? ""))
+    );
     server = await startServerProcess(
-      asynctaskCommand(["serve", "--port", "0", "--stats-interval", "0", ...serveArgs]),
+      asynctaskCommand([
+        "serve",
+        "--port",
+        "0",
+        "--stats-interval",
+        "0",
+        ...serveArgs,
+        ...(quiet ? ["--log-level", "info"] : []),
+      ]),
     );
     opts.host = "127.0.0.1";
     opts.port = server.port;

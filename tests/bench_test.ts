@@ -3,7 +3,7 @@
  * real servers. It checks that every task completed and none was lost — never a speed threshold.
  */
 import assert from "node:assert/strict";
-import { ROOT } from "./helpers.ts";
+import { ROOT, runCli } from "./helpers.ts";
 
 Deno.test("bench --quick: every scene completes every task, none lost", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -17,4 +17,26 @@ Deno.test("bench --quick: every scene completes every task, none lost", async ()
   assert.match(stdout, /\| \(a\) echo 10×200, window 20 \| \d+ \| \d+ \| \d+% \|/);
   assert.match(stdout, /\| \(d\) 200 idle connections \|/);
   assert.match(stdout, /bench --quick: every task completed, none lost/);
+});
+
+Deno.test("bench --spawn: one command starts a server with the serve flags after --, even a quiet --log-level", async () => {
+  const r = await runCli([
+    "bench",
+    "--spawn",
+    "--conns",
+    "2",
+    "--tasks",
+    "50",
+    "--task",
+    "echo",
+    "--json",
+    "--",
+    "--workers",
+    "1",
+    "--log-level",
+    "error",
+  ]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.deepEqual([report.done, report.lost], [100, 0], r.stdout);
 });
