@@ -4,7 +4,9 @@ import { newRecord, TaskBook } from "./tasks.ts";
 Deno.test("TaskBook: finds every live task across index chunks, forgets the oldest finished beyond the limit", () => {
   const book = new TaskBook({ ttlMs: 60_000, max: 100 });
   const n = 10_000;
-  for (let id = 1; id <= n; id++) book.add(newRecord({ id, task: "echo", format: "text", state: "queued", attempts: 0 }));
+  for (let id = 1; id <= n; id++) {
+    book.add(newRecord({ id, task: "echo", format: "text", state: "queued", attempts: 0 }));
+  }
   for (let id = 2; id <= n; id++) {
     const rec = book.get(id)!;
     rec.state = "done";
