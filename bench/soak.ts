@@ -56,6 +56,7 @@ const serverArgs = [
   "0",
   "--log-format",
   "json",
+  ...(Deno.env.get("SOAK_SERVE_ARGS")?.split(" ").filter(Boolean) ?? []),
 ];
 const server = new Deno.Command(Deno.execPath(), {
   args: [

@@ -79,4 +79,6 @@ export interface TaskLogRecord {
 export type FromWorker =
   | { type: "settled"; done?: unknown[]; outcomes: Outcome[]; progress?: ProgressReport[]; logs?: TaskLogRecord[] }
   | { type: "aborted"; ids: number[] }
+  /** The worker's OS thread id (Linux), so that the pool can lower the priority of a blocked worker. */
+  | { type: "thread"; tid: number }
   | { type: "fatal"; message: string };

@@ -78,6 +78,8 @@ export interface PoolEvents {
 
 /** How long a worker may leave an `abort` unacknowledged before it is terminated. */
 export const ABORT_GRACE_MS = 1000;
+/** An abort not acknowledged within this many ms means the worker's event loop is blocked. */
+export const ABORT_ACK_MS = 50;
 /** How often one task may go back to the queue because its worker was stopped under it. */
 export const MAX_REQUEUES = 3;
 
@@ -369,7 +371,12 @@ export class WorkerPool {
         }
         // While an abort is unanswered the worker may be blocked by one handler: the others on it
         // cannot finish, and are not timed out for that. They run again if the worker is killed.
-        if (unresponsive > 0) continue;
+        // Until then its thread gets the lowest CPU priority: a spinning handler must not slow the
+        // thread that accepts and answers.
+        if (unresponsive > 0) {
+          if (unresponsive >= ABORT_ACK_MS) w.deprioritize();
+          continue;
+        }
         const expired: Job[] = [];
         for (const job of w.inflight.values()) {
           const limit = this.#timeoutOf(job.task);

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import os from "node:os";
 import { Worker } from "node:worker_threads";
 import {
   DONE_FIELDS,
@@ -67,6 +68,8 @@ export class PoolWorker {
   /** Jobs of this turn, flattened: {@linkcode JOB_FIELDS} values each. */
   #outbox: unknown[] = [];
   #batchStart: number | undefined;
+  #tid: number | undefined;
+  #deprioritized = false;
   #flushScheduled = false;
   #terminated = false;
   readonly #ended = Promise.withResolvers<void>();
@@ -121,6 +124,20 @@ export class PoolWorker {
     this.#abortSentAt ??= performance.now();
   }
 
+  /**
+   * Gives this worker's thread the lowest CPU priority (Linux): called when it does not answer an
+   * abort, so that a handler spinning until its worker is terminated does not slow the main thread.
+   */
+  deprioritize(): void {
+    if (this.#tid === undefined || this.#deprioritized) return;
+    this.#deprioritized = true;
+    try {
+      os.setPriority(this.#tid, 19);
+    } catch {
+      // gone already, or not permitted
+    }
+  }
+
   /** How long an `abort` has gone unacknowledged, in ms (0 when none is pending). */
   unresponsiveFor(now: number): number {
     return this.#abortSentAt === undefined ? 0 : now - this.#abortSentAt;
@@ -172,6 +189,10 @@ export class PoolWorker {
     this.counts.fromWorkers++;
     if (msg.type === "fatal") {
       this.events.crashed(this, msg.message);
+      return;
+    }
+    if (msg.type === "thread") {
+      this.#tid = msg.tid;
       return;
     }
     if (msg.type === "aborted") {

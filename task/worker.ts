@@ -166,16 +166,18 @@ function abort(ids: number[], reason: "timeout" | "shutdown" = "timeout"): void 
 const port = parentPort!;
 
 /**
- * Gives this worker thread a CPU niceness, so that handlers that burn CPU (or spin until they are
- * killed) leave the main thread — which accepts, reads and answers — its share of the cores.
- * Linux only: it needs this thread's own id (from /proc/thread-self), because setting the
- * niceness of "the process" on other systems would slow the main thread too.
+ * Tells the pool this worker's OS thread id, and gives the thread the niceness of
+ * `--worker-nice`, so that handlers that burn CPU leave the main thread — which accepts, reads and
+ * answers — its share of the cores. Linux only: it needs the thread's own id (from
+ * /proc/thread-self), because setting the niceness of "the process" elsewhere would slow the
+ * main thread too.
  */
 function lowerPriority(nice: number): void {
-  if (nice <= 0) return;
   try {
     const tid = Number(Deno.readLinkSync("/proc/thread-self").split("/").pop());
-    if (Number.isInteger(tid) && tid > 0) os.setPriority(tid, nice);
+    if (!Number.isInteger(tid) || tid <= 0) return;
+    port.postMessage({ type: "thread", tid } satisfies FromWorker);
+    if (nice > 0) os.setPriority(tid, nice);
   } catch {
     // not Linux, or not permitted: run at the normal priority
   }

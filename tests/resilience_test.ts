@@ -47,3 +47,37 @@ Deno.test("--worker-nice: the worker threads run at a lower CPU priority than th
     assert.equal(code, 0, log);
   }
 });
+
+Deno.test("a worker blocked past its task's timeout drops to the lowest CPU priority until it is replaced (Linux)", async () => {
+  const server = await spawnServe([
+    "--workers",
+    "1",
+    "--worker-nice",
+    "0",
+    "--task-timeout",
+    "300ms",
+    "--module",
+    new URL("./fixtures/handlers.ts", import.meta.url).pathname,
+  ]);
+  const c = await LineClient.connect(server.port);
+  try {
+    const pid = server.child.pid;
+    const niceOf = (tid: string) => {
+      try {
+        return Number(Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`).split(") ")[1].split(" ")[16]);
+      } catch {
+        return 0; // the thread ended meanwhile
+      }
+    };
+    const tids = () => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => e.name);
+    assert.ok(tids().every((t) => niceOf(t) === 0), "with --worker-nice 0 every thread starts at 0");
+    await c.send("/task hang x"); // spins without yielding: the abort at 300 ms goes unanswered
+    await eventually("the blocked worker's thread at nice 19", () => tids().some((t) => niceOf(t) === 19), 5000);
+    assert.match(await c.next(), /^ACCEPTED 1/);
+    assert.match(await c.next(), /^FAILED 1 timeout/);
+  } finally {
+    await c.close();
+    server.child.kill("SIGTERM");
+    await server.exited();
+  }
+});
