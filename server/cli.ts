@@ -198,7 +198,8 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
     name: "config",
     kind: "string",
     valueName: "file.json",
-    help: "read flags from a JSON file; flags on the command line win",
+    help:
+      "read flags, and the tasks map (command, webhook and module tasks), from a JSON file; flags on the command line win",
   },
   HELP_FLAG,
 ];
