@@ -50,6 +50,8 @@ export class Flags {
     readonly positionals: string[],
     /** The `--config` file, if one was given, and its sections that are not flags (`tasks`). */
     readonly config: { path?: string; sections: Record<string, unknown> } = { sections: {} },
+    /** Flags that took their default: given neither on the command line, nor in the environment, nor in the file. */
+    readonly defaulted: ReadonlySet<string> = new Set(),
   ) {}
   /** A string flag's value (or `undefined`). */
   str(name: string): string | undefined {
@@ -215,17 +217,21 @@ export function parseFlags(
   const configPath = typeof parsed.values["config"] === "string" ? parsed.values["config"] : undefined;
   const config = configPath ? readConfig(configPath, specs, opts.configSections ?? []) : {};
   const env = opts.env ?? ((name: string) => Deno.env.get(name));
+  const defaulted = new Set<string>();
   for (const s of specs) {
     const cli = parsed.values[s.name];
     const fromEnv = s.env ? env(s.env) : undefined;
     if (cli !== undefined) values[s.name] = convert(s, cli, where);
     else if (fromEnv !== undefined && fromEnv !== "") values[s.name] = convert(s, fromEnv, `${where} ${s.env} for`);
     else if (s.name in config) values[s.name] = convert(s, config[s.name], `config file ${configPath}: key`);
-    else values[s.name] = s.default;
+    else {
+      values[s.name] = s.default;
+      defaulted.add(s.name);
+    }
   }
   const sections: Record<string, unknown> = {};
   for (const key of opts.configSections ?? []) if (key in config) sections[key] = config[key];
-  return new Flags(values, parsed.positionals, { path: configPath, sections });
+  return new Flags(values, parsed.positionals, { path: configPath, sections }, defaulted);
 }
 
 function translateParseError(command: string, specs: readonly FlagSpec[], e: Error & { code?: string }): UsageError {

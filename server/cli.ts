@@ -258,6 +258,11 @@ export async function runServe(args: string[]): Promise<number> {
     const { parseTasks, TaskConfigError } = await import("../task/config.ts");
     try {
       options.tasks = parseTasks(flags.config.sections.tasks, flags.config.path!);
+      // The built-in default, sms, exists only if the map declares it: otherwise text lines must
+      // name their task (an explicit --task must name a declared one).
+      if (flags.defaulted.has("task") && !options.tasks.some((t) => t.name === options.defaultTask)) {
+        delete options.defaultTask;
+      }
     } catch (e) {
       if (e instanceof TaskConfigError) throw new UsageError(e.message);
       throw e;

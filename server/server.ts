@@ -48,8 +48,8 @@ export interface ServeOptions {
   idleTimeoutMs: number;
   /** Most reply characters waiting for a client that does not read; beyond, the connection is closed. */
   maxOutput: number;
-  /** The task of text lines that name none (`--task`). */
-  defaultTask: string;
+  /** The task of text lines (and JSON requests) that name none (`--task`); none: they must name one. */
+  defaultTask?: string;
   smsDelayMs: number;
   resultTtlMs: number;
   maxResults: number;
@@ -309,7 +309,7 @@ export class TaskServer {
         "the config declares command tasks, but this process may not run programs — start it with --allow-run (deno task serve has it)",
       );
     }
-    if (!registry.has(options.defaultTask)) {
+    if (options.defaultTask !== undefined && !registry.has(options.defaultTask)) {
       throw new StartError(
         `--task "${options.defaultTask}" is not a task this server knows; use one of ${
           [...registry.keys()].join(", ")
@@ -375,7 +375,7 @@ export class TaskServer {
         concurrency: options.concurrency,
         dispatch: options.dispatch,
         queueSize: options.queueSize,
-        task: options.defaultTask,
+        task: options.defaultTask ?? "none (requests name their task)",
         maxLine: formatSize(options.maxLine),
         resultTtl: formatDuration(options.resultTtlMs),
       },
@@ -718,6 +718,17 @@ export class TaskServer {
       );
     }
     const name = req.task ?? this.#opts.defaultTask;
+    if (name === undefined) {
+      return this.#refuse(
+        c,
+        format,
+        tag,
+        "unknown_task",
+        `this server has no default task: name one, /task <name> <payload> or {"task": "<name>", …}; this server runs ${
+          [...this.#registry.keys()].join(", ")
+        }`,
+      );
+    }
     const handler = this.#registry.get(name);
     if (!handler) {
       const known = [...this.#registry.keys()].join(", ");

@@ -23,7 +23,10 @@ import { compileDataSchema } from "./data_schema.ts";
 import type { TaskSpec } from "./types.ts";
 
 /** The handler kinds a declared task can have. */
-export const TASK_KINDS = ["command", "webhook", "module"] as const;
+export const TASK_KINDS = ["command", "webhook", "module", "builtin"] as const;
+
+/** The built-in tasks a `builtin` entry may name. */
+export const BUILTIN_TASKS = ["sms", "echo", "sleep"] as const;
 
 /** Default `max-output` of command and webhook tasks: the most bytes of output kept as the result. */
 export const DEFAULT_TASK_OUTPUT = 1024 * 1024;
@@ -38,6 +41,7 @@ const KIND_KEYS: Record<(typeof TASK_KINDS)[number], string[]> = {
   command: ["command", "cwd", "env", "max-output"],
   webhook: ["url", "headers", "secret", "secret-env", "max-output"],
   module: ["module"],
+  builtin: [],
 };
 
 const DURATION = {
@@ -69,7 +73,10 @@ export const TASKS_JSON_SCHEMA = {
     type: "object",
     required: ["kind"],
     properties: {
-      kind: { enum: [...TASK_KINDS] },
+      kind: {
+        enum: [...TASK_KINDS],
+        description: "builtin: one of sms, echo, sleep, by its own name (with a tasks map, only declared tasks exist)",
+      },
       description: { type: "string", description: "one line for /stats and the logs" },
       timeout: { ...DURATION, description: "this task's limit on a run; else --task-timeout" },
       retries: { type: "integer", minimum: 0, maximum: 100, description: "this task's retries; else --retries" },
@@ -94,7 +101,7 @@ export const TASKS_JSON_SCHEMA = {
     allOf: TASK_KINDS.map((k) => ({
       if: { properties: { kind: { const: k } } },
       then: {
-        required: k === "module" ? ["module"] : k === "webhook" ? ["url"] : ["command"],
+        required: k === "module" ? ["module"] : k === "webhook" ? ["url"] : k === "command" ? ["command"] : [],
         propertyNames: { enum: [...COMMON_KEYS, ...KIND_KEYS[k]] },
       },
     })),
@@ -248,6 +255,11 @@ export function parseTasks(section: unknown, file: string, host: TaskConfigHost 
           ? DEFAULT_TASK_OUTPUT
           : size(t["max-output"], `${at}.max-output`, fail),
       });
+    } else if (k === "builtin") {
+      if (!(BUILTIN_TASKS as readonly string[]).includes(name)) {
+        fail(`${at}.kind`, `"builtin" is for the built-in tasks, by their own name: ${BUILTIN_TASKS.join(", ")}`);
+      }
+      specs.push({ ...common, kind: "builtin" });
     } else {
       const path = resolve(base, str(t.module, `${at}.module`, fail));
       if (!host.exists(path)) fail(`${at}.module`, `no such file ${path} (paths are relative to the config file)`);

@@ -14,7 +14,10 @@ export interface HandlerSettings {
    * (to validate) and in every worker (to run).
    */
   modules?: string[];
-  /** The operator's tasks from the config file's `tasks` map (see `task/config.ts`). */
+  /**
+   * The operator's tasks from the config file's `tasks` map (see `task/config.ts`). When given,
+   * they are the server's tasks: a built-in is served only if the map declares it (`builtin`).
+   */
   tasks?: TaskSpec[];
 }
 
@@ -57,6 +60,10 @@ export type TaskSpec =
       kind: "module";
       /** The module's URL (`file:///…`). */
       module: string;
+    }
+    | {
+      /** One of the built-in tasks (`sms`, `echo`, `sleep`), by its own name, with this entry's limits. */
+      kind: "builtin";
     }
   );
 

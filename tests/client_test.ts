@@ -150,6 +150,7 @@ Deno.test("interactive client: PROGRESS shows as a live line per task with a bar
   );
   const server = await startServer({
     tasks: parseTasks({ steps: { kind: "module", module: "./steps.ts" } }, file),
+    defaultTask: "steps",
   });
   const term = await openTerminal(
     `${Deno.execPath()} run -A ${ROOT}main.ts client --task steps --port ${server.addr.port}`,

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseTasks } from "../task/config.ts";
 import { verifySignature } from "../task/handlers/webhook.ts";
 import type { ServeOptions, TaskServer } from "../server/server.ts";
-import { eventually, LineClient, ROOT, runCli, startServer } from "./helpers.ts";
+import { eventually, LineClient, ROOT, runCli, spawnServe, startServer } from "./helpers.ts";
 
 /** Writes `files` (name → text; names ending in .sh are made executable) into a new directory. */
 async function scratch(files: Record<string, string> = {}): Promise<string> {
@@ -30,7 +30,13 @@ async function serveTasks(
 ): Promise<{ server: TaskServer; client: LineClient }> {
   const file = join(dir, "asynctask.json");
   await Deno.writeTextFile(file, JSON.stringify({ tasks }, null, 2));
-  const server = await startServer({ workers: 2, retryBackoffMs: 50, ...opts, tasks: parseTasks(tasks, file) });
+  const server = await startServer({
+    workers: 2,
+    retryBackoffMs: 50,
+    defaultTask: undefined, // a tasks map without sms has no default task
+    ...opts,
+    tasks: parseTasks(tasks, file),
+  });
   return { server, client: await LineClient.connect(server.addr.port) };
 }
 
@@ -433,6 +439,10 @@ Deno.test("a bad config stops startup with exit 2 and a message naming the file,
       /tasks\.bad name: a task name is 1 to 64 letters/,
     ],
     [{ taks: {} }, /unknown key "taks" — did you mean "tasks"\?/],
+    [
+      { tasks: { mail: { kind: "builtin" } } },
+      /tasks\.mail\.kind: "builtin" is for the built-in tasks, by their own name: sms, echo, sleep/,
+    ],
   ];
   for (const [i, [config, expected]] of cases.entries()) {
     const file = join(dir, `bad-${i}.json`);
@@ -521,5 +531,34 @@ export default async (_d: unknown, ctx: { attempt: number; signal: AbortSignal; 
   } finally {
     await client.close();
     await server.shutdown(5000);
+  }
+});
+
+Deno.test("with a tasks map, clients can name only declared tasks: built-ins only when declared, no default task unless declared", async () => {
+  const dir = await scratch({ "ok.sh": "#!/bin/sh\necho ok\n" });
+  const file = join(dir, "asynctask.json");
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      tasks: { run: { kind: "command", command: ["./ok.sh"] }, echo: { kind: "builtin", retries: 2 } },
+    }),
+  );
+  const server = await spawnServe(["--config", file]);
+  const c = await LineClient.connect(server.port);
+  try {
+    await c.send("/task sleep 100000", "13800138000", "/task echo hi", '{"task":"run","data":1}');
+    assert.equal(await c.next(), 'ERROR unknown_task no task named "sleep"; this server runs run, echo');
+    assert.equal(
+      await c.next(),
+      'ERROR unknown_task this server has no default task: name one, /task <name> <payload> or {"task": "<name>", …}; this server runs run, echo',
+    );
+    const rest = await c.take(4);
+    assert.ok(rest.includes("ACCEPTED 1 echo queued") && rest.includes("DONE 1 hi"), rest.join("\n"));
+    assert.ok(rest.includes('{"type":"accepted","task_id":2}'), rest.join("\n"));
+    assert.equal(rest.map((l) => l.startsWith("{") ? JSON.parse(l) : {}).find((r) => r.type === "done")?.result, "ok");
+  } finally {
+    await c.close();
+    server.child.kill("SIGTERM");
+    await server.exited();
   }
 });

@@ -14,9 +14,10 @@ import { createSmsHandler } from "./sms.ts";
 export type HandlerRegistry = ReadonlyMap<string, TaskHandler>;
 
 /**
- * Builds the registry: the built-in `sms`, `echo` and `sleep`, then the operator's tasks from the
- * config file (`settings.tasks`; one named like a built-in replaces it), then the handlers
- * exported as `handlers` by each module in `settings.modules`.
+ * Builds the registry: the operator's tasks from the config file (`settings.tasks`) — or, without
+ * a `tasks` map, the built-in `sms`, `echo` and `sleep` — then the handlers exported as `handlers`
+ * by each module in `settings.modules`. With a `tasks` map, clients can name only what it
+ * declares (a built-in is declared with `"kind": "builtin"`), and `--module` handlers.
  *
  * @example
  * ```ts
@@ -35,15 +36,14 @@ export async function createRegistry(
     if (registry.has(h.name)) throw new Error(`${from}: task "${h.name}" is defined twice`);
     registry.set(h.name, h);
   };
-  for (const h of [createSmsHandler(settings), echoHandler, sleepHandler] as TaskHandler[]) add(h, "built-in");
+  if (settings.tasks === undefined) { for (const h of builtins(settings)) add(h, "built-in"); }
   // Data is validated on the server only: workers (opts.validate false) never load the schema
   // compiler, whose many CommonJS files would be read while the server may be short of descriptors.
   const compile = opts.validate !== false && settings.tasks?.some((t) => t.schema !== undefined)
     ? (await import("../data_schema.ts")).compileDataSchema
     : undefined;
   for (const spec of settings.tasks ?? []) {
-    registry.delete(spec.name);
-    const handler = await createTaskHandler(spec);
+    const handler = await createTaskHandler(spec, settings);
     add(compile ? withSchema(handler, spec, compile) : handler, "config");
   }
   for (const url of settings.modules ?? []) {
@@ -74,9 +74,23 @@ export async function createRegistry(
  * console.log(h.name); // "upper"
  * ```
  */
-export async function createTaskHandler(spec: TaskSpec): Promise<TaskHandler> {
+export async function createTaskHandler(
+  spec: TaskSpec,
+  settings: HandlerSettings = { smsDelayMs: 5000 },
+): Promise<TaskHandler> {
   // Loaded on demand: a server without declared tasks (and each of its workers) stays lean.
   switch (spec.kind) {
+    case "builtin": {
+      const builtin = builtins(settings).find((h) => h.name === spec.name);
+      if (!builtin) throw new Error(`${spec.where ?? spec.name}: there is no built-in task "${spec.name}"`);
+      return {
+        ...builtin,
+        ...(spec.description !== undefined ? { description: spec.description } : {}),
+        timeoutMs: spec.timeoutMs,
+        retries: spec.retries,
+        concurrency: spec.concurrency,
+      };
+    }
     case "command":
       return (await import("./command.ts")).createCommandHandler(spec);
     case "webhook":
@@ -84,6 +98,11 @@ export async function createTaskHandler(spec: TaskSpec): Promise<TaskHandler> {
     case "module":
       return (await import("./module.ts")).createModuleHandler(spec);
   }
+}
+
+/** The built-in tasks. */
+function builtins(settings: HandlerSettings): TaskHandler[] {
+  return [createSmsHandler(settings), echoHandler, sleepHandler] as TaskHandler[];
 }
 
 /** Checks the data against the task's JSON Schema (compiled on first use) before its own validate. */
