@@ -562,3 +562,41 @@ Deno.test("with a tasks map, clients can name only declared tasks: built-ins onl
     await server.exited();
   }
 });
+
+Deno.test("a forced stop (--shutdown-timeout ran out) kills the process groups of running command tasks", async () => {
+  const dir = await scratch({
+    "stubborn.sh": `#!/bin/sh
+trap '' TERM
+sleep 300 &
+echo $! > "$PIDS/grandchild"
+echo $$ > "$PIDS/child"
+wait
+`,
+  });
+  const file = join(dir, "asynctask.json");
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({ tasks: { stubborn: { kind: "command", command: ["./stubborn.sh"], env: { PIDS: dir } } } }),
+  );
+  const server = await spawnServe(["--config", file, "--shutdown-timeout", "300ms"]);
+  const c = await LineClient.connect(server.port);
+  try {
+    await c.send("/task stubborn x");
+    assert.equal(await c.next(), "ACCEPTED 1 stubborn task queued");
+    await eventually(
+      "the script to start",
+      async () => (await Deno.stat(join(dir, "grandchild")).catch(() => null)) !== null,
+    );
+    const child = Number(await Deno.readTextFile(join(dir, "child")));
+    const grandchild = Number(await Deno.readTextFile(join(dir, "grandchild")));
+    server.child.kill("SIGTERM");
+    assert.match(await c.next(), /^FAILED 1 shutting_down /);
+    assert.equal((await server.exited()).code, 1);
+    await eventually(
+      "the script (which ignores SIGTERM) and its child to be killed",
+      () => !alive(child) && !alive(grandchild),
+    );
+  } finally {
+    await c.close();
+  }
+});

@@ -11,9 +11,9 @@
  * - exit 0 is success; exit 75 (`EX_TEMPFAIL`) asks for a retry; any other exit is a permanent
  *   failure carrying the tail of stderr; death by a signal is a failure that may be retried;
  * - a stderr line `progress: 40 message` becomes a `PROGRESS` reply;
- * - on timeout or shutdown the whole process group gets SIGTERM, then SIGKILL
- *   {@linkcode KILL_GRACE_MS} later; whatever the program left running in its group when it
- *   exits is killed too.
+ * - on timeout the whole process group gets SIGTERM, then SIGKILL {@linkcode KILL_GRACE_MS}
+ *   later; on a forced stop of the server, SIGKILL at once; whatever the program left running in
+ *   its group when it exits is killed too.
  *
  * @module
  */
@@ -188,6 +188,12 @@ export function createCommandHandler(spec: CommandSpec): TaskHandler {
       }
       let killTimer: ReturnType<typeof setTimeout> | undefined;
       const onAbort = () => {
+        // A timeout gives the program KILL_GRACE_MS to clean up; a forced stop of the server
+        // (--shutdown-timeout ran out, AbortError) cannot wait: its worker is about to end.
+        if ((ctx.signal.reason as { name?: string } | undefined)?.name === "AbortError") {
+          killGroup(child.pid, "SIGKILL");
+          return;
+        }
         killGroup(child.pid, "SIGTERM");
         killTimer = setTimeout(() => killGroup(child.pid, "SIGKILL"), KILL_GRACE_MS);
       };
