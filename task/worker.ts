@@ -23,18 +23,20 @@ import type { TaskContext, TaskLogger, TaskLogLevel } from "./types.ts";
 
 /** Set by the `init` message; jobs that arrive before it is loaded wait for it. */
 let registry: Promise<HandlerRegistry> | undefined;
-let outbox: Outcome[] = [];
+
+// What goes back to the server at the next flush.
+/** Successful runs of this turn, flattened: {@linkcode DONE_FIELDS} values each. */
+let doneOut: unknown[] = [];
+/** Failed runs of this turn. */
+let failedOut: Outcome[] = [];
 /** The latest progress report of each task since the last flush: a handler may report often. */
 let progressOut = new Map<number, ProgressReport>();
 let logsOut: TaskLogRecord[] = [];
 let flushScheduled = false;
 
-/** Successful runs of this turn, flattened: {@linkcode DONE_FIELDS} values each. */
-let doneOut: unknown[] = [];
-
 function settle(outcome: Outcome): void {
   if (outcome.ok) doneOut.push(outcome.id, outcome.attempt, outcome.ms, outcome.result);
-  else outbox.push(outcome);
+  else failedOut.push(outcome);
   scheduleFlush();
 }
 
@@ -50,8 +52,8 @@ function scheduleFlush(): void {
 
 function flush(): void {
   flushScheduled = false;
-  const outcomes = outbox;
-  outbox = [];
+  const outcomes = failedOut;
+  failedOut = [];
   const done = doneOut;
   doneOut = [];
   const msg: FromWorker = { type: "settled", done, outcomes };
