@@ -9,8 +9,18 @@
  */
 import { abortableDelay, type TaskHandler } from "../task/types.ts";
 
-/** The odds of each behaviour, cumulative, per run. */
-export const CHAOS_ODDS = { hang: 0.0001, crash: 0.0006, close: 0.0008, throw: 0.05, slow: 0.15 } as const;
+/**
+ * The odds of each behaviour, cumulative, per run. `CHAOS_ODDS` in the environment (JSON, e.g.
+ * `{"hang": 0, "crash": 0, "close": 0}`) changes some of them, to take the faults apart.
+ */
+export const CHAOS_ODDS: Readonly<Record<"hang" | "crash" | "close" | "throw" | "slow", number>> = {
+  hang: 0.0001,
+  crash: 0.0006,
+  close: 0.0008,
+  throw: 0.05,
+  slow: 0.15,
+  ...JSON.parse(Deno.env.get("CHAOS_ODDS") ?? "{}"),
+};
 
 const chaos: TaskHandler<unknown, unknown> = {
   name: "chaos",

@@ -9,6 +9,8 @@
  * ./deno task soak                      # 20 s, 50 connections
  * ./deno task soak --duration 60s --conns 200
  * SOAK_CPU_PROF=/tmp/prof ./deno task soak --task echo   # also write the server's CPU profiles there
+ * SOAK_SERVE_ARGS="--worker-nice 0" ./deno task soak     # extra serve flags
+ * CHAOS_ODDS='{"hang": 0}' ./deno task soak              # change the chaos handler's odds (bench/chaos_handlers.ts)
  * ```
  *
  * @module
