@@ -600,3 +600,35 @@ wait
     await c.close();
   }
 });
+
+Deno.test("webhook task: a 2xx answer in NDJSON streams progress as it goes, then the result", async () => {
+  const target = webhookTarget("k", () => {
+    const enc = new TextEncoder();
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        for (const [p, m] of [[30, "rendering"], [80, "uploading"]] as const) {
+          controller.enqueue(enc.encode(JSON.stringify({ progress: p, message: m }) + "\n"));
+          await new Promise((r) => setTimeout(r, 150));
+        }
+        controller.enqueue(enc.encode(JSON.stringify({ result: { url: "https://cdn.example/r.pdf" } }) + "\n"));
+        controller.close();
+      },
+    });
+    return new Response(body, { headers: { "Content-Type": "application/x-ndjson" } });
+  });
+  const dir = await scratch();
+  const { server, client } = await serveTasks(dir, { report: { kind: "webhook", url: target.url, secret: "k" } });
+  try {
+    await client.send("/task report q3");
+    await client.next();
+    assert.deepEqual(await linesUntilFinal(client, 1), [
+      "PROGRESS 1 30 rendering",
+      "PROGRESS 1 80 uploading",
+      'DONE 1 {"url":"https://cdn.example/r.pdf"}',
+    ]);
+  } finally {
+    await client.close();
+    await server.shutdown(5000);
+    await target.server.shutdown();
+  }
+});

@@ -9,7 +9,8 @@
  *
  * The answer: 2xx is success, the response body (JSON when it parses, else text, up to
  * `max-output` bytes) is the result; 408, 429, 5xx and network errors are retried (a
- * `Retry-After` is honoured); redirects and other 4xx are permanent failures.
+ * `Retry-After` is honoured); redirects and other 4xx are permanent failures. A 2xx answer of
+ * type `application/x-ndjson` may report progress as it goes (see {@linkcode readProgressStream}).
  *
  * @module
  */
@@ -124,6 +125,49 @@ function networkError(e: unknown): string {
   return text.replace(/^error sending request for url \([^)]*\): /, "").replace(/^client error \(\w+\): /, "");
 }
 
+/**
+ * A 2xx answer of type `application/x-ndjson`, for work that takes a while: one JSON object per
+ * line, `{"progress": 40, "message": "…"}` for each step (a `PROGRESS` reply each), then
+ * `{"result": …}`. The task's result is that `result` (or the last line, if none has one).
+ */
+async function readProgressStream(
+  res: Response,
+  max: number,
+  progress: (percent: number, message?: string) => void,
+): Promise<unknown> {
+  let last: unknown = null;
+  let result: { value: unknown } | undefined;
+  let read = 0;
+  let partial = "";
+  const take = (line: string) => {
+    if (line.trim() === "") return;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(line);
+    } catch {
+      last = line;
+      return;
+    }
+    const o = obj as { progress?: unknown; message?: unknown; result?: unknown };
+    if (typeof o === "object" && o !== null && typeof o.progress === "number" && !("result" in o)) {
+      progress(o.progress, typeof o.message === "string" ? o.message : undefined);
+    } else if (typeof o === "object" && o !== null && "result" in o) {
+      result = { value: o.result };
+    } else {
+      last = obj;
+    }
+  };
+  for await (const text of res.body!.pipeThrough(new TextDecoderStream())) {
+    read += text.length;
+    if (read > max) throw new Error(`the webhook's answer is longer than max-output ${max} bytes`);
+    const lines = (partial + text).split("\n");
+    partial = lines.pop()!;
+    for (const line of lines) take(line);
+  }
+  take(partial);
+  return result ? result.value : last;
+}
+
 function excerpt(text: string): string {
   const one = text.replace(/\s+/g, " ").trim();
   return one.length > 300 ? `${one.slice(0, 300)}…` : one;
@@ -166,6 +210,9 @@ export function createWebhookHandler(spec: WebhookSpec): TaskHandler {
       } catch (e) {
         ctx.signal.throwIfAborted();
         throw new Error(`cannot reach ${spec.url}: ${networkError(e)}`);
+      }
+      if (res.ok && /^application\/x-ndjson\b/i.test(res.headers.get("Content-Type") ?? "")) {
+        return await readProgressStream(res, spec.maxOutput, ctx.progress);
       }
       const text = await readBody(res, spec.maxOutput);
       const status = `${spec.url} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`;
