@@ -26,7 +26,7 @@ export interface JobMessage {
  * cloning an object per job. `abort` asks the handlers of those tasks to stop (their signal is aborted).
  */
 export type ToWorker =
-  | { type: "init"; workerId: number; settings: HandlerSettings; nice: number }
+  | { type: "init"; workerId: number; settings: HandlerSettings }
   | { type: "run"; jobs: unknown[] }
   | { type: "abort"; ids: number[]; reason?: "timeout" | "shutdown" };
 

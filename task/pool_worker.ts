@@ -85,12 +85,15 @@ export class PoolWorker {
   ) {
     this.#worker = new Worker(new URL("./worker.ts", import.meta.url), {
       name: `asynctask-${slot}`,
+      // Read by the worker before anything else: its start-up (a few tens of ms of CPU) already
+      // runs at the lower priority, which matters when crashing handlers make workers churn.
+      workerData: { nice: opts.workerNice ?? 0 },
       resourceLimits: { maxOldGenerationSizeMb: Math.max(16, Math.round(opts.workerHeap / (1024 * 1024))) },
     });
     this.#worker.on("message", (msg: FromWorker) => this.#onMessage(msg));
     this.#worker.on("error", (e: Error) => this.events.crashed(this, e.message || "uncaught error in worker"));
     this.#worker.on("exit", (code: number) => this.events.crashed(this, `the worker exited (code ${code})`));
-    this.#post({ type: "init", workerId: slot, settings: opts.settings, nice: opts.workerNice ?? 0 });
+    this.#post({ type: "init", workerId: slot, settings: opts.settings });
   }
 
   /** Whether the worker is gone (crashed, retired or closed). */

@@ -7,7 +7,7 @@
  * @module
  */
 import os from "node:os";
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import { createRegistry, type HandlerRegistry } from "./handlers/mod.ts";
 import {
   DONE_FIELDS,
@@ -166,6 +166,7 @@ function abort(ids: number[], reason: "timeout" | "shutdown" = "timeout"): void 
 }
 
 const port = parentPort!;
+lowerPriority((workerData as { nice?: number } | null)?.nice ?? 0);
 
 /**
  * Tells the pool this worker's OS thread id, and gives the thread the niceness of
@@ -203,7 +204,6 @@ globalThis.addEventListener("unhandledrejection", (e) => {
 });
 port.on("message", (msg: ToWorker) => {
   if (msg.type === "init") {
-    lowerPriority(msg.nice);
     // A module that fails to load rejects this promise: every job then fails with its message.
     registry = createRegistry(msg.settings, { validate: false });
   } else if (msg.type === "run") {
