@@ -21,6 +21,8 @@ export const HIGH_WATER = 64 * 1024;
 export const LOW_WATER = 16 * 1024;
 /** Bytes read per `read` call: the most request bytes one turn of the read loop handles. */
 const READ_SIZE = 4 * 1024;
+/** Bytes of the first reads, until one fills them. */
+const FIRST_READ_SIZE = 512;
 
 /** What a connection hands to the server. */
 export interface ConnectionEvents {
@@ -121,7 +123,8 @@ export class Connection implements ReplyTarget {
 
   /** Reads until EOF or error, handing lines to the server. */
   async serve(): Promise<void> {
-    const buf = new Uint8Array(READ_SIZE);
+    // Small until the client sends more than that at once: an idle connection holds 512 bytes, not READ_SIZE.
+    let buf = new Uint8Array(FIRST_READ_SIZE);
     try {
       read: while (!this.#stopReading) {
         if (this.#pending > HIGH_WATER) {
@@ -130,11 +133,13 @@ export class Connection implements ReplyTarget {
         }
         const n = await this.conn.read(buf);
         if (n === null) break;
+        const full = n === buf.length && buf.length < READ_SIZE;
         this.lastActivity = performance.now();
         for (const event of this.#splitter.push(buf.subarray(0, n))) {
           this.events.line(this, event);
           if (this.#stopReading) break read;
         }
+        if (full) buf = new Uint8Array(READ_SIZE);
       }
     } catch {
       // Reset by the peer, or closed by us while reading: either way this connection's input is over.
