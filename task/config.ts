@@ -266,6 +266,11 @@ export function parseTasks(section: unknown, file: string, host: TaskConfigHost 
       specs.push({ ...common, kind: "module", module: pathToFileURL(path).href });
     }
   }
+  // The secrets that webhooks read from the environment are not for the programs of command tasks.
+  const secrets = Object.values(section as Record<string, Record<string, unknown>>)
+    .map((t) => t["secret-env"])
+    .filter((v): v is string => typeof v === "string");
+  if (secrets.length > 0) { for (const s of specs) if (s.kind === "command") s.hideEnv = secrets; }
   return specs;
 }
 

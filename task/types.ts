@@ -44,6 +44,8 @@ export type TaskSpec =
       command: string[];
       cwd?: string;
       env?: Record<string, string>;
+      /** Variables of the server's environment the program must not see (the webhooks' `secret-env`s). */
+      hideEnv?: string[];
       /** Most bytes of stdout kept as the result. */
       maxOutput: number;
     }

@@ -64,15 +64,17 @@ echo "progress: 30 starting" >&2
 echo "a warning that is not progress" >&2
 sleep 0.3 # reports made within one moment are merged: only the latest is sent
 echo "progress: 90% nearly there" >&2
-printf '{"data":%s,"id":"%s","task":"%s","attempt":"%s","token":"%s","extra":"%s"}\\n' \\
-  "$data" "$ASYNCTASK_TASK_ID" "$ASYNCTASK_TASK" "$ASYNCTASK_ATTEMPT" "\${ASYNCTASK_TOKEN:-unset}" "$EXTRA"
+printf '{"data":%s,"id":"%s","task":"%s","attempt":"%s","token":"%s","mail":"%s","extra":"%s"}\\n' \\
+  "$data" "$ASYNCTASK_TASK_ID" "$ASYNCTASK_TASK" "$ASYNCTASK_ATTEMPT" "\${ASYNCTASK_TOKEN:-unset}" "\${TEST_MAIL_SECRET:-unset}" "$EXTRA"
 `;
 
 Deno.test("command task: data on stdin, task env, stdout JSON as the result, stderr progress as PROGRESS", async () => {
   const dir = await scratch({ "send.sh": SEND });
   Deno.env.set("ASYNCTASK_TOKEN", "must-not-leak");
+  Deno.env.set("TEST_MAIL_SECRET", "not-for-commands-either");
   const { server, client } = await serveTasks(dir, {
     notify: { kind: "command", command: ["./send.sh"], env: { EXTRA: "from-config" } },
+    mail: { kind: "webhook", url: "http://127.0.0.1:9/", "secret-env": "TEST_MAIL_SECRET" },
   });
   try {
     await client.send('{"task":"notify","data":{"to":"ana","n":[1,2]},"id":"a"}');
@@ -91,10 +93,12 @@ Deno.test("command task: data on stdin, task env, stdout JSON as the result, std
       task: "notify",
       attempt: "1",
       token: "unset",
+      mail: "unset",
       extra: "from-config",
     });
   } finally {
     Deno.env.delete("ASYNCTASK_TOKEN");
+    Deno.env.delete("TEST_MAIL_SECRET");
     await client.close();
     await server.shutdown(5000);
   }

@@ -5,7 +5,7 @@
  * The contract with the program:
  * - argv from the config, run without a shell, in its own process group;
  * - stdin: the task's data as JSON, then end of file;
- * - environment: the server's, without `ASYNCTASK_TOKEN`, plus the config's `env` and
+ * - environment: the server's, without `ASYNCTASK_TOKEN` and the webhooks' `secret-env`s, plus the config's `env` and
  *   `ASYNCTASK_TASK_ID`, `ASYNCTASK_TASK`, `ASYNCTASK_ATTEMPT`;
  * - stdout (up to `max-output` bytes) is the result: JSON when it parses, else text;
  * - exit 0 is success; exit 75 (`EX_TEMPFAIL`) asks for a retry; any other exit is a permanent
@@ -49,13 +49,14 @@ export function parseProgressLine(line: string): { percent: number; message?: st
 }
 
 /**
- * The program's environment: the server's own, minus its token, plus the config's and the task's.
+ * The program's environment: the server's own, minus its token and the `hidden` secrets, plus the
+ * config's and the task's.
  *
  * @example
  * ```ts
  * import { commandEnv } from "./command.ts";
- * const env = commandEnv({ PATH: "/bin", ASYNCTASK_TOKEN: "s3cret" }, { GATEWAY: "x" }, 7, "sms", 2);
- * console.log(env.ASYNCTASK_TOKEN, env.ASYNCTASK_TASK_ID, env.GATEWAY); // undefined "7" "x"
+ * const env = commandEnv({ PATH: "/bin", ASYNCTASK_TOKEN: "s3cret", MAILER_KEY: "k" }, { GATEWAY: "x" }, 7, "sms", 2, ["MAILER_KEY"]);
+ * console.log(env.ASYNCTASK_TOKEN, env.MAILER_KEY, env.ASYNCTASK_TASK_ID, env.GATEWAY); // undefined undefined "7" "x"
  * ```
  */
 export function commandEnv(
@@ -64,9 +65,12 @@ export function commandEnv(
   taskId: number,
   task: string,
   attempt: number,
+  hidden: readonly string[] = [],
 ): Record<string, string> {
-  const env: Record<string, string> = { ...base, ...extra };
+  const env: Record<string, string> = { ...base };
   delete env.ASYNCTASK_TOKEN;
+  for (const name of hidden) delete env[name];
+  Object.assign(env, extra);
   env.ASYNCTASK_TASK_ID = String(taskId);
   env.ASYNCTASK_TASK = task;
   env.ASYNCTASK_ATTEMPT = String(attempt);
@@ -173,7 +177,7 @@ export function createCommandHandler(spec: CommandSpec): TaskHandler {
           args,
           cwd: spec.cwd,
           clearEnv: true,
-          env: commandEnv(Deno.env.toObject(), spec.env, ctx.taskId, ctx.task, ctx.attempt),
+          env: commandEnv(Deno.env.toObject(), spec.env, ctx.taskId, ctx.task, ctx.attempt, spec.hideEnv),
           stdin: "piped",
           stdout: "piped",
           stderr: "piped",
