@@ -9,19 +9,22 @@
  *
  * @module
  */
-import { Journal } from "../server/journal.ts";
+import { acceptedRow, type EndedRow, endedRow, Journal } from "../server/journal.ts";
 
 const path = Deno.args[0] ?? (await Deno.makeTempDir()) + "/million.db";
 const j = Journal.open(path, "full");
 const t0 = performance.now();
-for (let id = 1; id <= 1_000_000; id++) {
-  j.accept({ id, task: "echo", data: `m${id}`, format: "text", attempts: 0 });
-  if (id % 200 === 0) {
-    j.commit();
-    for (let k = id - 199; k <= id; k++) j.finish(k, "done", 1, `m${k}`, undefined);
-  }
-  if (id % 500_000 === 0) j.sweep(Date.now() - 600_000, 100_000);
+let ended: EndedRow[] = [];
+for (let first = 1; first <= 1_000_000; first += 200) {
+  const accepted = Array.from(
+    { length: 200 },
+    (_, i) => acceptedRow({ id: first + i, task: "echo", data: `m${first + i}`, format: "text", attempts: 0 }),
+  );
+  j.write({ accepted, attempts: [], ended }); // the previous batch ends as this one is accepted
+  ended = accepted.map(([id]) => endedRow(id, "done", 1, `m${id}`, undefined));
+  if ((first + 199) % 500_000 === 0) j.sweep(Date.now() - 600_000, 100_000);
 }
+j.write({ accepted: [], attempts: [], ended });
 j.close();
 const size = (p: string) => {
   try {

@@ -141,8 +141,7 @@ export interface JournalTask {
  * @example
  * ```ts ignore
  * const journal = Journal.open("/var/lib/asynctask/journal.db", "full");
- * journal.accept({ id: 1, task: "sms", data: "13800138000", format: "text", attempts: 0 });
- * journal.commit();
+ * journal.write({ accepted: [acceptedRow({ id: 1, task: "sms", data: "13800138000", format: "text", attempts: 0 })], attempts: [], ended: [] });
  * ```
  */
 export class Journal {
@@ -150,14 +149,10 @@ export class Journal {
   /** Multi-row statements by row count, prepared on first use. */
   readonly #inserts = new Map<number, StatementSync>();
   readonly #finishes = new Map<number, StatementSync>();
-  #accepted: AcceptedRow[] = [];
-  #attempts: [number, number][] = [];
-  #ended: EndedRow[] = [];
   readonly #failedAttempt: StatementSync;
   readonly #rememberMaxId: StatementSync;
   readonly #sweepAccepted: StatementSync;
   readonly #sweepEnded: StatementSync;
-  #open = false;
 
   private constructor(readonly path: string, db: DatabaseSync) {
     this.#db = db;
@@ -240,7 +235,7 @@ export class Journal {
   load(since: number): { unfinished: JournalTask[]; finished: JournalTask[]; maxId: number } {
     this.#begin();
     this.#db.exec("UPDATE accepted SET interrupted = interrupted + 1 WHERE id NOT IN (SELECT id FROM ended)");
-    this.commit();
+    this.#commit();
     const rows = this.#db.prepare(
       "SELECT * FROM tasks WHERE state = 'queued' OR finished_at >= ? ORDER BY id",
     ).all(since) as Record<string, unknown>[];
@@ -268,74 +263,32 @@ export class Journal {
     };
   }
 
-  /** Records an accepted task: on disk at the next {@linkcode commit}. */
-  accept(t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number }): void {
-    this.#accepted.push(acceptedRow(t));
-  }
-
-  /** Records that a task failed attempt `attempt` and waits for a retry, so that a crash cannot reset its count. */
-  failedAttempt(id: number, attempt: number): void {
-    this.#attempts.push([id, attempt]);
-  }
-
-  /** Writes a batch and commits it: on disk when this returns. */
+  /**
+   * Writes a batch in one transaction — accepts first, then attempt counts, then ends — and
+   * commits it: on disk when this returns.
+   */
   write(batch: JournalBatch): void {
-    for (const row of batch.accepted) this.#accepted.push(row);
-    for (const pair of batch.attempts) this.#attempts.push(pair);
-    for (const row of batch.ended) this.#ended.push(row);
-    this.commit();
-  }
-
-  /** Records a task's end: on disk at the next {@linkcode commit}. */
-  finish(
-    id: number,
-    state: "done" | "failed",
-    attempts: number,
-    result: unknown,
-    error: { code: string; message: string } | undefined,
-  ): void {
-    this.#ended.push(endedRow(id, state, attempts, result, error));
-  }
-
-  /** Commits the open transaction, if any: what it holds is then on disk. */
-  commit(): void {
-    this.#writeBuffered();
-    if (!this.#open) return;
-    this.#open = false;
-    this.#db.exec("COMMIT");
-  }
-
-  /** Writes the buffered accepts and ends, if any, into the open transaction (opening one if needed). */
-  #writeBuffered(): void {
-    if (this.#accepted.length > 0 || this.#attempts.length > 0 || this.#ended.length > 0) {
-      this.#begin();
-      const accepted = this.#accepted;
-      const attempts = this.#attempts;
-      const ended = this.#ended;
-      this.#accepted = [];
-      this.#attempts = [];
-      this.#ended = [];
-      // Accepts first: a task accepted and ended in the same turn is inserted, then updated.
-      this.#writeRows(
-        accepted,
-        this.#inserts,
-        (n) =>
-          `INSERT INTO accepted (id, task, data, format, tag, attempts, accepted_at) VALUES ${
-            Array(n).fill("(?, ?, ?, ?, ?, ?, ?)").join(", ")
-          }`,
-      );
-      for (const [id, attempt] of attempts) this.#failedAttempt.run(attempt, id);
-      this.#writeRows(
-        ended,
-        this.#finishes,
-        // OR REPLACE: a task ends once; should a bug end one twice, the journal keeps the last end
-        // rather than failing the commit (which stops the server).
-        (n) =>
-          `INSERT OR REPLACE INTO ended (id, state, attempts, result, error, finished_at) VALUES ${
-            Array(n).fill("(?, ?, ?, ?, ?, ?)").join(", ")
-          }`,
-      );
-    }
+    this.#begin();
+    this.#writeRows(
+      batch.accepted,
+      this.#inserts,
+      (n) =>
+        `INSERT INTO accepted (id, task, data, format, tag, attempts, accepted_at) VALUES ${
+          Array(n).fill("(?, ?, ?, ?, ?, ?, ?)").join(", ")
+        }`,
+    );
+    for (const [id, attempt] of batch.attempts) this.#failedAttempt.run(attempt, id);
+    this.#writeRows(
+      batch.ended,
+      this.#finishes,
+      // OR REPLACE: a task ends once; should a bug end one twice, the journal keeps the last end
+      // rather than failing the commit (which stops the server).
+      (n) =>
+        `INSERT OR REPLACE INTO ended (id, state, attempts, result, error, finished_at) VALUES ${
+          Array(n).fill("(?, ?, ?, ?, ?, ?)").join(", ")
+        }`,
+    );
+    this.#commit();
   }
 
   /** Writes rows with statements of up to 100 rows each, each size prepared once. */
@@ -350,27 +303,24 @@ export class Journal {
 
   /** Forgets finished tasks that ended before `before` (ms since the epoch), and all but the newest `keep`. */
   sweep(before: number, keep: number): void {
-    this.#writeBuffered();
     this.#begin();
     // Remember the highest id first: after a sweep of everything, ids must still go on from it.
     this.#rememberMaxId.run();
     this.#sweepAccepted.run(before, keep);
     this.#sweepEnded.run(before, keep);
-    this.commit();
+    this.#commit();
   }
 
-  /** Commits and closes. */
+  /** Closes the file (every write is committed already). */
   close(): void {
-    try {
-      this.commit();
-    } finally {
-      this.#db.close();
-    }
+    this.#db.close();
   }
 
   #begin(): void {
-    if (this.#open) return;
     this.#db.exec("BEGIN");
-    this.#open = true;
+  }
+
+  #commit(): void {
+    this.#db.exec("COMMIT");
   }
 }

@@ -1,16 +1,19 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { Journal, SCHEMA_VERSION } from "./journal.ts";
+import { acceptedRow, endedRow, Journal, SCHEMA_VERSION } from "./journal.ts";
 
 Deno.test("journal: ids go on after the highest ever issued, even when every row was swept", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/j.db`;
     let j = Journal.open(path, "full");
-    for (let id = 1; id <= 5; id++) j.accept({ id, task: "echo", data: id, format: "text", attempts: 0 });
-    j.commit();
-    for (let id = 1; id <= 5; id++) j.finish(id, "done", 1, id, undefined);
-    j.commit();
+    const ids = [1, 2, 3, 4, 5];
+    j.write({
+      accepted: ids.map((id) => acceptedRow({ id, task: "echo", data: id, format: "text", attempts: 0 })),
+      attempts: [],
+      ended: [],
+    });
+    j.write({ accepted: [], attempts: [], ended: ids.map((id) => endedRow(id, "done", 1, id, undefined)) });
     j.sweep(Date.now() + 1000, 0); // everything finished before "later": all rows go
     j.close();
     j = Journal.open(path, "full");
