@@ -161,6 +161,14 @@ function journalFailed(path: string, why: string): void {
   Deno.exit(1);
 }
 
+/** One task name's counts in `/stats`. */
+export interface TaskCounts {
+  accepted: number;
+  done: number;
+  failed: number;
+  retried: number;
+}
+
 /** What `/stats` reports. */
 export interface ServerStats {
   connections: number;
@@ -178,6 +186,8 @@ export interface ServerStats {
   worker_messages: { to_workers: number; from_workers: number };
   uptime_s: number;
   tasks: string[];
+  /** Counts per task name since the start: accepted, done, failed, and retries (failed attempts run again). */
+  by_task: Record<string, TaskCounts>;
   workers: { id: number; running: number; done: number; failed: number; restarts: number }[];
 }
 
@@ -399,6 +409,7 @@ export class TaskServer {
       worker_messages: { to_workers: this.#pool.messages.toWorkers, from_workers: this.#pool.messages.fromWorkers },
       uptime_s: Math.round((Date.now() - this.#startedAt) / 100) / 10,
       tasks: [...this.#registry.keys()],
+      by_task: Object.fromEntries(this.#byTask),
       workers: this.#pool.stats(),
     };
   }
@@ -518,6 +529,13 @@ export class TaskServer {
   }
 
   #lastActivity = { accepted: 0, refused: 0, done: 0, failed: 0 };
+  readonly #byTask = new Map<string, TaskCounts>();
+
+  #countsOf(task: string): TaskCounts {
+    let c = this.#byTask.get(task);
+    if (!c) this.#byTask.set(task, c = { accepted: 0, done: 0, failed: 0, retried: 0 });
+    return c;
+  }
 
   /** The periodic `info` line: what happened since the last one (nothing is logged when nothing did). */
   #logActivity(): void {
@@ -760,6 +778,7 @@ export class TaskServer {
     this.#journal?.accept({ id, task: name, data, format, tag, attempts: 0 });
     this.#book.add(newRecord({ id, task: name, format, tag, state: "queued", attempts: 0, target: c }));
     this.#counts.accepted++;
+    this.#countsOf(name).accepted++;
     c.outstanding++;
     c.send(reply.accepted(format, id, tag, handler.accepted?.(data) ?? `${name} task queued`));
     // Cannot be refused: the pool has room (checked above) and is open (not #stopping).
@@ -819,6 +838,7 @@ export class TaskServer {
    * hears of it as a `PROGRESS` at 0% that says why and when.
    */
   #retry(rec: TaskRecord, job: Job, outcome: Extract<Outcome, { ok: false }>): void {
+    this.#countsOf(rec.task).retried++;
     rec.state = "queued";
     this.#journal?.failedAttempt(rec.id, job.attempt);
     const delay = outcome.retryAfterMs !== undefined
@@ -882,6 +902,7 @@ export class TaskServer {
       rec.state = "failed";
       rec.error = error;
       this.#counts.failed++;
+      this.#countsOf(rec.task).failed++;
       const text = rec.attempts > 1 ? `${error.message} (after ${rec.attempts} attempts)` : error.message;
       target?.send(
         reply.failed(rec.format, rec.id, rec.tag, error.code, rec.format === "text" ? text : error.message, {
@@ -901,6 +922,7 @@ export class TaskServer {
       rec.state = "done";
       rec.result = result;
       this.#counts.done++;
+      this.#countsOf(rec.task).done++;
       target?.send(
         reply.done(rec.format, rec.id, rec.tag, result, { worker: rec.worker, attempts: rec.attempts, ms }),
       );

@@ -139,6 +139,12 @@ exit 3
     assert.equal(reply.attempts, 1, "a plain non-zero exit is not retried");
     assert.equal(reply.error.code, "handler_error");
     assert.equal(reply.error.message, "broken.sh failed with exit code 3: first line of noise\nno such recipient");
+    await client.send("/stats");
+    const stats = JSON.parse((await client.next()).slice("STATS ".length));
+    assert.deepEqual(stats.by_task, {
+      flaky: { accepted: 1, done: 1, failed: 0, retried: 2 },
+      broken: { accepted: 1, done: 0, failed: 1, retried: 0 },
+    });
   } finally {
     await client.close();
     await server.shutdown(5000);
