@@ -179,7 +179,7 @@ export function parseTasks(section: unknown, file: string, host: TaskConfigHost 
     }
     const common: Omit<TaskSpec, "kind"> = { name, where: `config file ${file}: ${at}` };
     if (t.description !== undefined) common.description = str(t.description, `${at}.description`, fail);
-    if (t.timeout !== undefined) common.timeoutMs = duration(t.timeout, `${at}.timeout`, fail);
+    if (t.timeout !== undefined) common.timeoutMs = measure(t.timeout, `${at}.timeout`, fail, DURATION_VALUE);
     if (t.retries !== undefined) common.retries = int(t.retries, `${at}.retries`, 0, 100, fail);
     if (t.concurrency !== undefined) common.concurrency = int(t.concurrency, `${at}.concurrency`, 1, 100_000, fail);
     if (t.schema !== undefined) {
@@ -191,6 +191,9 @@ export function parseTasks(section: unknown, file: string, host: TaskConfigHost 
       }
       common.schema = t.schema as Record<string, unknown> | boolean;
     }
+    const maxOutput = t["max-output"] === undefined
+      ? DEFAULT_TASK_OUTPUT
+      : measure(t["max-output"], `${at}.max-output`, fail, SIZE_VALUE);
     if (k === "command") {
       const argv = t.command;
       if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === "string" && a !== "")) {
@@ -219,9 +222,7 @@ export function parseTasks(section: unknown, file: string, host: TaskConfigHost 
         command: [found!, ...args],
         ...(cwd !== undefined ? { cwd } : {}),
         ...(t.env !== undefined ? { env: strings(t.env, `${at}.env`, fail) } : {}),
-        maxOutput: t["max-output"] === undefined
-          ? DEFAULT_TASK_OUTPUT
-          : size(t["max-output"], `${at}.max-output`, fail),
+        maxOutput,
         concurrency: common.concurrency ?? DEFAULT_COMMAND_CONCURRENCY,
       });
     } else if (k === "webhook") {
@@ -251,9 +252,7 @@ export function parseTasks(section: unknown, file: string, host: TaskConfigHost 
         url,
         headers: t.headers === undefined ? {} : strings(t.headers, `${at}.headers`, fail),
         ...(secret !== undefined ? { secret } : {}),
-        maxOutput: t["max-output"] === undefined
-          ? DEFAULT_TASK_OUTPUT
-          : size(t["max-output"], `${at}.max-output`, fail),
+        maxOutput,
       });
     } else if (k === "builtin") {
       if (!(BUILTIN_TASKS as readonly string[]).includes(name)) {
@@ -311,26 +310,23 @@ function int(v: unknown, key: string, min: number, max: number, fail: Fail): num
   return v as number;
 }
 
-function duration(v: unknown, key: string, fail: Fail): number {
-  if (typeof v === "number" && Number.isInteger(v) && v >= 0) return v;
+/** A duration or a size: a whole number (ms, bytes) at least `min`, or text that `parse` reads. */
+function measure(
+  v: unknown,
+  key: string,
+  fail: Fail,
+  how: { min: number; parse: (text: string) => number; example: string },
+): number {
+  if (typeof v === "number" && Number.isInteger(v) && v >= how.min) return v;
   if (typeof v === "string") {
     try {
-      return parseDuration(v);
+      return how.parse(v);
     } catch (e) {
       fail(key, (e as Error).message);
     }
   }
-  return fail(key, `must be a duration such as "30s" or "2m" (or milliseconds), not ${JSON.stringify(v)}`);
+  return fail(key, `must be ${how.example}, not ${JSON.stringify(v)}`);
 }
 
-function size(v: unknown, key: string, fail: Fail): number {
-  if (typeof v === "number" && Number.isInteger(v) && v > 0) return v;
-  if (typeof v === "string") {
-    try {
-      return parseSize(v);
-    } catch (e) {
-      fail(key, (e as Error).message);
-    }
-  }
-  return fail(key, `must be a size such as "64KiB" or "1MiB" (or bytes), not ${JSON.stringify(v)}`);
-}
+const DURATION_VALUE = { min: 0, parse: parseDuration, example: 'a duration such as "30s" or "2m" (or milliseconds)' };
+const SIZE_VALUE = { min: 1, parse: parseSize, example: 'a size such as "64KiB" or "1MiB" (or bytes)' };

@@ -32,13 +32,26 @@ Deno.test("out of file descriptors: accept errors are logged and retried; once c
   }
 });
 
+/** The thread ids of process `pid` (Linux /proc). */
+function threadIds(pid: number): string[] {
+  return [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => e.name);
+}
+
+/** A thread's niceness (field 19 of its stat); 0 for a thread that has ended meanwhile. */
+function threadNice(pid: number, tid: string | number): number {
+  try {
+    return Number(Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`).split(") ")[1].split(" ")[16]);
+  } catch {
+    return 0;
+  }
+}
+
 Deno.test("--worker-nice: the worker threads run at a lower CPU priority than the main thread (Linux)", async () => {
   const server = await spawnServe(["--workers", "2", "--worker-nice", "7"]);
   try {
     const pid = server.child.pid;
-    const niceOf = (tid: string) =>
-      Number(Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`).split(") ")[1].split(" ")[16]);
-    const tids = () => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => e.name);
+    const niceOf = (tid: string) => threadNice(pid, tid);
+    const tids = () => threadIds(pid);
     await eventually("two threads at nice 7", () => tids().filter((t) => niceOf(t) === 7).length === 2);
     assert.equal(niceOf(String(pid)), 0, "the main thread keeps the normal priority");
   } finally {
@@ -62,14 +75,8 @@ Deno.test("a worker blocked past its task's timeout drops to the lowest CPU prio
   const c = await LineClient.connect(server.port);
   try {
     const pid = server.child.pid;
-    const niceOf = (tid: string) => {
-      try {
-        return Number(Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`).split(") ")[1].split(" ")[16]);
-      } catch {
-        return 0; // the thread ended meanwhile
-      }
-    };
-    const tids = () => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => e.name);
+    const niceOf = (tid: string) => threadNice(pid, tid);
+    const tids = () => threadIds(pid);
     assert.ok(tids().every((t) => niceOf(t) === 0), "with --worker-nice 0 every thread starts at 0");
     await c.send("/task hang x"); // spins without yielding: the abort at 300 ms goes unanswered
     await eventually("the blocked worker's thread at nice 19", () => tids().some((t) => niceOf(t) === 19), 5000);
