@@ -9,19 +9,19 @@
  *
  * @module
  */
-import { acceptedRow, type EndedRow, endedRow, Journal } from "../server/journal.ts";
+import { acceptedRow, endedRow, Journal, type JournalValue } from "../server/journal.ts";
 
 const path = Deno.args[0] ?? (await Deno.makeTempDir()) + "/million.db";
 const j = Journal.open(path, "full");
 const t0 = performance.now();
-let ended: EndedRow[] = [];
+let ended: JournalValue[] = [];
 for (let first = 1; first <= 1_000_000; first += 200) {
   const accepted = Array.from(
     { length: 200 },
     (_, i) => acceptedRow({ id: first + i, task: "echo", data: `m${first + i}`, format: "text", attempts: 0 }),
   );
-  j.write({ accepted, attempts: [], ended }); // the previous batch ends as this one is accepted
-  ended = accepted.map(([id]) => endedRow(id, "done", 1, `m${id}`, undefined));
+  j.write({ accepted: accepted.flat(), attempts: [], ended }); // the previous batch ends as this one is accepted
+  ended = accepted.flatMap(([id]) => endedRow(id, "done", 1, `m${id}`, undefined));
   if ((first + 199) % 500_000 === 0) j.sweep(Date.now() - 600_000, 100_000);
 }
 j.write({ accepted: [], attempts: [], ended });

@@ -105,12 +105,12 @@ export class JournalClient {
 
   /** Records an accepted task: durable once a later {@linkcode commit} resolves. */
   accept(t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number }): void {
-    this.#buffer.accepted.push(acceptedRow(t));
+    this.#buffer.accepted.push(...acceptedRow(t));
   }
 
   /** Records that a task failed attempt `attempt` and waits for a retry (a crash keeps the count). */
   failedAttempt(id: number, attempt: number): void {
-    this.#buffer.attempts.push([id, attempt]);
+    this.#buffer.attempts.push(id, attempt);
   }
 
   /** Records a task's end: durable once a later {@linkcode commit} resolves. */
@@ -121,7 +121,7 @@ export class JournalClient {
     result: unknown,
     error: { code: string; message: string } | undefined,
   ): void {
-    this.#buffer.ended.push(endedRow(id, state, attempts, result, error));
+    this.#buffer.ended.push(...endedRow(id, state, attempts, result, error));
   }
 
   /** Resolves when everything recorded before this call is on disk. */

@@ -9,11 +9,11 @@ Deno.test("journal: ids go on after the highest ever issued, even when every row
     let j = Journal.open(path, "full");
     const ids = [1, 2, 3, 4, 5];
     j.write({
-      accepted: ids.map((id) => acceptedRow({ id, task: "echo", data: id, format: "text", attempts: 0 })),
+      accepted: ids.flatMap((id) => acceptedRow({ id, task: "echo", data: id, format: "text", attempts: 0 })),
       attempts: [],
       ended: [],
     });
-    j.write({ accepted: [], attempts: [], ended: ids.map((id) => endedRow(id, "done", 1, id, undefined)) });
+    j.write({ accepted: [], attempts: [], ended: ids.flatMap((id) => endedRow(id, "done", 1, id, undefined)) });
     j.sweep(Date.now() + 1000, 0); // everything finished before "later": all rows go
     j.close();
     j = Journal.open(path, "full");

@@ -81,4 +81,6 @@ export type FromWorker =
   | { type: "aborted"; ids: number[] }
   /** The worker's OS thread id (Linux), so that the pool can lower the priority of a blocked worker. */
   | { type: "thread"; tid: number }
+  /** The worker has loaded its handlers (or failed to): its tasks' timeouts count from now. */
+  | { type: "ready" }
   | { type: "fatal"; message: string };

@@ -377,6 +377,7 @@ export class WorkerPool {
           if (unresponsive >= ABORT_ACK_MS) w.deprioritize();
           continue;
         }
+        if (!w.ready) continue;
         const expired: Job[] = [];
         for (const job of w.inflight.values()) {
           const limit = this.#timeoutOf(job.task);

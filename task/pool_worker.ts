@@ -69,6 +69,7 @@ export class PoolWorker {
   #outbox: unknown[] = [];
   #batchStart: number | undefined;
   #tid: number | undefined;
+  #ready = false;
   #deprioritized = false;
   #flushScheduled = false;
   #terminated = false;
@@ -141,6 +142,11 @@ export class PoolWorker {
     }
   }
 
+  /** Whether the worker has loaded its handlers: until then, the tasks given to it are not timed. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
   /** How long an `abort` has gone unacknowledged, in ms (0 when none is pending). */
   unresponsiveFor(now: number): number {
     return this.#abortSentAt === undefined ? 0 : now - this.#abortSentAt;
@@ -196,6 +202,14 @@ export class PoolWorker {
     }
     if (msg.type === "thread") {
       this.#tid = msg.tid;
+      return;
+    }
+    if (msg.type === "ready") {
+      // Start-up is not run time: a busy machine can take longer than a task's timeout to start a
+      // worker, and the tasks given to it meanwhile are not late. Their clocks start now.
+      this.#ready = true;
+      const now = performance.now();
+      for (const job of this.inflight.values()) job.startedAt = now;
       return;
     }
     if (msg.type === "aborted") {

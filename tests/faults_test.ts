@@ -168,3 +168,12 @@ Deno.test("retryDelay doubles up to the cap, with jitter between half and all of
   assert.equal(retryDelay(20, 1000, 60_000, () => 1), 60_000);
   assert.equal(retryDelay(200, 1000, 60_000, () => 0.5), 45_000);
 });
+
+Deno.test("a worker's start-up does not count against its tasks' timeout (a worker replaced under load starts slowly)", async () => {
+  const slow = new URL("./fixtures/slow_to_load.ts", import.meta.url).href;
+  // The pool's workers load the module (800 ms) after the server has started listening.
+  await session({ workers: 1, taskTimeoutMs: 300, modules: [FIXTURE_HANDLERS, slow] }, async (c) => {
+    await c.send("/task quick hello");
+    assert.deepEqual(await c.take(2, 10_000), ["ACCEPTED 1 quick task queued", "DONE 1 hello"]);
+  });
+});
