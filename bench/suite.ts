@@ -9,6 +9,8 @@
  * - (e) load (a) against a server with `--journal` (full sync): its ratio to (a)'s in-memory server
  *
  * plus the server's idle RSS and its RSS under (a), and the asynctask/bare ratios of (a) and (b).
+ * (a), (b) and (e) run in `--rounds` rounds (default 3): each ratio is taken within a round, and
+ * the table shows the median round's, with the range.
  * `--quick` runs a small version of each and checks only that every task completed and none was
  * lost — never a speed threshold (CI machines are noisy).
  *
@@ -16,11 +18,19 @@
  */
 import { parseArgs } from "node:util";
 import { type LoadOptions, type LoadReport, runLoad } from "./load.ts";
-import { asynctaskCommand, bareCommand, type ServerProcess, startServerProcess } from "./process.ts";
+import { asynctaskCommand, bareCommand, startServerProcess } from "./process.ts";
 import { reportJson } from "./cli.ts";
 
-const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
+const { values } = parseArgs({
+  options: { quick: { type: "boolean", default: false }, rounds: { type: "string", default: "3" } },
+});
 const quick = values.quick!;
+/** Rounds of (a), (b) and (e); `--quick` runs one. */
+const rounds = quick ? 1 : Number(values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) {
+  console.error(`bench: --rounds must be a whole number of 1 or more, not "${values.rounds}"`);
+  Deno.exit(2);
+}
 const results: Record<string, unknown> = { date: new Date().toISOString(), quick, deno: Deno.version.deno };
 const problems: string[] = [];
 const rows: string[][] = [];
@@ -54,35 +64,80 @@ const lat = (r: LoadReport) =>
 const done = (r: LoadReport) =>
   `${(r.complete.percentile(0.5) / 1000).toFixed(2)} / ${(r.complete.percentile(0.99) / 1000).toFixed(1)} ms`;
 
-let inMemoryA = 0;
+/** One run of a load against a server: its report, and the server's peak RSS during it (KiB). */
+interface Run {
+  report: LoadReport;
+  peakKiB: number;
+}
 
-/** Runs a load against asynctask and the bare responder; returns the row and the ratio. */
-async function compare(label: string, o: Partial<LoadOptions>, sampleRss?: (s: ServerProcess) => void) {
-  const expected = (o.conns ?? 50) * (o.tasks ?? 2000);
-  const server = await serve();
-  let peak = 0;
-  const sampler = setInterval(() => (peak = Math.max(peak, server.rssKiB())), 100);
-  const ours = await load(server.port, o);
+/** Runs a load against a server started with these serve flags (none: the in-memory default). */
+async function runOurs(o: Partial<LoadOptions>, ...serveArgs: string[]): Promise<Run> {
+  const server = await serve(...serveArgs);
+  let peakKiB = 0;
+  const sampler = setInterval(() => (peakKiB = Math.max(peakKiB, server.rssKiB())), 100);
+  const report = await load(server.port, o);
   clearInterval(sampler);
-  sampleRss?.(server);
+  peakKiB = Math.max(peakKiB, server.rssKiB()); // a quick run may end before the first sample
   await server.stop();
-  check(`${label} asynctask`, ours, expected);
+  return { report, peakKiB };
+}
+
+/** Runs a load against the bare line responder. */
+async function runBare(o: Partial<LoadOptions>): Promise<Run> {
   const bare = await startServerProcess(bareCommand());
-  const theirs = await load(bare.port, { ...o, task: "" });
+  const report = await load(bare.port, { ...o, task: "" });
   await bare.stop();
-  check(`${label} bare`, theirs, expected);
-  const ratio = ours.tasksPerSec / theirs.tasksPerSec;
-  if (o.window === 20) inMemoryA = ours.tasksPerSec;
-  rows.push([
-    label,
-    `${Math.round(ours.tasksPerSec)}`,
-    `${Math.round(theirs.tasksPerSec)}`,
-    `${Math.round(ratio * 100)}%`,
-    lat(ours),
-    done(ours),
-    `${Math.round(peak / 1024)} MiB`,
-  ]);
-  return { asynctask: reportJson(ours, peak), bare: reportJson(theirs), ratio: +ratio.toFixed(3) };
+  return { report, peakKiB: 0 };
+}
+
+/** Runs a load against a journaled server (`--journal` in a fresh directory, full sync). */
+async function runJournaled(o: Partial<LoadOptions>): Promise<Run> {
+  const dir = await Deno.makeTempDir({ prefix: "asynctask-bench-" });
+  try {
+    return await runOurs(o, "--journal", `${dir}/journal.db`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** One round's pair: the run measured, and the run it is compared with. */
+interface Pair {
+  ours: Run;
+  base: Run;
+  ratio: number;
+}
+
+const pair = (ours: Run, base: Run): Pair => ({ ours, base, ratio: ours.report.tasksPerSec / base.report.tasksPerSec });
+
+/** The pair of median ratio (for an even count, the lower middle one). */
+function medianPair(pairs: Pair[]): Pair {
+  const sorted = [...pairs].sort((x, y) => x.ratio - y.ratio);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+const pct = (x: number) => `${Math.round(x * 100)}%`;
+
+/** "71%", or "71% (64–78%)": the median round's ratio, and the range over the rounds. */
+function ratioText(pairs: Pair[]): string {
+  const ratios = pairs.map((p) => p.ratio);
+  const median = pct(medianPair(pairs).ratio);
+  return pairs.length === 1 ? median : `${median} (${pct(Math.min(...ratios))}–${pct(Math.max(...ratios))})`;
+}
+
+function pairsJson(pairs: Pair[], base: "bare" | "in_memory"): Record<string, unknown> {
+  const m = medianPair(pairs);
+  return {
+    ratio: +m.ratio.toFixed(3),
+    ratio_min: +Math.min(...pairs.map((p) => p.ratio)).toFixed(3),
+    ratio_max: +Math.max(...pairs.map((p) => p.ratio)).toFixed(3),
+    asynctask: reportJson(m.ours.report, m.ours.peakKiB),
+    [base]: reportJson(m.base.report),
+    rounds: pairs.map((p) => ({
+      ratio: +p.ratio.toFixed(3),
+      tasks_per_s: Math.round(p.ours.report.tasksPerSec),
+      [`${base}_tasks_per_s`]: Math.round(p.base.report.tasksPerSec),
+    })),
+  };
 }
 
 // Idle RSS of a server with 4 workers.
@@ -93,34 +148,50 @@ async function compare(label: string, o: Partial<LoadOptions>, sampleRss?: (s: S
   await server.stop();
 }
 
+// (a), (b) and (e), in rounds: each round runs (a) against asynctask, the bare responder and a
+// journaled asynctask back to back, then (b) against asynctask and the bare responder. A ratio is
+// taken within a round (same moment, same machine weather); the table gives the median round and
+// the range, because one run of a second or two on a shared 2-core machine swings by ±20%.
 const small = quick ? { conns: 10, tasks: 200 } : {};
-results.a = await compare(quick ? "(a) echo 10×200, window 20" : "(a) echo 50×2000, window 20", {
-  ...small,
-  window: 20,
-});
-results.b = await compare(quick ? "(b) echo 10×200, window 1" : "(b) echo 50×2000, window 1", { ...small, window: 1 });
-
-// (e) The same load as (a), durable: every task journaled before ACCEPTED and before DONE.
-{
-  const dir = await Deno.makeTempDir({ prefix: "asynctask-bench-" });
-  const expected = (small.conns ?? 50) * (small.tasks ?? 2000);
-  const server = await serve("--journal", `${dir}/journal.db`);
-  const r = await load(server.port, { ...small, window: 20 });
-  await server.stop();
-  await Deno.remove(dir, { recursive: true });
-  check("(e) journal", r, expected);
-  const ratio = r.tasksPerSec / inMemoryA;
-  results.e = { report: reportJson(r), ratio_to_in_memory: +ratio.toFixed(3) };
-  rows.push([
-    quick ? "(e) = (a) with --journal" : "(e) = (a) with --journal (full sync)",
-    `${Math.round(r.tasksPerSec)}`,
-    "",
-    `${Math.round(ratio * 100)}% of (a)`,
-    lat(r),
-    done(r),
-    "",
-  ]);
+const expected = (small.conns ?? 50) * (small.tasks ?? 2000);
+const loadA = { ...small, window: 20 };
+const loadB = { ...small, window: 1 };
+const A: Pair[] = [], B: Pair[] = [], E: Pair[] = [];
+for (let round = 1; round <= rounds; round++) {
+  if (rounds > 1) console.error(`round ${round} of ${rounds}: (a), (e), (b)`);
+  const a = await runOurs(loadA);
+  check("(a) asynctask", a.report, expected);
+  const aBare = await runBare(loadA);
+  check("(a) bare", aBare.report, expected);
+  const e = await runJournaled(loadA);
+  check("(e) journal", e.report, expected);
+  const b = await runOurs(loadB);
+  check("(b) asynctask", b.report, expected);
+  const bBare = await runBare(loadB);
+  check("(b) bare", bBare.report, expected);
+  A.push(pair(a, aBare));
+  E.push(pair(e, a));
+  B.push(pair(b, bBare));
 }
+const row = (label: string, pairs: Pair[], vsBare: boolean) => {
+  const m = medianPair(pairs);
+  return [
+    label,
+    `${Math.round(m.ours.report.tasksPerSec)}`,
+    vsBare ? `${Math.round(m.base.report.tasksPerSec)}` : "",
+    vsBare ? ratioText(pairs) : `${ratioText(pairs)} of (a)`,
+    lat(m.ours.report),
+    done(m.ours.report),
+    vsBare ? `${Math.round(Math.max(...pairs.map((p) => p.ours.peakKiB)) / 1024)} MiB` : "",
+  ];
+};
+results.rounds = rounds;
+results.a = pairsJson(A, "bare");
+results.b = pairsJson(B, "bare");
+results.e = pairsJson(E, "in_memory");
+rows.push(row(quick ? "(a) echo 10×200, window 20" : "(a) echo 50×2000, window 20", A, true));
+rows.push(row(quick ? "(b) echo 10×200, window 1" : "(b) echo 50×2000, window 1", B, true));
+rows.push(row(quick ? "(e) = (a) with --journal" : "(e) = (a) with --journal (full sync)", E, false));
 
 // (c) The seed's scene.
 {
