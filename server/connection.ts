@@ -7,6 +7,7 @@
  */
 import { setImmediate } from "node:timers";
 import { type LineEvent, LineSplitter } from "./lines.ts";
+import type { PollGate } from "./poll_gate.ts";
 import type { ReplyTarget } from "./tasks.ts";
 
 const encoder = new TextEncoder();
@@ -86,6 +87,8 @@ export class Connection implements ReplyTarget {
     private conn: Deno.Conn,
     private limits: ConnectionLimits,
     private events: ConnectionEvents,
+    /** Shared by the server's connections: a flood of reads must let the loop poll for new sockets. */
+    private gate?: PollGate,
   ) {
     this.#splitter = new LineSplitter(limits.maxLine);
     const addr = conn.remoteAddr as Deno.NetAddr;
@@ -131,6 +134,8 @@ export class Connection implements ReplyTarget {
           await new Promise<void>((resolve) => (this.#resumeReading = resolve));
           if (this.#stopReading) break;
         }
+        const wait = this.gate?.pass();
+        if (wait) await wait;
         const n = await this.conn.read(buf);
         if (n === null) break;
         const full = n === buf.length && buf.length < READ_SIZE;

@@ -22,6 +22,7 @@ import { formatDuration, formatSize } from "../cli/units.ts";
 import { flushLogging } from "../cli/log.ts";
 import { isLoopback, TokenCheck } from "./auth.ts";
 import type { JournalSync, JournalTask } from "./journal.ts";
+import { PollGate } from "./poll_gate.ts";
 import { JournalClient, type LoadedJournal } from "./journal_client.ts";
 
 const log = getLogger(["asynctask", "server"]);
@@ -216,6 +217,7 @@ export class TaskServer {
   readonly addr: Deno.NetAddr;
   readonly #opts: ServeOptions;
   readonly #listener: Deno.Listener;
+  readonly #gate: PollGate;
   readonly #token: TokenCheck | undefined;
   readonly #journal: JournalClient | undefined;
   #registry: HandlerRegistry;
@@ -239,6 +241,7 @@ export class TaskServer {
   private constructor(
     opts: ServeOptions,
     listener: Deno.Listener,
+    gate: PollGate,
     registry: HandlerRegistry,
     journal: JournalClient | undefined,
     loaded: LoadedJournal | undefined,
@@ -246,6 +249,7 @@ export class TaskServer {
     this.#opts = opts;
     this.#journal = journal;
     this.#listener = listener;
+    this.#gate = gate;
     this.addr = listener.addr as Deno.NetAddr;
     this.#token = opts.token ? new TokenCheck(opts.token) : undefined;
     const settings = handlerSettings(opts);
@@ -368,7 +372,7 @@ export class TaskServer {
       }
       throw new StartError(`cannot listen on ${where}: ${(e as Error).message} — check --host and --port`);
     }
-    const server = new TaskServer(options, listener, registry, journal, loaded);
+    const server = new TaskServer(options, listener, await PollGate.open(), registry, journal, loaded);
     if (!isLoopback(options.host) && !options.token) {
       log.warn(
         "listening on {host} without a token: anyone who can reach port {port} can run tasks here. Set --token (or the ASYNCTASK_TOKEN environment variable), or listen on 127.0.0.1",
@@ -448,6 +452,7 @@ export class TaskServer {
     for (const t of this.#timers) clearInterval(t);
     await Promise.all([...this.#conns].map((c) => c.closeWhenFlushed()));
     await this.#journal?.close();
+    this.#gate.close();
     return { unfinished };
   }
 
@@ -603,7 +608,7 @@ export class TaskServer {
             "connection {conn} from {remote} closed: more than --max-output {max} of replies wait for a client that does not read; its tasks go on, their results stay available to /status",
             { conn: c.id, remote: c.remote, max: formatSize(this.#opts.maxOutput) },
           ),
-      });
+      }, this.#gate);
       if (this.#conns.size >= this.#opts.maxConns) {
         this.#counts.refused++;
         log.warn("connection from {remote} refused: --max-conns {max} reached", {
