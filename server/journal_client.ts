@@ -64,6 +64,8 @@ export class JournalClient {
   readonly #waiting = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   #nextId = 0;
   #buffer: JournalBatch = empty();
+  /** The clock, read once per batch: a row's time is its batch's (a few ms apart at most). */
+  #batchTime: number | undefined;
   #inflight: Promise<void> | undefined;
   #next: PromiseWithResolvers<void> | undefined;
   #closed = false;
@@ -105,7 +107,7 @@ export class JournalClient {
 
   /** Records an accepted task: durable once a later {@linkcode commit} resolves. */
   accept(t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number }): void {
-    this.#buffer.accepted.push(...acceptedRow(t));
+    this.#buffer.accepted.push(...acceptedRow(t, this.#batchTime ??= Date.now()));
   }
 
   /** Records that a task failed attempt `attempt` and waits for a retry (a crash keeps the count). */
@@ -121,7 +123,7 @@ export class JournalClient {
     result: unknown,
     error: { code: string; message: string } | undefined,
   ): void {
-    this.#buffer.ended.push(...endedRow(id, state, attempts, result, error));
+    this.#buffer.ended.push(...endedRow(id, state, attempts, result, error, this.#batchTime ??= Date.now()));
   }
 
   /** Resolves when everything recorded before this call is on disk. */
@@ -150,6 +152,7 @@ export class JournalClient {
   #post(): Promise<void> {
     const batch = this.#buffer;
     this.#buffer = empty();
+    this.#batchTime = undefined;
     const done = this.#request({ type: "write", batch }).then(
       () => {
         this.#inflight = undefined;

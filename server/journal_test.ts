@@ -58,3 +58,26 @@ Deno.test("journal: a version-1 file is migrated on open; its unfinished and fin
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("journal: batches of any size are written whole (multi-row statements of 128, 64, … rows)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/j.db`;
+    const j = Journal.open(path, "full");
+    const ids = Array.from({ length: 300 }, (_, i) => i + 1); // 128 + 128 + 32 + 8 + 4
+    j.write({
+      accepted: ids.flatMap((id) => acceptedRow({ id, task: "echo", data: `d${id}`, format: "text", attempts: 0 })),
+      attempts: [],
+      ended: [],
+    });
+    const ended = ids.slice(0, 77); // 64 + 8 + 4 + 1
+    j.write({ accepted: [], attempts: [], ended: ended.flatMap((id) => endedRow(id, "done", 1, `r${id}`, undefined)) });
+    const loaded = j.load(0);
+    j.close();
+    assert.deepEqual(loaded.unfinished.map((t) => t.id), ids.slice(77));
+    assert.deepEqual(loaded.unfinished.map((t) => t.data), ids.slice(77).map((id) => `d${id}`));
+    assert.deepEqual(loaded.finished.map((t) => [t.id, t.result]), ended.map((id) => [id, `r${id}`]));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
