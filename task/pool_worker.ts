@@ -23,6 +23,9 @@ import {
 } from "./messages.ts";
 import type { HandlerSettings } from "./types.ts";
 
+/** How long a worker may take to load its handlers before its tasks' timeouts count anyway. */
+export const START_GRACE_MS = 10_000;
+
 /** A task inside the pool. `connId` lets the `connection` dispatch mode keep a client's tasks together. */
 export interface Job extends JobMessage {
   connId: number;
@@ -70,6 +73,7 @@ export class PoolWorker {
   #batchStart: number | undefined;
   #tid: number | undefined;
   #ready = false;
+  readonly #spawnedAt = performance.now();
   #deprioritized = false;
   #flushScheduled = false;
   #terminated = false;
@@ -142,9 +146,13 @@ export class PoolWorker {
     }
   }
 
-  /** Whether the worker has loaded its handlers: until then, the tasks given to it are not timed. */
+  /**
+   * Whether the worker has loaded its handlers: until then, the tasks given to it are not timed —
+   * for {@linkcode START_GRACE_MS} at most, so that a module whose loading never ends cannot hold
+   * its tasks forever.
+   */
   get ready(): boolean {
-    return this.#ready;
+    return this.#ready || performance.now() - this.#spawnedAt > START_GRACE_MS;
   }
 
   /** How long an `abort` has gone unacknowledged, in ms (0 when none is pending). */
