@@ -14,6 +14,13 @@ import { DISPATCH_MODES, type DispatchMode } from "../task/dispatch.ts";
 import type { JournalSync } from "./journal.ts";
 import { DEFAULT_SERVE_OPTIONS as D, type ServeOptions, TaskServer } from "./server.ts";
 
+/**
+ * A stop signal that comes again sooner than this after the first is the same one delivered twice
+ * (a terminal's Ctrl-C reaches both `deno task` and the server, and `deno task` forwards it), not
+ * a person asking to stop at once.
+ */
+export const SAME_SIGNAL_MS = 500;
+
 /** The flags of `asynctask serve`. */
 export const SERVE_FLAGS: readonly FlagSpec[] = [
   {
@@ -290,10 +297,20 @@ export async function runServe(args: string[]): Promise<number> {
   const server = await TaskServer.start(options);
 
   const stopped = Promise.withResolvers<number>();
-  let signals = 0;
+  let firstSignalAt: number | undefined;
   const onSignal = (name: Deno.Signal) => async () => {
-    signals++;
-    if (signals > 1) {
+    if (firstSignalAt !== undefined) {
+      const after = performance.now() - firstSignalAt;
+      if (after < SAME_SIGNAL_MS) {
+        // One Ctrl-C on `deno task serve` arrives twice: from the terminal (which signals the
+        // whole foreground process group) and forwarded by `deno task`; a service manager that
+        // signals the whole group does the same. That is one request to stop, not two.
+        log.debug("{signal} again {ms} ms after the first: taken as the same one, delivered twice", {
+          signal: name,
+          ms: Math.round(after),
+        });
+        return;
+      }
       log.error("second {signal}: stopping now; {tasks} unfinished task(s) get no final reply", {
         signal: name,
         tasks: server.unfinished,
@@ -301,6 +318,7 @@ export async function runServe(args: string[]): Promise<number> {
       flushLogging();
       Deno.exit(130);
     }
+    firstSignalAt = performance.now();
     log.info(
       "{signal}: stopping — no new tasks; finishing {tasks} queued and running (up to {timeout}); send {signal} again to stop now",
       {

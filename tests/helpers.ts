@@ -153,10 +153,12 @@ export interface ServeProcess {
 export async function spawnServe(
   args: string[],
   exe?: string,
-  opts: { maxFiles?: number; env?: Record<string, string> } = {},
+  opts: { maxFiles?: number; env?: Record<string, string>; denoTask?: boolean } = {},
 ): Promise<ServeProcess> {
-  let argv = exe
-    ? [exe, "serve", "--port", "0", ...args]
+  let argv = exe ? [exe, "serve", "--port", "0", ...args] : opts.denoTask
+    // As the README starts it, in a process group of its own (the child's pid is the group's id),
+    // so that a test can signal the whole group the way a terminal's Ctrl-C does.
+    ? ["setsid", Deno.execPath(), "task", "--config", `${ROOT}deno.json`, "serve", "--port", "0", ...args]
     : [Deno.execPath(), "run", "-A", `${ROOT}main.ts`, "serve", "--port", "0", ...args];
   if (opts.maxFiles) argv = ["/bin/sh", "-c", `ulimit -n ${opts.maxFiles} && exec "$0" "$@"`, ...argv];
   const child = new Deno.Command(argv[0], {

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { eventually, LineClient, ROOT, spawnServe } from "./helpers.ts";
+import { SAME_SIGNAL_MS } from "../server/cli.ts";
 
 Deno.test("SIGTERM: queued and running tasks finish, their DONE replies are delivered, new tasks refused, exit 0", async () => {
   const server = await spawnServe(["--workers", "1", "--concurrency", "2"]);
@@ -45,6 +46,8 @@ Deno.test("a second SIGINT stops at once with a non-zero exit", async () => {
     assert.match(await c.next(), /^ACCEPTED 1/);
     server.child.kill("SIGINT");
     await eventually("the first SIGINT to be handled", () => /SIGINT: stopping/.test(server.log()));
+    // A person's second Ctrl-C, not the first one delivered twice (see the `deno task` test below).
+    await new Promise((r) => setTimeout(r, SAME_SIGNAL_MS + 100));
     server.child.kill("SIGINT");
     const { code, log } = await server.exited();
     assert.equal(code, 130, log);
@@ -146,3 +149,22 @@ async function spawnServeLoggingTo(file: string) {
   await child.status;
   throw new Error("serve did not log its address to the log file");
 }
+
+Deno.test("Ctrl-C on `deno task serve` (SIGINT to the whole process group): one graceful stop, not two signals", async () => {
+  // The terminal signals every process of the foreground group: `deno task` forwards its SIGINT
+  // to the server, which has had its own already. That is one Ctrl-C, and must not stop at once.
+  const server = await spawnServe(["--sms-delay", "300ms"], undefined, { denoTask: true });
+  const c = await LineClient.connect(server.port);
+  try {
+    await c.send("13800138000");
+    assert.match(await c.next(), /^ACCEPTED 1/);
+    Deno.kill(-server.child.pid, "SIGINT");
+    assert.match(await c.next(), /^DONE 1 /, "the accepted task still gets its final reply");
+    const { code, log } = await server.exited();
+    assert.equal(code, 0, log);
+    assert.doesNotMatch(log, /stopping now/);
+    assert.match(log, /stopped: every accepted task finished and was answered/);
+  } finally {
+    await c.close();
+  }
+});
