@@ -2,9 +2,19 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { acceptedRow, endedRow, Journal, SCHEMA_VERSION } from "./journal.ts";
 
-Deno.test("journal: ids go on after the highest ever issued, even when every row was swept", async () => {
+/** Runs `fn` with a fresh directory, removed afterwards. */
+const inTempDir = (fn: (dir: string) => Promise<void> | void) => async () => {
   const dir = await Deno.makeTempDir();
   try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+};
+
+Deno.test(
+  "journal: ids go on after the highest ever issued, even when every row was swept",
+  inTempDir((dir) => {
     const path = `${dir}/j.db`;
     let j = Journal.open(path, "full");
     const ids = [1, 2, 3, 4, 5];
@@ -20,25 +30,23 @@ Deno.test("journal: ids go on after the highest ever issued, even when every row
     const loaded = j.load(0);
     j.close();
     assert.deepEqual([loaded.unfinished.length, loaded.finished.length, loaded.maxId], [0, 0, 5]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("journal: a version-1 file is migrated on open; its unfinished and finished tasks are kept", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "journal: a version-1 file is migrated on open; its unfinished and finished tasks are kept",
+  inTempDir((dir) => {
     const path = `${dir}/v1.db`;
     const db = new DatabaseSync(path);
     db.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      INSERT INTO meta VALUES ('schema_version', '1');
-      CREATE TABLE tasks (
-        id INTEGER PRIMARY KEY, task TEXT NOT NULL, data TEXT NOT NULL, format TEXT NOT NULL, tag TEXT,
-        state TEXT NOT NULL, attempts INTEGER NOT NULL, interrupted INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT,
-        accepted_at INTEGER NOT NULL, finished_at INTEGER);
-      CREATE INDEX tasks_unfinished ON tasks (state) WHERE state = 'queued';
-      INSERT INTO tasks VALUES (1, 'echo', '"a"', 'text', NULL, 'done', 1, 0, '"a"', NULL, 1, ${Date.now()});
-      INSERT INTO tasks VALUES (2, 'sms', '"13800138000"', 'json', '"t2"', 'queued', 1, 0, NULL, NULL, 2, NULL);`);
+    INSERT INTO meta VALUES ('schema_version', '1');
+    CREATE TABLE tasks (
+      id INTEGER PRIMARY KEY, task TEXT NOT NULL, data TEXT NOT NULL, format TEXT NOT NULL, tag TEXT,
+      state TEXT NOT NULL, attempts INTEGER NOT NULL, interrupted INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT,
+      accepted_at INTEGER NOT NULL, finished_at INTEGER);
+    CREATE INDEX tasks_unfinished ON tasks (state) WHERE state = 'queued';
+    INSERT INTO tasks VALUES (1, 'echo', '"a"', 'text', NULL, 'done', 1, 0, '"a"', NULL, 1, ${Date.now()});
+    INSERT INTO tasks VALUES (2, 'sms', '"13800138000"', 'json', '"t2"', 'queued', 1, 0, NULL, NULL, 2, NULL);`);
     db.close();
     const j = Journal.open(path, "full");
     const { unfinished, finished, maxId } = j.load(0);
@@ -54,14 +62,12 @@ Deno.test("journal: a version-1 file is migrated on open; its unfinished and fin
     after.close();
     assert.equal(Number(version.value), SCHEMA_VERSION);
     assert.deepEqual(states.map((r) => [r.id, r.state]), [[1, "done"], [2, "queued"]]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
 
-Deno.test("journal: batches of any size are written whole (multi-row statements of 128, 64, … rows)", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test(
+  "journal: batches of any size are written whole (multi-row statements of 128, 64, … rows)",
+  inTempDir((dir) => {
     const path = `${dir}/j.db`;
     const j = Journal.open(path, "full");
     const ids = Array.from({ length: 300 }, (_, i) => i + 1); // 128 + 128 + 32 + 8 + 4
@@ -77,7 +83,5 @@ Deno.test("journal: batches of any size are written whole (multi-row statements 
     assert.deepEqual(loaded.unfinished.map((t) => t.id), ids.slice(77));
     assert.deepEqual(loaded.unfinished.map((t) => t.data), ids.slice(77).map((id) => `d${id}`));
     assert.deepEqual(loaded.finished.map((t) => [t.id, t.result]), ended.map((id) => [id, `r${id}`]));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }),
+);
