@@ -2,20 +2,20 @@
 /**
  * `asynctask`: the command line. `serve` runs the task server, `client` talks to it.
  *
- * The walk of the code: this file → `server/cli.ts` → `server/server.ts` → `task/pool.ts` →
- * `task/worker.ts` → `task/handlers/*.ts`, and back; the client is `client/cli.ts`.
+ * The walk of the code: this file → `server/cli.ts` → `server/server.ts` → `server/desk.ts` →
+ * `server/lifecycle.ts` → `task/pool.ts` → `task/worker.ts` → `task/handlers/*.ts`, and back; the
+ * client is `client/cli.ts`.
  *
  * @module
  */
-import denoJson from "./deno.json" with { type: "json" };
 import { suggest, UsageError } from "./cli/flags.ts";
-import { runServe } from "./server/cli.ts";
-import { StartError } from "./server/server.ts";
+import { VERSION, versionLine, wantsVersion } from "./cli/version.ts";
+import { runServe } from "./server/mod.ts";
+import { StartError } from "./server/mod.ts";
 import { runClient } from "./client/cli.ts";
 import { runBench } from "./bench/cli.ts";
 
-/** The version printed by `asynctask --version`. */
-export const VERSION: string = denoJson.version;
+export { VERSION };
 
 const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
   serve: { run: runServe, help: "run the task server (like the seed's Server.php)" },
@@ -50,11 +50,12 @@ export async function main(args: string[]): Promise<number> {
     console.log(HELP);
     return command === undefined ? 2 : 0;
   }
-  if (command === "-V" || command === "--version" || command === "version") {
-    console.log(`asynctask ${VERSION} (deno ${Deno.version.deno})`);
+  const entry = COMMANDS[command];
+  // `asynctask --version`, and `asynctask serve --version` too: the same line whatever the command.
+  if (command === "-V" || command === "--version" || command === "version" || (entry && wantsVersion(rest))) {
+    console.log(versionLine());
     return 0;
   }
-  const entry = COMMANDS[command];
   try {
     if (!entry) {
       const hint = suggest(command, Object.keys(COMMANDS));

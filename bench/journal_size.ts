@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { acceptedRow, endedRow, Journal, type JournalValue } from "../server/journal.ts";
+import { acceptedRow, endedRow, Journal, type JournalValue } from "../server/store/journal/file.ts";
 
 const path = Deno.args[0] ?? (await Deno.makeTempDir()) + "/million.db";
 const j = Journal.open(path, "full");
@@ -20,11 +20,11 @@ for (let first = 1; first <= 1_000_000; first += 200) {
     { length: 200 },
     (_, i) => acceptedRow({ id: first + i, task: "echo", data: `m${first + i}`, format: "text", attempts: 0 }),
   );
-  j.write({ accepted: accepted.flat(), attempts: [], ended }); // the previous batch ends as this one is accepted
-  ended = accepted.flatMap(([id]) => endedRow(id, "done", 1, `m${id}`, undefined));
+  j.write({ accepted: accepted.flat(), started: [], attempts: [], ended }); // the previous batch ends as this one is accepted
+  ended = accepted.flatMap(([id]) => endedRow(id, "done", 1, `"m${id}"`, undefined));
   if ((first + 199) % 500_000 === 0) j.sweep(Date.now() - 600_000, 100_000);
 }
-j.write({ accepted: [], attempts: [], ended });
+j.write({ accepted: [], started: [], attempts: [], ended });
 j.close();
 const size = (p: string) => {
   try {

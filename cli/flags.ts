@@ -33,6 +33,8 @@ export interface FlagSpec {
   valueName?: string;
   /** May also come from this environment variable: the command line wins over it, it wins over the config file. */
   env?: string;
+  /** Not accepted in a config file. */
+  commandLineOnly?: boolean;
 }
 
 /** The `-h`/`--help` flag every subcommand has. */
@@ -283,7 +285,7 @@ function readConfig(path: string, specs: readonly FlagSpec[], sections: readonly
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     throw new UsageError(`config file ${path} must hold a JSON object of flag names to values`);
   }
-  const names = [...specs.map((s) => s.name).filter((n) => n !== "config"), ...sections];
+  const names = [...specs.filter((s) => s.name !== "config" && !s.commandLineOnly).map((s) => s.name), ...sections];
   for (const key of Object.keys(data)) {
     if (key === "$schema") continue;
     if (!names.includes(key)) {

@@ -6,10 +6,12 @@
  * @module
  */
 import { type FlagSpec, HELP_FLAG, parseFlags, readFlagFile, renderHelp } from "../cli/flags.ts";
+import { commandFor, programName } from "../cli/invocation.ts";
 import { ClientConnection, ConnectError } from "./connection.ts";
 import { runInteractive } from "./interactive.ts";
+import { type ClientMessages, localMessages, MESSAGES } from "./messages.ts";
 import { parseReply } from "./replies.ts";
-import { type RequestOptions, toRequest } from "./requests.ts";
+import { requestKind, type RequestOptions, toRequest } from "./requests.ts";
 import { Session } from "./session.ts";
 
 /** The flags of `asynctask client`. */
@@ -52,17 +54,19 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
   HELP_FLAG,
 ];
 
-/** The `--help` text of `asynctask client`. */
-export const CLIENT_HELP = renderHelp(
-  "asynctask client [flags]",
-  "Talks to an asynctask server. On a terminal it asks for a phone number (like the seed's client),\n" +
-    "sends each line you type, and prints ACCEPTED at once and DONE/FAILED when the task ends; Ctrl-D\n" +
-    "waits for outstanding results, then quits. Otherwise it sends each --send payload, or each line\n" +
-    "of stdin, waits for every result, and exits 0 when all succeeded, 1 when any failed or was\n" +
-    "refused, 2 when it could not connect.\n\n" +
-    "Lines starting with / are commands: /task <name> <payload>, /status <id>, /stats, /ping, /quit.",
-  CLIENT_FLAGS,
-);
+/** The `--help` text of `asynctask client`, its usage line in the words the user runs it with (`./deno task client`). */
+export const clientHelp = (): string =>
+  renderHelp(
+    commandFor("client", "[flags]"),
+    "Talks to an asynctask server. On a terminal it asks for a phone number (like the seed's client),\n" +
+      "sends each line you type, and prints ACCEPTED at once and DONE/FAILED when the task ends; Ctrl-D\n" +
+      "waits for outstanding results, then quits. Otherwise it sends each --send payload, or each line\n" +
+      "of stdin, waits for every result, and exits 0 when all succeeded, 1 when any failed or was\n" +
+      "refused, 2 when it could not connect.\n\n" +
+      "Lines starting with / are commands: /task <name> <payload>, /status <id>, /stats, /ping, /quit.\n" +
+      "On a terminal it speaks Chinese where LC_ALL, LC_MESSAGES or LANG starts with zh.",
+    CLIENT_FLAGS,
+  );
 
 /**
  * Runs `asynctask client`; returns the exit code.
@@ -75,30 +79,47 @@ export const CLIENT_HELP = renderHelp(
 export async function runClient(args: string[]): Promise<number> {
   const flags = parseFlags("client", CLIENT_FLAGS, args);
   if (flags.bool("help")) {
-    console.log(CLIENT_HELP);
+    console.log(clientHelp());
     return 0;
   }
+  const prefix = `${programName()} client:`;
   const host = flags.str("host")!;
   const port = flags.num("port");
   const opts: RequestOptions = { task: flags.str("task"), json: flags.bool("json") };
   const payloads = flags.list("send");
   const interactive = payloads.length === 0 && Deno.stdin.isTerminal();
+  // A person at a terminal is told things in their language; scripts read English.
+  const msgs = interactive ? localMessages() : MESSAGES.en;
   const ca = flags.str("ca");
   const tls = flags.bool("tls") || ca !== undefined
     ? { caCerts: ca ? [readFlagFile(ca, "--ca")] : undefined }
     : undefined;
   let conn: ClientConnection;
   try {
-    conn = await ClientConnection.connect(host, port, flags.num("connect-timeout"), tls);
+    conn = await ClientConnection.connect(host, port, flags.num("connect-timeout"), tls, msgs);
   } catch (e) {
     if (!(e instanceof ConnectError)) throw e;
-    console.error(`asynctask client: ${e.message}`);
+    console.error(`${prefix} ${e.message}`);
     return 2;
   }
   const token = flags.str("token");
-  if (interactive) return await runInteractive(conn, { ...opts, token, address: `${host}:${port}` });
+  const address = `${host}:${port}`;
+  const again = commandFor(
+    "client",
+    [host === "127.0.0.1" ? "" : `--host ${host}`, `--port ${port}`, tls ? "--tls" : "", ca ? `--ca ${ca}` : ""]
+      .filter((a) => a !== "").join(" "),
+  );
+  if (interactive) return await runInteractive(conn, { ...opts, token, address, again, msgs, prefix });
   const input = payloads.length > 0 ? payloads : Deno.stdin.readable;
-  return await runBatch(conn, input, opts, { quiet: flags.bool("quiet"), window: flags.num("window"), token });
+  return await runBatch(conn, input, opts, {
+    quiet: flags.bool("quiet"),
+    window: flags.num("window"),
+    token,
+    address,
+    again,
+    prefix,
+    msgs,
+  });
 }
 
 /**
@@ -110,7 +131,16 @@ async function runBatch(
   conn: ClientConnection,
   input: string[] | ReadableStream<Uint8Array>,
   opts: RequestOptions,
-  { quiet, window, token }: { quiet: boolean; window: number; token?: string },
+  { quiet, window, token, address, again, prefix, msgs }: {
+    quiet: boolean;
+    window: number;
+    token?: string;
+    address: string;
+    /** The command that connects to the same server, for hints. */
+    again: string;
+    prefix: string;
+    msgs: ClientMessages;
+  },
 ): Promise<number> {
   const session = new Session();
   const out = new TextEncoder();
@@ -125,7 +155,7 @@ async function runBatch(
       await Promise.race([session.whenRoom(window), conn.closed]);
       if (!conn.open) throw new Error("closed");
       const batch = requests.slice(at, at + Math.max(1, window - session.inFlight));
-      for (const _ of batch) session.sent();
+      for (const request of batch) session.sent(requestKind(request));
       at += batch.length;
       await conn.send(batch);
     }
@@ -149,15 +179,19 @@ async function runBatch(
   }
   await Promise.race([session.whenSettled(), conn.closed]);
   conn.close();
-  if (session.refusedCodes.has("unauthorized")) {
-    console.error("asynctask client: the server refused the token — check --token or ASYNCTASK_TOKEN");
-  } else if (!session.settled) {
-    const ids = [...session.outstanding].slice(0, 10).join(", ");
-    console.error(
-      `asynctask client: the server closed the connection with ${session.outstanding.size} task(s) unfinished` +
-        (ids ? ` (ids ${ids}${session.outstanding.size > 10 ? ", …" : ""}); look them up with \`/status <id>\`` : ""),
-    );
+  if (conn.speaksTls) {
+    console.error(`${prefix} ${msgs.speaksTls(address)}`);
+    return 2;
   }
-  if (session.exitCode !== 0 || quiet) console.error(`asynctask client: ${session.summary()}`);
+  if (session.refusedCodes.has("unauthorized")) {
+    console.error(`${prefix} ${msgs.tokenRefused}`);
+  } else if (!session.settled) {
+    const ids = [...session.outstanding];
+    const why = ids.length > 0
+      ? msgs.unfinished(ids.length, ids.slice(0, 10), ids.length > 10, again)
+      : msgs.serverClosed;
+    console.error(`${prefix} ${why}`);
+  }
+  if (session.exitCode !== 0 || quiet) console.error(`${prefix} ${session.summary(msgs)}`);
   return session.exitCode;
 }

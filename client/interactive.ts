@@ -4,76 +4,75 @@
  * live line per task that reports progress (replaced by its final reply), and a Ctrl-D that waits
  * for outstanding results before it quits.
  *
+ * It speaks the person's language (see `messages.ts`), shows JSON replies in the same form as text
+ * ones and `/stats` as a block (see `render.ts`), and tells mistakes it can see itself — an unknown
+ * command, `/status` without an id, JSON that does not parse — without sending them: only what the
+ * server refuses counts against the exit code, and of that only refused tasks.
+ *
  * @module
  */
 import process from "node:process";
 import { createInterface } from "node:readline";
+import { suggest } from "../cli/flags.ts";
 import type { ClientConnection } from "./connection.ts";
+import type { ClientMessages } from "./messages.ts";
+import { COLORS, displayWidth, progressLine, renderReply } from "./render.ts";
 import { parseReply } from "./replies.ts";
-import { type RequestOptions, toRequest } from "./requests.ts";
+import { COMMANDS, type LocalMistake, localMistake, requestKind, type RequestOptions, toRequest } from "./requests.ts";
 import { Session } from "./session.ts";
-
-const COLORS: Record<string, string> = {
-  accepted: "\x1b[36m",
-  done: "\x1b[32m",
-  failed: "\x1b[31m",
-  error: "\x1b[31m",
-  progress: "\x1b[33m",
-};
-
-const HELP = `Type a payload and Enter to send it (for the sms task: a phone number). Commands:
-  /task <name> <payload>   send to another task (sms, echo, sleep, …)
-  /status <id>             a task's state and result, also after a reconnect
-  /stats                   the server's counters
-  /ping                    check the server answers
-  /quit                    close the connection
-  Ctrl-D                   wait for outstanding results, then quit · Ctrl-C quits at once`;
 
 /** Most live progress lines shown at once (the others are counted in one line). */
 const MAX_LIVE_LINES = 8;
 
-/**
- * Renders a `PROGRESS` reply (text or JSON) as a live line with a bar, cut to the terminal's width.
- *
- * @example
- * ```ts
- * import { progressLine } from "./interactive.ts";
- * console.log(progressLine("PROGRESS 17 40 dialing", 80, false)); // "  task 17 [████░░░░░░]  40% dialing"
- * ```
- */
-export function progressLine(line: string, columns: number, color: boolean): string {
-  let id: string, percent: number, message: string;
-  if (line.startsWith("{")) {
-    const o = JSON.parse(line) as { task_id?: number; progress?: number; message?: string };
-    [id, percent, message] = [String(o.task_id), Number(o.progress ?? 0), o.message ?? ""];
-  } else {
-    const m = /^PROGRESS (\d+) (\d+)(?: (.*))?$/.exec(line);
-    [id, percent, message] = m ? [m[1], Number(m[2]), m[3] ?? ""] : ["?", 0, line];
+/** The `/help` text: the intro, then the commands with their meaning in aligned columns. */
+function helpText(msgs: ClientMessages): string {
+  const width = Math.max(...msgs.help.rows.map(([left]) => displayWidth(left)));
+  const rows = msgs.help.rows.map(([left, right]) => `  ${left}${" ".repeat(width - displayWidth(left))}   ${right}`);
+  return [msgs.help.intro, ...rows].join("\n");
+}
+
+/** What to say about a line the client did not send. */
+export function mistakeMessage(m: LocalMistake, msgs: ClientMessages): string {
+  switch (m.kind) {
+    case "usage":
+      return msgs.usage(m.command);
+    case "no_argument":
+      return msgs.takesNoArgument(m.command);
+    case "unknown_command":
+      return msgs.unknownCommand(m.command, suggest(m.command, Object.keys(COMMANDS)));
+    case "bad_json":
+      return msgs.badJson(m.why);
   }
-  const filled = Math.round(Math.min(100, Math.max(0, percent)) / 10);
-  const bar = `[${"█".repeat(filled)}${"░".repeat(10 - filled)}]`;
-  const text = `  task ${id} ${bar} ${String(percent).padStart(3)}%${message ? ` ${message}` : ""}`;
-  const cut = text.length > columns - 1 ? `${text.slice(0, Math.max(0, columns - 2))}…` : text;
-  return color ? `${COLORS.progress}${cut}\x1b[0m` : cut;
 }
 
 /**
  * Runs the interactive client on `conn` until Ctrl-D, Ctrl-C, `/quit` or the server closing.
- * Returns the exit code, by the same rule as the scripted client.
+ * Returns the exit code: 0 when every task succeeded, 1 when a task failed, was refused or has no
+ * result, 2 when the port turned out to speak TLS, 130 after Ctrl-C.
  */
 export async function runInteractive(
   conn: ClientConnection,
-  opts: RequestOptions & { address: string; token?: string },
+  opts: RequestOptions & {
+    address: string;
+    token?: string;
+    msgs: ClientMessages;
+    /** The error prefix, `asynctask client:`. */
+    prefix: string;
+    /** The command that connects to the same server again, for hints. */
+    again: string;
+  },
 ): Promise<number> {
-  const session = new Session();
+  const { msgs } = opts;
+  const session = new Session({ strict: false });
   const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
-  const label = opts.task === undefined || opts.task === "sms" ? "phone number" : `${opts.task} payload`;
-  const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: `${label}> ` });
+  const prompt = msgs.prompt(opts.task);
+  const rl = createInterface({ input: process.stdin, output: process.stdout, prompt });
   let quitting = false;
 
   // Below the printed replies and above the prompt: one live line per task that reported progress.
   const live = new Map<number, string>();
   let drawn = 0;
+  /** Erases the live lines and the prompt line; the cursor is left at the start of an empty line. */
   const clearLive = () => {
     let s = "\r\x1b[2K";
     for (let i = 0; i < drawn; i++) s += "\x1b[1A\x1b[2K";
@@ -83,13 +82,13 @@ export async function runInteractive(
   const drawLive = () => {
     const shown = [...live.values()].slice(-MAX_LIVE_LINES);
     const more = live.size - shown.length;
-    if (more > 0) shown.unshift(`  … and ${more} more task(s) in progress`);
+    if (more > 0) shown.unshift(`  ${msgs.moreInProgress(more)}`);
     if (shown.length > 0) process.stdout.write(shown.join("\n") + "\n");
     drawn = shown.length;
     if (!quitting) rl.prompt(true);
   };
 
-  /** Prints a line above the live lines and the prompt, and redraws them with what is being typed. */
+  /** Prints text above the live lines and the prompt, and redraws them with what is being typed. */
   const print = (text: string) => {
     clearLive();
     process.stdout.write(`${text}\n`);
@@ -100,25 +99,26 @@ export async function runInteractive(
     const reply = parseReply(line);
     session.received(reply);
     if (reply.type === "progress" && reply.taskId !== undefined) {
-      live.set(reply.taskId, progressLine(line, process.stdout.columns || 80, color));
+      live.set(reply.taskId, progressLine(line, process.stdout.columns || 80, color, msgs));
       clearLive();
       drawLive();
       return;
     }
     if (reply.taskId !== undefined && (reply.type === "done" || reply.type === "failed")) live.delete(reply.taskId);
+    const [first, ...rest] = renderReply(line, { raw: opts.json, msgs }).split("\n");
     const c = color ? COLORS[reply.type] : undefined;
-    print(c ? `${c}${line}\x1b[0m` : line);
+    print([c ? `${c}${first}\x1b[0m` : first, ...rest].join("\n"));
   };
 
-  print(
-    `connected to ${opts.address}. ${
-      label === "phone number" ? "Enter a phone number to send an SMS" : `Enter a ${label}`
-    }; /help for commands, Ctrl-D to quit.`,
-  );
+  print(`${msgs.connected(opts.address, opts.task)}`);
 
   if (opts.token !== undefined) {
-    session.sent();
+    session.sent("command");
     conn.send([toRequest(`/auth ${opts.token}`, opts)]).catch(() => {});
+  } else {
+    // A blank line: the protocol ignores it, a TLS port answers it with an alert, so a wrong
+    // port is told before anything is typed.
+    conn.send([""]).catch(() => {});
   }
   const ended = Promise.withResolvers<"eof" | "interrupt">();
   rl.on("line", (line: string) => {
@@ -128,11 +128,18 @@ export async function runInteractive(
       return;
     }
     if (text === "/help") {
-      print(HELP);
+      print(helpText(msgs));
       return;
     }
-    session.sent();
-    conn.send([toRequest(text, opts)]).catch(() => {});
+    const mistake = localMistake(text);
+    if (mistake) {
+      print(mistakeMessage(mistake, msgs));
+      return;
+    }
+    // `/status\t17` is `/status 17` to a person; the server splits a command from its argument at a space.
+    const request = toRequest(text.replace(/^(\/\S+)\s+/, "$1 "), opts);
+    session.sent(requestKind(request));
+    conn.send([request]).catch(() => {});
     rl.prompt();
   });
   rl.on("SIGINT", () => ended.resolve("interrupt"));
@@ -141,7 +148,7 @@ export async function runInteractive(
   const why = await Promise.race([ended.promise, conn.closed.then(() => "closed" as const)]);
   if (why === "eof" && !session.settled) {
     quitting = true;
-    print(`waiting for ${session.outstanding.size} outstanding result(s)… (Ctrl-C to quit now)`);
+    print(msgs.waiting(session.outstanding.size + session.awaiting));
     const interrupted = Promise.withResolvers<void>();
     const onInt = () => interrupted.resolve();
     Deno.addSignalListener("SIGINT", onInt);
@@ -149,10 +156,21 @@ export async function runInteractive(
     Deno.removeSignalListener("SIGINT", onInt);
   }
   quitting = true;
-  if (why === "closed") print("the server closed the connection");
+  const typed = rl.line;
   rl.close();
   conn.close();
-  if (why === "interrupt") return 130;
-  process.stdout.write(`${session.summary()}\n`);
-  return session.exitCode;
+  // Leave the shell a clean line: the prompt is erased (Ctrl-C keeps what was typed, marked ^C).
+  clearLive();
+  if (why === "interrupt") process.stdout.write(`${prompt}${typed}^C\n`);
+  if (conn.speaksTls) {
+    process.stderr.write(`${opts.prefix} ${msgs.speaksTls(opts.address)}\n`);
+    return 2;
+  }
+  if (why === "closed") {
+    const ids = [...session.outstanding];
+    const said = ids.length > 0 ? msgs.unfinished(ids.length, ids.slice(0, 10), ids.length > 10, opts.again) : "";
+    process.stdout.write(`${said || msgs.serverClosed}\n`);
+  }
+  process.stdout.write(`${session.summary(msgs)}\n`);
+  return why === "interrupt" ? 130 : session.exitCode;
 }

@@ -48,3 +48,96 @@ export function toRequest(line: string, opts: RequestOptions): string {
       return JSON.stringify({ cmd: command.slice(1) });
   }
 }
+
+/** What a request asks for: a task to run, or a command (`/status`, `/stats`, `/ping`, `/quit`, `/auth`). */
+export type RequestKind = "task" | "command";
+
+/**
+ * Whether a request line (as sent) submits a task or is a command: the server's refusal of the
+ * one is a refused task, of the other a refused command.
+ *
+ * @example
+ * ```ts
+ * import { requestKind } from "./requests.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(requestKind("13800138000"), "task");
+ * assert.equal(requestKind("/task echo hi"), "task");
+ * assert.equal(requestKind("/stats"), "command");
+ * assert.equal(requestKind('{"cmd":"ping"}'), "command");
+ * assert.equal(requestKind('{"task":"echo","data":1}'), "task");
+ * ```
+ */
+export function requestKind(request: string): RequestKind {
+  const text = request.trim();
+  if (text.startsWith("{")) {
+    try {
+      const value: unknown = JSON.parse(text);
+      return typeof value === "object" && value !== null && "cmd" in value ? "command" : "task";
+    } catch {
+      return "task";
+    }
+  }
+  return text.startsWith("/") && !/^\/task(\s|$)/.test(text) ? "command" : "task";
+}
+
+/** The commands a person may type, and the arguments each takes (`/help` is the client's own). */
+export const COMMANDS: Readonly<Record<string, "none" | "some">> = {
+  "/task": "some",
+  "/status": "some",
+  "/stats": "none",
+  "/ping": "none",
+  "/quit": "none",
+  "/auth": "some",
+  "/help": "none",
+};
+
+/** A line the client can tell is a mistake without asking the server: nothing is sent. */
+export type LocalMistake =
+  | { kind: "usage"; command: string }
+  | { kind: "no_argument"; command: string }
+  | { kind: "unknown_command"; command: string }
+  | { kind: "bad_json"; why: string };
+
+/**
+ * Checks a typed line before it is sent: a command the server does not have, a command without
+ * the argument it needs (or with one it does not take), JSON that does not parse. Returns the
+ * mistake, or `undefined` when the line may go to the server.
+ *
+ * @example
+ * ```ts
+ * import { localMistake } from "./requests.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(localMistake("13800138000"), undefined);
+ * assert.equal(localMistake("/status 17"), undefined);
+ * assert.deepEqual(localMistake("/status"), { kind: "usage", command: "/status" });
+ * assert.deepEqual(localMistake("/status first"), { kind: "usage", command: "/status" });
+ * assert.deepEqual(localMistake("/stat"), { kind: "unknown_command", command: "/stat" });
+ * assert.deepEqual(localMistake("/ping now"), { kind: "no_argument", command: "/ping" });
+ * assert.equal(localMistake('{"cmd":"ping"'.slice(0, 5))?.kind, "bad_json");
+ * ```
+ */
+export function localMistake(line: string): LocalMistake | undefined {
+  const text = line.trim();
+  if (text.startsWith("{")) {
+    try {
+      const value: unknown = JSON.parse(text);
+      if (typeof value !== "object" || value === null || Array.isArray(value)) {
+        return { kind: "bad_json", why: "a JSON request is an object, {…}" };
+      }
+      return undefined;
+    } catch (e) {
+      return { kind: "bad_json", why: e instanceof Error ? e.message : String(e) };
+    }
+  }
+  if (!text.startsWith("/")) return undefined;
+  const [command, ...args] = text.split(/\s+/);
+  const takes = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (takes === undefined) return { kind: "unknown_command", command };
+  if (takes === "none" && args.length > 0) return { kind: "no_argument", command };
+  if (takes === "some" && args.length === 0) return { kind: "usage", command };
+  // Task ids are positive whole numbers (the server's own rule).
+  if (command === "/status" && (args.length > 1 || !/^\d{1,16}$/.test(args[0]) || Number(args[0]) === 0)) {
+    return { kind: "usage", command };
+  }
+  return undefined;
+}

@@ -5,10 +5,22 @@
  *
  * @module
  */
+import { type ClientMessages, MESSAGES } from "./messages.ts";
 import { FINAL_TYPES, IMMEDIATE_TYPES, type Reply } from "./replies.ts";
+import type { RequestKind } from "./requests.ts";
+
+/** Error codes after which the server closes the connection: the session ended badly, whatever was asked. */
+const CLOSING_CODES: ReadonlySet<string> = new Set([
+  "unauthorized",
+  "too_many_connections",
+  "line_too_long",
+  "idle_timeout",
+]);
 
 /**
- * Counts replies against requests.
+ * Counts replies against requests. Immediate replies come in request order, so each `ERROR` is
+ * matched to what it refused: a task (counted in {@linkcode refused}) or a command (counted in
+ * {@linkcode commandsRefused}, which fails the exit code only where `strict`: the scripted client).
  *
  * @example
  * ```ts
@@ -20,6 +32,18 @@ import { FINAL_TYPES, IMMEDIATE_TYPES, type Reply } from "./replies.ts";
  * s.received(parseReply("DONE 1 ok"));
  * console.log(s.settled, s.exitCode); // true 0
  * ```
+ *
+ * @example A person's `/status` of an unknown id is not a refused task
+ * ```ts
+ * import { Session } from "./session.ts";
+ * import { parseReply } from "./replies.ts";
+ * import assert from "node:assert/strict";
+ * const s = new Session({ strict: false });
+ * s.sent("command");
+ * s.received(parseReply("ERROR not_found no task 99 on this server"));
+ * assert.equal(s.summary(), "0 accepted, 0 done, 0 failed, 0 refused");
+ * assert.equal(s.exitCode, 0);
+ * ```
  */
 export class Session {
   /** Requests sent whose immediate reply has not come yet. */
@@ -29,24 +53,46 @@ export class Session {
   accepted = 0;
   done = 0;
   failed = 0;
+  /** Tasks the server refused. */
   refused = 0;
+  /** Commands the server refused (and `ERROR`s that answered no request). */
+  commandsRefused = 0;
   /** The codes of the `ERROR` replies received. */
   readonly refusedCodes: Set<string> = new Set();
+  readonly #strict: boolean;
+  /** The kinds of the requests awaiting their immediate reply, oldest first from `#head`. */
+  #kinds: RequestKind[] = [];
+  #head = 0;
   #waiters: { ready: () => boolean; resolve: () => void }[] = [];
 
+  /** `strict`: refused commands fail the exit code too (the scripted client, the default). */
+  constructor({ strict = true }: { strict?: boolean } = {}) {
+    this.#strict = strict;
+  }
+
   /** A request went out. */
-  sent(): void {
+  sent(kind: RequestKind = "task"): void {
     this.awaiting++;
+    this.#kinds.push(kind);
   }
 
   /** A reply came in. */
   received(reply: Reply): void {
-    if (IMMEDIATE_TYPES.has(reply.type)) this.awaiting = Math.max(0, this.awaiting - 1);
+    let kind: RequestKind | undefined;
+    if (IMMEDIATE_TYPES.has(reply.type)) {
+      this.awaiting = Math.max(0, this.awaiting - 1);
+      kind = this.#kinds[this.#head++];
+      if (this.#head >= this.#kinds.length) [this.#kinds, this.#head] = [[], 0];
+      else if (this.#head > 1024 && this.#head * 2 > this.#kinds.length) {
+        [this.#kinds, this.#head] = [this.#kinds.slice(this.#head), 0];
+      }
+    }
     if (reply.type === "accepted" && reply.taskId !== undefined) {
       this.accepted++;
       this.outstanding.add(reply.taskId);
     } else if (reply.type === "error") {
-      this.refused++;
+      if (kind === "task") this.refused++;
+      else this.commandsRefused++;
       if (reply.code) this.refusedCodes.add(reply.code);
     } else if (FINAL_TYPES.has(reply.type) && reply.taskId !== undefined) {
       this.outstanding.delete(reply.taskId);
@@ -85,14 +131,24 @@ export class Session {
     return new Promise((resolve) => this.#waiters.push({ ready, resolve }));
   }
 
-  /** 0 when everything succeeded, 1 when a task failed, a request was refused, or results are missing. */
+  /**
+   * 0 when everything succeeded; 1 when a task failed or was refused, results are missing, the
+   * server closed the connection with an error, or (when `strict`) a command was refused.
+   */
   get exitCode(): number {
-    return this.failed > 0 || this.refused > 0 || !this.settled ? 1 : 0;
+    const commands = this.#strict ? this.commandsRefused > 0 : [...this.refusedCodes].some((c) => CLOSING_CODES.has(c));
+    return this.failed > 0 || this.refused > 0 || !this.settled || commands ? 1 : 0;
   }
 
-  /** One line for people: `3 accepted, 2 done, 1 failed, 0 refused`. */
-  summary(): string {
-    const missing = this.outstanding.size > 0 ? `, ${this.outstanding.size} without a result` : "";
-    return `${this.accepted} accepted, ${this.done} done, ${this.failed} failed, ${this.refused} refused${missing}`;
+  /** One line for people: `3 accepted, 2 done, 1 failed, 0 refused`, in the words of `msgs`. */
+  summary(msgs: ClientMessages = MESSAGES.en): string {
+    return msgs.summary({
+      accepted: this.accepted,
+      done: this.done,
+      failed: this.failed,
+      refused: this.refused,
+      commandsRefused: this.#strict ? this.commandsRefused : 0,
+      missing: this.outstanding.size,
+    });
   }
 }

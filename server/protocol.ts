@@ -58,6 +58,23 @@ function nestsDeeperThan(value: unknown, limit: number): boolean {
   return false;
 }
 
+/**
+ * Whether `value` holds a number JSON cannot carry back: `1e999999` parses as `Infinity`, which
+ * would be written out again as `null`.
+ */
+function hasNonFinite(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === "number") {
+      if (!Number.isFinite(v)) return true;
+    } else if (typeof v === "object" && v !== null) {
+      for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push(child);
+    }
+  }
+  return false;
+}
+
 const TEXT_COMMANDS = "/task, /status, /stats, /ping, /quit";
 // C0 controls other than tab, and DEL: they have no place in a request and usually mean binary junk.
 // deno-lint-ignore no-control-regex
@@ -207,7 +224,16 @@ function parseJsonRequest(text: string): Request {
   if ("task" in obj && typeof obj.task !== "string") {
     return invalid("json", "bad_request", `"task" must be a string naming a task`, tag);
   }
-  return withTag({ kind: "submit", format: "json", task: obj.task as string | undefined, data: obj.data ?? null }, tag);
+  if (hasNonFinite(obj.data)) {
+    return invalid(
+      "json",
+      "invalid_data",
+      `"data" holds a number too large for a 64-bit float (such as 1e999999); send it as a string`,
+      tag,
+    );
+  }
+  const task = typeof obj.task === "string" ? obj.task : undefined;
+  return withTag({ kind: "submit", format: "json", task, data: obj.data ?? null }, tag);
 }
 
 function withTag<T extends Request>(req: T, tag: Tag | undefined): T {
@@ -243,16 +269,17 @@ export const reply = {
   accepted(format: Format, taskId: number, tag: Tag | undefined, message: string): string {
     return format === "text" ? `ACCEPTED ${taskId} ${message}` : json({ ...tagged("accepted", tag), task_id: taskId });
   },
+  /** `json` is the result's JSON text, as the worker serialized it: it is copied in, not parsed again. */
   done(
     format: Format,
     taskId: number,
     tag: Tag | undefined,
-    result: unknown,
+    json: string,
     meta: { worker: number; attempts: number; ms: number },
   ): string {
-    return format === "text"
-      ? `DONE ${taskId} ${oneLine(result)}`
-      : json({ ...tagged("done", tag), task_id: taskId, result, ...meta });
+    if (format === "text") return `DONE ${taskId} ${json.charCodeAt(0) === 34 ? oneLine(JSON.parse(json)) : json}`;
+    const head = JSON.stringify({ ...tagged("done", tag), task_id: taskId });
+    return `${head.slice(0, -1)},"result":${json},"worker":${meta.worker},"attempts":${meta.attempts},"ms":${meta.ms}}`;
   },
   failed(
     format: Format,
@@ -292,7 +319,7 @@ export const reply = {
       : "";
     return `STATUS ${taskId} ${state}${extra}`;
   },
-  stats(format: Format, tag: Tag | undefined, stats: Record<string, unknown>): string {
+  stats(format: Format, tag: Tag | undefined, stats: object): string {
     return format === "text" ? `STATS ${JSON.stringify(stats)}` : json({ ...tagged("stats", tag), ...stats });
   },
   pong(format: Format, tag: Tag | undefined): string {

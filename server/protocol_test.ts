@@ -46,12 +46,15 @@ Deno.test("parseRequest: JSON requests and commands, with the client's tag", () 
   assert.equal(parseRequest('{"data":' + "[".repeat(63) + "]".repeat(63) + "}")?.kind, "submit", "64 levels are fine");
 });
 
-Deno.test("replies: text and JSON forms as DESIGN.md states them", () => {
+Deno.test("replies: text and JSON forms as PROTOCOL.md states them", () => {
   assert.equal(reply.accepted("text", 1, undefined, "queued"), "ACCEPTED 1 queued");
-  assert.equal(reply.done("text", 1, undefined, "a\nb", { worker: 1, attempts: 1, ms: 3 }), "DONE 1 a\\nb");
-  assert.equal(reply.done("text", 1, undefined, { x: 1 }, { worker: 1, attempts: 1, ms: 3 }), 'DONE 1 {"x":1}');
   assert.equal(
-    reply.done("json", 1, "t", null, { worker: 2, attempts: 1, ms: 3 }),
+    reply.done("text", 1, undefined, JSON.stringify("a\nb"), { worker: 1, attempts: 1, ms: 3 }),
+    "DONE 1 a\\nb",
+  );
+  assert.equal(reply.done("text", 1, undefined, '{"x":1}', { worker: 1, attempts: 1, ms: 3 }), 'DONE 1 {"x":1}');
+  assert.equal(
+    reply.done("json", 1, "t", "null", { worker: 2, attempts: 1, ms: 3 }),
     '{"type":"done","id":"t","task_id":1,"result":null,"worker":2,"attempts":1,"ms":3}',
   );
   assert.equal(reply.failed("text", 2, undefined, "timeout", "too slow", { attempts: 3 }), "FAILED 2 timeout too slow");

@@ -1,12 +1,13 @@
 /**
  * The JSON Schema of `serve --config` files, generated from the flag table, so that editors can
- * check a config file (`"$schema": "./asynctask.schema.json"`). `deno task schema` writes it;
+ * check a config file (`"$schema": "./asynctask.schema.json"`). `deno task docs` writes it;
  * a test fails when the committed file no longer matches the flags.
  *
  * @module
  */
 import type { FlagSpec } from "../cli/flags.ts";
-import { SERVE_FLAGS } from "./cli.ts";
+import { flagSpecs } from "../cli/options.ts";
+import { SERVE_OPTIONS } from "./options.ts";
 import { TASKS_JSON_SCHEMA } from "../task/config.ts";
 
 /**
@@ -15,9 +16,10 @@ import { TASKS_JSON_SCHEMA } from "../task/config.ts";
  * @example
  * ```ts
  * import { configSchema } from "./schema.ts";
- * import { SERVE_FLAGS } from "./cli.ts";
-import { TASKS_JSON_SCHEMA } from "../task/config.ts";
- * console.log(Object.keys(configSchema(SERVE_FLAGS).properties).includes("workers")); // true
+ * import { flagSpecs } from "../cli/options.ts";
+ * import { SERVE_OPTIONS } from "./options.ts";
+ * import assert from "node:assert/strict";
+ * assert.ok("workers" in configSchema(flagSpecs(SERVE_OPTIONS)).properties);
  * ```
  */
 export function configSchema(
@@ -25,7 +27,7 @@ export function configSchema(
 ): { properties: Record<string, unknown> } & Record<string, unknown> {
   const properties: Record<string, unknown> = { $schema: { type: "string" } };
   for (const f of flags) {
-    if (f.name === "help" || f.name === "config") continue;
+    if (f.commandLineOnly) continue;
     const common = { description: f.help, ...(f.default !== undefined ? { default: f.default } : {}) };
     if (f.kind === "boolean") properties[f.name] = { type: "boolean", ...common };
     else if (f.kind === "list") properties[f.name] = { type: "array", items: { type: "string" }, ...common };
@@ -63,7 +65,7 @@ export function configSchema(
     $schema: "https://json-schema.org/draft/2020-12/schema",
     title: "asynctask serve configuration",
     description:
-      "Flags of `asynctask serve`, by name (flags on the command line win), and the `tasks` map. See README.md.",
+      "Options of `asynctask serve`, by flag name (flags on the command line win), and the `tasks` map. See docs/configuration.md.",
     type: "object",
     additionalProperties: false,
     properties,
@@ -72,6 +74,6 @@ export function configSchema(
 
 if (import.meta.main) {
   const path = new URL("../asynctask.schema.json", import.meta.url);
-  await Deno.writeTextFile(path, JSON.stringify(configSchema(SERVE_FLAGS), null, 2) + "\n");
+  await Deno.writeTextFile(path, JSON.stringify(configSchema(flagSpecs(SERVE_OPTIONS)), null, 2) + "\n");
   console.log(`wrote ${path.pathname}`);
 }

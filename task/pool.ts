@@ -9,8 +9,15 @@
  * @module
  */
 import { connectionSlot, type DispatchMode, pickSlot } from "./dispatch.ts";
-import type { FailureCode, Outcome, ProgressReport, TaskLogRecord } from "./messages.ts";
-import { type Job, type MessageCounts, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
+import {
+  type FailureCode,
+  type Outcome,
+  type ProgressReport,
+  type RunRef,
+  sizeText,
+  type TaskLogRecord,
+} from "./messages.ts";
+import { type Job, type MessageCounts, MIN_WORKER_HEAP, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
 import { Deque, type TaskQueue } from "./queue.ts";
 import { formatDuration } from "../cli/units.ts";
 import type { HandlerSettings } from "./types.ts";
@@ -36,8 +43,14 @@ export interface PoolOptions {
   queueSize: number;
   /** Replace a worker after this many tasks; 0 = never (`--max-tasks-per-worker`). */
   maxTasksPerWorker: number;
-  /** Heap limit of each worker in bytes (`--worker-heap`): a handler that exhausts it stalls only its worker. */
+  /**
+   * Memory limit of each worker in bytes (`--worker-heap`): its heap limit, and the most heap plus
+   * external memory (ArrayBuffers) it may use before it is replaced. A handler that exhausts it
+   * stalls or loses only its worker.
+   */
   workerHeap: number;
+  /** Most bytes of a task's result as JSON text; a larger one fails its task (`--max-result`, default 8 MiB). */
+  maxResultBytes?: number;
   /**
    * CPU niceness of the worker threads (`--worker-nice`, Linux only): handlers that burn CPU yield
    * to the main thread, which accepts connections and answers requests.
@@ -61,8 +74,14 @@ export interface PoolEvents {
   started?(job: Job, worker: number): void;
   /** A task's run ended: exactly once per run. */
   settled(job: Job, outcome: Outcome, worker: number): void;
-  /** A worker died; its in-flight tasks were settled as `worker_crashed` before this call. */
-  crashed?(worker: number, reason: string, tasks: number): void;
+  /**
+   * A worker died (or was replaced for using too much memory) and was replaced. `failed`: the
+   * tasks held responsible (see {@linkcode WorkerPool}), already settled as `worker_crashed` before
+   * this call. `requeued`: the other tasks that were on it, as they run again — they go back to
+   * the queue right after this call, without spending a retry (but as a new `attempt`, with
+   * `requeues` counted): the owner marks them queued again.
+   */
+  crashed?(worker: number, reason: string, failed: Job[], requeued: Job[]): void;
   /** A worker was replaced after `--max-tasks-per-worker` tasks. */
   recycled?(worker: number): void;
   /** A running task reported progress. */
@@ -82,6 +101,12 @@ export const ABORT_GRACE_MS = 1000;
 export const ABORT_ACK_MS = 50;
 /** How often one task may go back to the queue because its worker was stopped under it. */
 export const MAX_REQUEUES = 3;
+/**
+ * How long a handler may go on running after its task timed out and its signal was aborted,
+ * before its worker is replaced: a command's program has 2 s between SIGTERM and SIGKILL, and
+ * then some to be reaped.
+ */
+export const ABANDON_GRACE_MS = 5000;
 
 /** Per-worker counts for `/stats`. */
 export interface WorkerStats {
@@ -109,6 +134,22 @@ interface Slot {
 
 /**
  * A pool of worker threads.
+ *
+ * When a worker dies, the tasks that were on it are of two kinds: the suspects — the tasks that may
+ * have killed it — and the others, which were not at fault and run again at once without
+ * spending a retry (up to {@linkcode MAX_REQUEUES} times each). The suspects are picked so:
+ *
+ * 1. the worker named the run whose code threw the error that escaped, or that closed it (each
+ *    run's code runs in an async context that names it): that run alone — and nobody, if it is
+ *    no longer in flight (it had timed out, or returned and left a timer behind);
+ * 2. otherwise (it exited without a word, ran out of memory, or went over `--worker-heap`), the
+ *    task on probation on it, if one was: it was on board at two crashes;
+ * 3. otherwise, every task that was in flight on it.
+ *
+ * A lone suspect fails with `worker_crashed`. Several suspects (case 3) cannot be told apart by
+ * anything the pool sees: each runs again on probation, at most one per worker at a time, so
+ * that the next crash with it on board names it (case 2) — a task that is a suspect in two
+ * crashes fails. An innocent one on probation just finishes.
  *
  * @example
  * ```ts ignore
@@ -140,6 +181,8 @@ export class WorkerPool {
    */
   readonly #parked = new Map<string, Deque<Job>>();
   #parkedCount = 0;
+  /** Tasks on probation (suspects of a crash) waiting for a worker that has none on board, in order. */
+  readonly #probation = new Deque<Job>();
 
   constructor(opts: PoolOptions, events: PoolEvents) {
     this.#opts = opts;
@@ -148,7 +191,8 @@ export class WorkerPool {
     this.#shared = createQueue();
     this.#workerEvents = {
       settled: (w, job, outcome) => this.#onSettled(w, job, outcome),
-      crashed: (w, reason) => this.#onCrashed(w, reason),
+      crashed: (w, reason, blame) => this.#onCrashed(w, reason, blame),
+      overMemory: (w, bytes) => this.#onOverMemory(w, bytes),
       progress: (_w, job, report) => events.progress?.(job, report),
       log: (_w, job, record) => events.log?.(job, record),
     };
@@ -237,7 +281,9 @@ export class WorkerPool {
   /**
    * Stops every worker. Tasks still queued or running are dropped: the server waits for its tasks
    * first. Handlers still running get their signal aborted and up to `graceMs` to act on it (a
-   * command's process group is sent SIGTERM), then their workers are terminated.
+   * command's process group is sent SIGKILL), then their workers are terminated. Every program a
+   * command task started and that is still alive — those of timed-out tasks in their SIGTERM
+   * grace too — is SIGKILLed with its process group before this resolves.
    */
   async close(graceMs = 500): Promise<void> {
     this.#closed = true;
@@ -248,11 +294,22 @@ export class WorkerPool {
     while (busy.some((w) => w.unresponsiveFor(performance.now()) > 0) && performance.now() < until) {
       await new Promise((r) => setTimeout(r, 10));
     }
+    const all: PoolWorker[] = [];
     for (const s of this.#slots) {
+      all.push(s.worker, ...s.retiring);
       s.worker.terminate();
       for (const w of s.retiring) w.terminate();
       s.retiring.clear();
     }
+    // terminate() SIGKILLed the programs; a thread that started one more before it stopped has it
+    // killed when it has ended. Bounded: a thread that does not end is not waited for.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(all.map((w) => w.exited)),
+      new Promise((r) => (timer = setTimeout(r, 2000))),
+    ]);
+    clearTimeout(timer);
+    for (const w of all) w.killChildren();
   }
 
   #spawn(slot: number): PoolWorker {
@@ -261,15 +318,12 @@ export class WorkerPool {
 
   #drain(): void {
     if (this.#queued === 0 || this.#closed) return;
+    if (this.#probation.length > 0) this.#placeProbation();
     if (this.#parkedCount > 0) this.#unpark();
     const { concurrency } = this.#opts;
     if (this.#opts.dispatch === "connection") {
       for (const slot of this.#slots) {
-        while (slot.lane.length > 0 && slot.busy < concurrency) {
-          const job = slot.lane.shift()!;
-          if (this.#atLimit(job.task)) this.#park(job);
-          else this.#start(slot, job);
-        }
+        while (slot.lane.length > 0 && slot.busy < concurrency) this.#dispatch(slot, slot.lane.shift()!);
       }
       return;
     }
@@ -277,9 +331,39 @@ export class WorkerPool {
     while (this.#shared.length > 0) {
       const i = pickSlot(mode, this.#slots, concurrency, this.#cursor);
       if (i < 0) return;
-      const job = this.#shared.shift()!;
-      if (this.#atLimit(job.task)) this.#park(job);
-      else this.#start(this.#slots[i], job);
+      this.#dispatch(this.#slots[i], this.#shared.shift()!);
+    }
+  }
+
+  /** Starts `job` on `slot`, unless its task is at its limit (parked) or it is on probation and the slot's worker has one. */
+  #dispatch(slot: Slot, job: Job): void {
+    if (this.#atLimit(job.task)) this.#park(job);
+    else if (job.suspected && this.#hasProbation(slot.worker)) this.#probation.push(job);
+    else this.#start(slot, job);
+  }
+
+  /** Whether a task on probation runs on `w`. */
+  #hasProbation(w: PoolWorker): boolean {
+    for (const job of w.inflight.values()) if (job.suspected) return true;
+    return false;
+  }
+
+  /** Starts the waiting tasks on probation that a worker can take (one on probation per worker), in order. */
+  #placeProbation(): void {
+    const { concurrency, dispatch } = this.#opts;
+    const fits = (s: Slot) => s.busy < concurrency && !this.#hasProbation(s.worker);
+    for (let n = this.#probation.length; n > 0; n--) {
+      const job = this.#probation.shift()!;
+      let slot: Slot | undefined;
+      if (dispatch === "connection") {
+        const own = this.#slots[connectionSlot(job.connId, this.#slots.length)];
+        if (fits(own)) slot = own;
+      } else {
+        for (const s of this.#slots) if (fits(s) && (slot === undefined || s.busy < slot.busy)) slot = s;
+      }
+      if (slot === undefined) this.#probation.push(job);
+      else if (this.#atLimit(job.task)) this.#park(job);
+      else this.#start(slot, job);
     }
   }
 
@@ -310,7 +394,9 @@ export class WorkerPool {
         const i = this.#slotFor(waiting.peek()!);
         if (i < 0) break;
         this.#parkedCount--;
-        this.#start(this.#slots[i], waiting.shift()!);
+        const job = waiting.shift()!;
+        if (job.suspected && this.#hasProbation(this.#slots[i].worker)) this.#probation.push(job);
+        else this.#start(this.#slots[i], job);
       }
     }
   }
@@ -369,6 +455,15 @@ export class WorkerPool {
           this.#kill(w, `its event loop stayed blocked for ${ABORT_GRACE_MS} ms after a task's timeout`);
           continue;
         }
+        // Its event loop turns, but a handler aborted at its timeout has not returned: it ignores
+        // its signal, and would go on using the worker's CPU and memory for as long as the worker lives.
+        if (w.abandonedFor(now) > ABANDON_GRACE_MS) {
+          this.#kill(
+            w,
+            `a task's handler went on running ${formatDuration(ABANDON_GRACE_MS)} after its timeout aborted its signal`,
+          );
+          continue;
+        }
         // While an abort is unanswered the worker may be blocked by one handler: the others on it
         // cannot finish, and are not timed out for that. They run again if the worker is killed.
         // Until then its thread gets the lowest CPU priority: a spinning handler must not slow the
@@ -416,12 +511,20 @@ export class WorkerPool {
       ((job.requeues ?? 0) < MAX_REQUEUES ? requeued : exhausted).push(job);
     }
     w.inflight.clear();
-    this.#events.killed?.(slot.id, reason, requeued);
-    for (const job of requeued) {
-      this.submit({ ...job, attempt: job.attempt + 1, requeues: (job.requeues ?? 0) + 1 }, true);
-    }
     const message = `worker ${slot.id} was terminated (${reason}) ${MAX_REQUEUES} times under this task`;
     for (const job of exhausted) this.#fail(slot, job, "worker_crashed", message);
+    const again = requeued.map((job) => this.#again(job));
+    this.#events.killed?.(slot.id, reason, again);
+    for (const job of again) this.submit(job, true);
+  }
+
+  /** The next run of a task whose worker was stopped under it: a new attempt, one more requeue. */
+  #again(job: Job, suspected = job.suspected): Job {
+    const next: Job = { ...job, attempt: job.attempt + 1, requeues: (job.requeues ?? 0) + 1 };
+    if (suspected) next.suspected = true;
+    else delete next.suspected;
+    delete next.startedAt;
+    return next;
   }
 
   /** Ends one run of a task as a failure decided by the pool (not reported by the worker). */
@@ -442,15 +545,60 @@ export class WorkerPool {
     return slot;
   }
 
-  #onCrashed(w: PoolWorker, reason: string): void {
+  /**
+   * A worker died (or is being replaced for its memory): the suspects fail, the others run again
+   * (see {@linkcode WorkerPool} for how the suspects are picked). `message` is a failed task's.
+   */
+  #onCrashed(w: PoolWorker, reason: string, blame?: RunRef, message?: string): void {
     if (w.terminated) return;
     const slot = this.#replace(w);
     const lost = [...w.inflight.values()];
-    for (const job of lost) this.#release(job);
     w.inflight.clear();
-    const message = `worker ${slot.id} crashed: ${reason}`;
-    for (const job of lost) this.#fail(slot, job, "worker_crashed", message);
-    this.#events.crashed?.(slot.id, reason, lost.length);
+    let suspects: Job[];
+    if (blame) suspects = lost.filter((j) => j.id === blame.id && j.attempt === blame.attempt);
+    else {
+      const onProbation = lost.filter((j) => j.suspected);
+      suspects = onProbation.length > 0 ? onProbation : lost;
+    }
+    const base = message ?? `worker ${slot.id} crashed: ${reason}`;
+    const failed: Job[] = [];
+    const requeued: Job[] = [];
+    for (const job of lost) {
+      this.#release(job);
+      const suspect = suspects.includes(job);
+      if (suspect && (suspects.length === 1 || job.suspected)) {
+        failed.push(job);
+        const why = suspects.length === 1 || !job.suspected
+          ? base
+          : `${base} (it was on board at an earlier crash too)`;
+        this.#fail(slot, job, "worker_crashed", why);
+      } else if ((job.requeues ?? 0) >= MAX_REQUEUES) {
+        failed.push(job);
+        this.#fail(
+          slot,
+          job,
+          "worker_crashed",
+          `${base} — the ${MAX_REQUEUES + 1}th time a worker stopped under this task`,
+        );
+      } else {
+        requeued.push(this.#again(job, suspect || job.suspected));
+      }
+    }
+    this.#events.crashed?.(slot.id, reason, failed, requeued);
+    for (const job of requeued) this.submit(job, true);
     this.#drain();
+  }
+
+  /** A worker went over its memory limit: it is replaced as if it had crashed. */
+  #onOverMemory(w: PoolWorker, bytes: number): void {
+    if (w.terminated) return;
+    const limit = sizeText(Math.max(MIN_WORKER_HEAP, this.#opts.workerHeap));
+    const used = sizeText(bytes);
+    this.#onCrashed(
+      w,
+      `it used ${used} (heap and ArrayBuffers), over --worker-heap ${limit}`,
+      undefined,
+      `worker ${w.slot} used ${used}, over --worker-heap ${limit}; replaced`,
+    );
   }
 }

@@ -12,12 +12,15 @@
 import os from "node:os";
 import { Worker } from "node:worker_threads";
 import {
+  ChildGroups,
+  DEFAULT_MAX_RESULT_BYTES,
   DONE_FIELDS,
   type FromWorker,
   JOB_FIELDS,
   type JobMessage,
   type Outcome,
   type ProgressReport,
+  type RunRef,
   type TaskLogRecord,
   type ToWorker,
 } from "./messages.ts";
@@ -25,6 +28,33 @@ import type { HandlerSettings } from "./types.ts";
 
 /** How long a worker may take to load its handlers before its tasks' timeouts count anyway. */
 export const START_GRACE_MS = 10_000;
+/** The smallest heap a worker gets, whatever `--worker-heap` says: less does not load a handler module. */
+export const MIN_WORKER_HEAP = 16 * 1024 * 1024;
+
+/**
+ * Every worker of this process that may still have command children: when the process exits
+ * (`Deno.exit`, the end of the program) or dies of an uncaught error, their process groups are
+ * SIGKILLed — the worker threads cannot do it then.
+ */
+const live = new Set<PoolWorker>();
+let exitHooked = false;
+
+function killAllChildren(): void {
+  for (const w of live) w.killChildren();
+}
+
+function hookProcessExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  globalThis.addEventListener("unload", killAllChildren);
+  // Uncaught: the process ends right after these events, unless a listener prevents it.
+  globalThis.addEventListener("error", (e) => {
+    if (!e.defaultPrevented) killAllChildren();
+  });
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    if (!e.defaultPrevented) killAllChildren();
+  });
+}
 
 /** A task inside the pool. `connId` lets the `connection` dispatch mode keep a client's tasks together. */
 export interface Job extends JobMessage {
@@ -33,6 +63,12 @@ export interface Job extends JobMessage {
   startedAt?: number;
   /** How often it went back to the queue because its worker was stopped under it. */
   requeues?: number;
+  /**
+   * Set when it was one of several suspects of a worker crash that nothing could pin on one task:
+   * it runs again on probation (at most one such task per worker), and a second crash with it on
+   * board fails it.
+   */
+  suspected?: boolean;
 }
 
 /** Messages posted to and received from a pool's workers: tasks per message shows how well batching works. */
@@ -44,7 +80,10 @@ export interface MessageCounts {
 /** What a {@linkcode PoolWorker} tells its pool. */
 export interface PoolWorkerEvents {
   settled(worker: PoolWorker, job: Job, outcome: Outcome): void;
-  crashed(worker: PoolWorker, reason: string): void;
+  /** The worker died; `blame` is the run whose code did it, when the worker could tell. */
+  crashed(worker: PoolWorker, reason: string, blame?: RunRef): void;
+  /** The worker's heap plus external memory went over its limit (`bytes` used). */
+  overMemory?(worker: PoolWorker, bytes: number): void;
   /** A running task reported progress (`ctx.progress`). */
   progress?(worker: PoolWorker, job: Job, report: ProgressReport): void;
   /** A running task's handler logged a line (`ctx.logger`). */
@@ -81,24 +120,49 @@ export class PoolWorker {
   /** When the oldest unacknowledged `abort` was sent (`performance.now()`), if any. */
   #abortSentAt: number | undefined;
   #abortsUnacked = 0;
+  /**
+   * Runs aborted after their timeout whose handlers have not returned yet, with when the abort
+   * was sent, oldest first (key: `id/attempt`). A handler that ignores its signal keeps running on
+   * a worker whose event loop turns: {@linkcode abandonedFor} shows it.
+   */
+  readonly #abandoned = new Map<string, number>();
+  /** The run that announced it closes this worker (`self.close()`): the `exit` that follows is its doing. */
+  #closingBlame: RunRef | undefined;
+  readonly #children = new ChildGroups();
+  readonly #exited = Promise.withResolvers<void>();
 
   constructor(
     readonly slot: number,
-    opts: { settings: HandlerSettings; workerHeap: number; workerNice?: number },
+    opts: { settings: HandlerSettings; workerHeap: number; workerNice?: number; maxResultBytes?: number },
     private events: PoolWorkerEvents,
     private counts: MessageCounts,
   ) {
+    const heap = Math.max(MIN_WORKER_HEAP, opts.workerHeap);
     this.#worker = new Worker(new URL("./worker.ts", import.meta.url), {
       name: `asynctask-${slot}`,
       // Read by the worker before anything else: its start-up (a few tens of ms of CPU) already
       // runs at the lower priority, which matters when crashing handlers make workers churn.
-      workerData: { nice: opts.workerNice ?? 0 },
-      resourceLimits: { maxOldGenerationSizeMb: Math.max(16, Math.round(opts.workerHeap / (1024 * 1024))) },
+      workerData: { nice: opts.workerNice ?? 0, children: this.#children.buffer },
+      resourceLimits: { maxOldGenerationSizeMb: Math.round(heap / (1024 * 1024)) },
     });
+    hookProcessExit();
+    live.add(this);
     this.#worker.on("message", (msg: FromWorker) => this.#onMessage(msg));
     this.#worker.on("error", (e: Error) => this.events.crashed(this, e.message || "uncaught error in worker"));
-    this.#worker.on("exit", (code: number) => this.events.crashed(this, `the worker exited (code ${code})`));
-    this.#post({ type: "init", workerId: slot, settings: opts.settings });
+    this.#worker.on("exit", (code: number) => {
+      // The thread is gone: nothing of it can start a program any more. Whatever it left running dies.
+      this.killChildren();
+      live.delete(this);
+      this.#exited.resolve();
+      this.events.crashed(this, `the worker exited (code ${code})`, this.#closingBlame);
+    });
+    this.#post({
+      type: "init",
+      workerId: slot,
+      settings: opts.settings,
+      maxResultBytes: opts.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES,
+      memoryLimit: heap,
+    });
   }
 
   /** Whether the worker is gone (crashed, retired or closed). */
@@ -125,7 +189,12 @@ export class PoolWorker {
    * blocked, which {@linkcode unresponsiveFor} then shows.
    */
   abort(ids: number[], reason: "timeout" | "shutdown" = "timeout"): void {
-    for (const id of ids) this.inflight.delete(id);
+    const now = performance.now();
+    for (const id of ids) {
+      const job = this.inflight.get(id);
+      if (job && reason === "timeout") this.#abandoned.set(`${id}/${job.attempt}`, now);
+      this.inflight.delete(id);
+    }
     if (this.#terminated) return;
     this.#post({ type: "abort", ids, reason });
     this.#abortsUnacked++;
@@ -160,17 +229,45 @@ export class PoolWorker {
     return this.#abortSentAt === undefined ? 0 : now - this.#abortSentAt;
   }
 
-  /** Stops the worker at once. Jobs still in flight are the caller's to settle. */
+  /**
+   * How long the oldest handler aborted after its timeout has gone on running since, in ms (0 when
+   * none): the worker answers, but that handler ignores its signal.
+   */
+  abandonedFor(now: number): number {
+    for (const at of this.#abandoned.values()) return now - at;
+    return 0;
+  }
+
+  /**
+   * Stops the worker at once, and SIGKILLs the process groups of the programs its command tasks
+   * still run (again when the thread has really ended). Jobs still in flight are the caller's to settle.
+   */
   terminate(): void {
     if (this.#terminated) return;
     this.#terminated = true;
     this.#worker.terminate();
+    this.killChildren();
     this.#ended.resolve();
+  }
+
+  /** SIGKILLs the process group of every program this worker's command tasks still run; returns how many. */
+  killChildren(): number {
+    return this.#children.killAll();
+  }
+
+  /** The process groups of the programs this worker's command tasks run now. */
+  get childGroups(): number[] {
+    return this.#children.list();
   }
 
   /** Resolves when the worker has been terminated (retired after its last task, crashed, or closed). */
   get ended(): Promise<void> {
     return this.#ended.promise;
+  }
+
+  /** Resolves when the worker's thread has ended (after {@linkcode terminate}, or on its own). */
+  get exited(): Promise<void> {
+    return this.#exited.promise;
   }
 
   #flush(): void {
@@ -205,7 +302,15 @@ export class PoolWorker {
   #onMessage(msg: FromWorker): void {
     this.counts.fromWorkers++;
     if (msg.type === "fatal") {
-      this.events.crashed(this, msg.message);
+      this.events.crashed(this, msg.message, msg.blame);
+      return;
+    }
+    if (msg.type === "closing") {
+      this.#closingBlame = msg.blame;
+      return;
+    }
+    if (msg.type === "memory") {
+      this.events.overMemory?.(this, msg.bytes);
       return;
     }
     if (msg.type === "thread") {
@@ -243,15 +348,23 @@ export class PoolWorker {
       for (let i = 0; i < done.length; i += DONE_FIELDS) {
         const id = done[i] as number;
         const job = this.inflight.get(id);
-        if (!job || done[i + 1] !== job.attempt) continue; // see below
+        if (!job || done[i + 1] !== job.attempt) {
+          if (this.#abandoned.size > 0) this.#abandoned.delete(`${id}/${done[i + 1]}`);
+          continue; // see below
+        }
         this.inflight.delete(id);
-        this.events.settled(this, job, { id, ok: true, ms: done[i + 2] as number, result: done[i + 3] });
+        const json = done[i + 3] as string;
+        this.events.settled(this, job, { id, attempt: job.attempt, ok: true, json, ms: done[i + 2] as number });
       }
     }
     for (const outcome of msg.outcomes) {
       const job = this.inflight.get(outcome.id);
       // Already settled (crashed, timed out): never twice, and never as the outcome of a later run.
-      if (!job || (outcome.attempt ?? job.attempt) !== job.attempt) continue;
+      if (!job || (outcome.attempt ?? job.attempt) !== job.attempt) {
+        // A handler aborted after its timeout has returned at last.
+        if (this.#abandoned.size > 0) this.#abandoned.delete(`${outcome.id}/${outcome.attempt}`);
+        continue;
+      }
       this.inflight.delete(outcome.id);
       this.events.settled(this, job, outcome);
     }

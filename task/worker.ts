@@ -2,30 +2,58 @@
  * A pool worker: the worker thread that runs handlers. It receives batches of jobs, runs each with
  * the handler of its task name, and posts the outcomes back in batches, once per event-loop turn.
  *
- * A handler that throws fails only its own task (`handler_error`); the worker lives on.
+ * A handler that throws fails only its own task (`handler_error`); the worker lives on. A result
+ * is turned into JSON text here: one that cannot be (a BigInt, a cycle) or is over `--max-result`
+ * fails its own task too.
+ *
+ * Each run's code runs in an async context that names it, so that an error escaping a handler
+ * (from a timer, a callback, a rejected promise nobody awaited) can be pinned on its run: the pool
+ * then fails that task alone and runs the others on this worker again.
  *
  * @module
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import os from "node:os";
+import v8 from "node:v8";
 import { parentPort, workerData } from "node:worker_threads";
 import { createRegistry, type HandlerRegistry } from "./handlers/mod.ts";
+import { trackChildGroups } from "./handlers/command.ts";
 import {
-  DONE_FIELDS,
+  ChildGroups,
+  encodeResult,
   type FromWorker,
   JOB_FIELDS,
   type JobMessage,
   type Outcome,
   type ProgressReport,
+  type RunRef,
   type TaskLogRecord,
   type ToWorker,
 } from "./messages.ts";
 import type { TaskContext, TaskLogger, TaskLogLevel } from "./types.ts";
 
+/** How often the worker measures its memory while handlers run. */
+export const MEMORY_SAMPLE_MS = 100;
+
+/** What the pool gives every worker at its start (`workerData`). */
+interface StartData {
+  nice?: number;
+  /** The shared table of this worker's command process groups (see `ChildGroups`). */
+  children?: SharedArrayBuffer;
+}
+
 /** Set by the `init` message; jobs that arrive before it is loaded wait for it. */
 let registry: Promise<HandlerRegistry> | undefined;
+/** Set by the `init` message (`--max-result`). */
+let maxResultBytes = Infinity;
+/** Set by the `init` message (`--worker-heap`): heap plus external memory above which the pool is told. */
+let memoryLimit = Infinity;
+
+/** The run whose code is running: set around each handler, carried through its awaits, timers and callbacks. */
+const currentRun = new AsyncLocalStorage<RunRef>();
 
 // What goes back to the server at the next flush.
-/** Successful runs of this turn, flattened: {@linkcode DONE_FIELDS} values each. */
+/** Successful runs of this turn, flattened: `DONE_FIELDS` (messages.ts) values each. */
 let doneOut: unknown[] = [];
 /** Failed runs of this turn. */
 let failedOut: Outcome[] = [];
@@ -35,7 +63,7 @@ let logsOut: TaskLogRecord[] = [];
 let flushScheduled = false;
 
 function settle(outcome: Outcome): void {
-  if (outcome.ok) doneOut.push(outcome.id, outcome.attempt, outcome.ms, outcome.result);
+  if (outcome.ok) doneOut.push(outcome.id, outcome.attempt, outcome.ms, outcome.json);
   else failedOut.push(outcome);
   scheduleFlush();
 }
@@ -68,29 +96,18 @@ function flush(): void {
   try {
     port.postMessage(msg);
   } catch {
-    // One result (or log property) could not be cloned (a function, a symbol, …): send them one by
-    // one, and fail the ones that cannot travel instead of losing the whole batch.
-    if (msg.progress || msg.logs) {
-      const logs = msg.logs?.map((l) => ({ ...l, properties: undefined }));
-      port.postMessage({ type: "settled", outcomes: [], progress: msg.progress, logs } satisfies FromWorker);
-    }
-    for (let i = 0; i < done.length; i += DONE_FIELDS) {
-      const [id, attempt, ms, result] = done.slice(i, i + DONE_FIELDS) as [number, number, number, unknown];
-      outcomes.push({ id, attempt, ok: true, ms, result });
-    }
-    for (const o of outcomes) {
+    // Results and messages are text and numbers: only a log line's properties can fail to clone
+    // (a function, a symbol, …). Those lines go without their properties; nothing else is lost.
+    msg.logs = msg.logs?.map((l) => {
+      if (l.properties === undefined) return l;
       try {
-        port.postMessage({ type: "settled", outcomes: [o] } satisfies FromWorker);
+        structuredClone(l.properties);
+        return l;
       } catch (e) {
-        const message = `the handler's result cannot be sent back: ${(e as Error).message}`;
-        port.postMessage(
-          {
-            type: "settled",
-            outcomes: [{ id: o.id, attempt: o.attempt, ok: false, code: "handler_error", message, ms: o.ms }],
-          } satisfies FromWorker,
-        );
+        return { ...l, properties: { unsendable: `these log properties cannot be sent: ${(e as Error).message}` } };
       }
-    }
+    });
+    port.postMessage(msg);
   }
 }
 
@@ -126,17 +143,23 @@ async function run(job: JobMessage): Promise<void> {
   const t0 = performance.now();
   const controller = new AbortController();
   running.set(job.id, controller);
+  watchMemory();
   try {
     const handler = (await registry)?.get(job.task);
     if (!handler) throw new Error(`this worker has no handler for task "${job.task}"`);
     const result = await handler.run(job.data, context(job, controller));
-    settle({
-      id: job.id,
-      attempt: job.attempt,
-      ok: true,
-      result: result ?? null,
-      ms: Math.round(performance.now() - t0),
-    });
+    const ms = Math.round(performance.now() - t0);
+    if (controller.signal.aborted) {
+      // The pool settled this run when it aborted it: this only tells it the handler has returned.
+      settle({ id: job.id, attempt: job.attempt, ok: false, code: "handler_error", message: "aborted", ms });
+      return;
+    }
+    const encoded = encodeResult(result, maxResultBytes);
+    settle(
+      encoded.ok
+        ? { id: job.id, attempt: job.attempt, ok: true, json: encoded.json, ms }
+        : { id: job.id, attempt: job.attempt, ok: false, code: "handler_error", message: encoded.message, ms },
+    );
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     const err = e as { permanent?: unknown; retryAfterMs?: unknown } | null;
@@ -165,8 +188,34 @@ function abort(ids: number[], reason: "timeout" | "shutdown" = "timeout"): void 
   port.postMessage({ type: "aborted", ids } satisfies FromWorker);
 }
 
+/**
+ * Samples this worker's memory every {@linkcode MEMORY_SAMPLE_MS} while handlers run, and tells the
+ * pool when it is over `memoryLimit`. The heap limit (`resourceLimits`) does not bound external
+ * memory — ArrayBuffers, typed arrays' storage — so a handler could take gigabytes that way; V8's
+ * heap statistics count it per isolate (`external_memory`), cheaply (well under a microsecond).
+ */
+function watchMemory(): void {
+  if (memoryTimer !== undefined || memoryLimit === Infinity) return;
+  memoryTimer = realSetInterval(() => {
+    if (running.size === 0) {
+      clearInterval(memoryTimer);
+      memoryTimer = undefined;
+      return;
+    }
+    const h = v8.getHeapStatistics();
+    const bytes = h.used_heap_size + h.external_memory;
+    if (bytes > memoryLimit) port.postMessage({ type: "memory", bytes } satisfies FromWorker);
+  }, MEMORY_SAMPLE_MS);
+}
+let memoryTimer: ReturnType<typeof setInterval> | undefined;
+
 const port = parentPort!;
-lowerPriority((workerData as { nice?: number } | null)?.nice ?? 0);
+const start = (workerData ?? {}) as StartData;
+lowerPriority(start.nice ?? 0);
+if (start.children) {
+  const groups = new ChildGroups(start.children);
+  trackChildGroups({ add: (g) => void groups.add(g), remove: (g) => groups.remove(g) });
+}
 
 /**
  * Tells the pool this worker's OS thread id, and gives the thread the niceness of
@@ -188,26 +237,80 @@ function lowerPriority(nice: number): void {
 
 // An error that escapes a handler (thrown in a timer or callback, or an unhandled rejection) leaves
 // this worker in an unknown state: report it and end the worker, so that the pool replaces it and
-// settles its tasks. Handled here, Deno does not print it past the server's logger.
-function fatal(error: unknown): void {
+// settles its tasks. Handled here, Deno does not print it past the server's logger. The run it
+// came from is named when known: the pool then fails that task and runs the others again.
+let closing = false;
+function fatal(error: unknown, blame: RunRef | undefined): void {
+  if (closing) return;
+  closing = true;
   const message = error instanceof Error ? error.message : String(error);
-  port.postMessage({ type: "fatal", message } satisfies FromWorker);
-  setTimeout(() => (globalThis as unknown as { close(): void }).close(), 0);
+  port.postMessage({ type: "fatal", message, ...(blame ? { blame } : {}) } satisfies FromWorker);
+  realSetTimeout(() => realClose(), 0);
 }
 globalThis.addEventListener("error", (e) => {
   e.preventDefault();
-  fatal(e.error ?? e.message);
+  // Thrown by a timer's callback, the error event runs outside that callback's context: the
+  // timer wrapper below noted whose it was.
+  const thrown = lastThrow;
+  lastThrow = undefined;
+  const blame = currentRun.getStore() ?? (thrown && thrown.error === e.error ? thrown.run : undefined);
+  fatal(e.error ?? e.message, blame);
 });
 globalThis.addEventListener("unhandledrejection", (e) => {
   e.preventDefault();
-  fatal(e.reason);
+  fatal(e.reason, currentRun.getStore());
 });
+
+/** The last error thrown by a handler's timer callback, and whose it was. */
+let lastThrow: { error: unknown; run: RunRef } | undefined;
+
+/**
+ * Wraps a timer callback scheduled by a handler so that, if it throws, the run it belongs to is
+ * noted (the error event that follows no longer knows). Callbacks scheduled outside any run are
+ * left as they are.
+ */
+function noteThrows(callback: unknown): unknown {
+  const run = currentRun.getStore();
+  if (run === undefined || typeof callback !== "function") return callback;
+  return function (this: unknown, ...args: unknown[]) {
+    try {
+      return callback.apply(this, args);
+    } catch (error) {
+      lastThrow = { error, run };
+      throw error;
+    }
+  };
+}
+
+// The pool's own timers use the originals. The replacements take and return the same values.
+const realSetTimeout = globalThis.setTimeout;
+const realSetInterval = globalThis.setInterval;
+// Cast: the same function type with the callback wrapped; TypeScript cannot follow the rest parameters.
+globalThis.setTimeout =
+  ((callback: unknown, ...rest: unknown[]) =>
+    Reflect.apply(realSetTimeout, globalThis, [noteThrows(callback), ...rest])) as typeof setTimeout;
+globalThis.setInterval =
+  ((callback: unknown, ...rest: unknown[]) =>
+    Reflect.apply(realSetInterval, globalThis, [noteThrows(callback), ...rest])) as typeof setInterval;
+
+// A handler that closes its worker (`self.close()`): the pool learns whose doing the exit is.
+// Cast: Deno types the worker global as the main window, which has no close() of a worker's kind.
+const workerGlobal = globalThis as unknown as { close(): void };
+const realClose = workerGlobal.close.bind(globalThis);
+workerGlobal.close = () => {
+  const blame = currentRun.getStore();
+  if (!closing) port.postMessage({ type: "closing", ...(blame ? { blame } : {}) } satisfies FromWorker);
+  closing = true;
+  realClose();
+};
 // The global "message" event, not `port.on("message")`: Deno's node:worker_threads layer walks
 // every received message, element by element, looking for MessagePorts to patch (a third of
 // this thread's JavaScript time under load, measured with --cpu-prof). Jobs never carry ports.
 globalThis.addEventListener("message", (e) => {
   const msg = (e as MessageEvent<ToWorker>).data;
   if (msg.type === "init") {
+    maxResultBytes = msg.maxResultBytes;
+    memoryLimit = msg.memoryLimit;
     // A module that fails to load rejects this promise: every job then fails with its message.
     registry = createRegistry(msg.settings, { validate: false });
     const ready = () => port.postMessage({ type: "ready" } satisfies FromWorker);
@@ -215,7 +318,13 @@ globalThis.addEventListener("message", (e) => {
   } else if (msg.type === "run") {
     const jobs = msg.jobs;
     for (let i = 0; i < jobs.length; i += JOB_FIELDS) {
-      run({ id: jobs[i] as number, attempt: jobs[i + 1] as number, task: jobs[i + 2] as string, data: jobs[i + 3] });
+      const job = {
+        id: jobs[i] as number,
+        attempt: jobs[i + 1] as number,
+        task: jobs[i + 2] as string,
+        data: jobs[i + 3],
+      };
+      currentRun.run({ id: job.id, attempt: job.attempt }, run, job);
     }
   } else {
     abort(msg.ids, msg.reason);

@@ -6,6 +6,9 @@ import assert from "node:assert/strict";
 import { FIXTURE_HANDLERS, openTerminal, ROOT, runCli, startServer } from "./helpers.ts";
 import { parseTasks } from "../task/config.ts";
 
+/** Runs a terminal's command in English, whatever the locale of the test runner. */
+const ENGLISH = "env -u LC_ALL -u LC_MESSAGES LANG=C.UTF-8";
+
 /** A port nothing listens on: bound, then released. */
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -54,15 +57,69 @@ Deno.test("client: exit 1 when a request is refused, and when a task fails", asy
   }
 });
 
-Deno.test("client: exit 2 with a message naming the address when no server listens", async () => {
+Deno.test("client: exit 2 with a message naming the address, and serve as the user runs it, when no server listens", async () => {
   const port = freePort();
-  const r = await runCli(["client", "--port", String(port), "--send", "13800138000"]);
+  // Run from the checkout's root, as the README says; INIT_CWD (`deno task`'s) must not leak in from the test runner.
+  const out = await new Deno.Command("/usr/bin/env", {
+    args: [
+      "-u",
+      "INIT_CWD",
+      Deno.execPath(),
+      "run",
+      "-A",
+      `${ROOT}main.ts`,
+      "client",
+      "--port",
+      String(port),
+      "--send",
+      "1",
+    ],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const r = {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
   assert.equal(r.code, 2);
   assert.equal(
     r.stderr.trim(),
-    `asynctask client: cannot connect to 127.0.0.1:${port}: connection refused — is \`asynctask serve\` running? Start it with \`asynctask serve --port ${port}\``,
+    `asynctask client: cannot connect to 127.0.0.1:${port}: connection refused — is the server running? Start it with \`./deno task serve --port ${port}\``,
   );
   assert.equal(r.stdout, "");
+});
+
+Deno.test("client --send: a number typed with a Chinese input method (full-width digits, ＋, ideographic spaces) is accepted", async () => {
+  const server = await startServer({ smsDelayMs: 20 });
+  try {
+    const r = await runCli([
+      "client",
+      "--port",
+      String(server.addr.port),
+      "--send",
+      "＋８６　１３８－００１３－８０００",
+    ]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^ACCEPTED 1 sending SMS to \+8613800138000/);
+    assert.match(r.stdout, /\nDONE 1 \{"phone":"\+8613800138000"/);
+  } finally {
+    await server.shutdown(5000);
+  }
+});
+
+Deno.test("client --send: a script's refused command still fails it, and is named apart from refused tasks", async () => {
+  const server = await startServer({});
+  try {
+    const r = await runCli(["client", "--port", String(server.addr.port), "--send", "/status 99"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /^ERROR not_found/);
+    assert.match(r.stderr, /0 accepted, 0 done, 0 failed, 0 refused, 1 command\(s\) refused/);
+  } finally {
+    await server.shutdown(5000);
+  }
 });
 
 Deno.test("client: lines piped on stdin are all sent, every final reply awaited; --json prints raw JSON", async () => {
@@ -110,7 +167,9 @@ Deno.test("client: when the server goes away with tasks outstanding, it says whi
 
 Deno.test("interactive client through a terminal: prompt, ACCEPTED, DONE without breaking the typed line, Ctrl-D waits", async () => {
   const server = await startServer({ smsDelayMs: 600 });
-  const term = await openTerminal(`${Deno.execPath()} run -A ${ROOT}main.ts client --port ${server.addr.port}`);
+  const term = await openTerminal(
+    `${ENGLISH} ${Deno.execPath()} run -A ${ROOT}main.ts client --port ${server.addr.port}`,
+  );
   try {
     await term.waitFor(/phone number> /, "prompt");
     await term.type("13800138000\r");
@@ -153,7 +212,7 @@ Deno.test("interactive client: PROGRESS shows as a live line per task with a bar
     defaultTask: "steps",
   });
   const term = await openTerminal(
-    `${Deno.execPath()} run -A ${ROOT}main.ts client --task steps --port ${server.addr.port}`,
+    `${ENGLISH} ${Deno.execPath()} run -A ${ROOT}main.ts client --task steps --port ${server.addr.port}`,
   );
   try {
     await term.waitFor(/steps payload> /, "prompt");

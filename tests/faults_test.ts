@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { eventually, FIXTURE_HANDLERS, LineClient, startServer } from "./helpers.ts";
-import { retryDelay } from "../server/server.ts";
-import type { ServeOptions } from "../server/server.ts";
+import { retryDelay } from "../server/mod.ts";
+import type { ServeOptions } from "../server/mod.ts";
 
 async function session(
   opts: Partial<ServeOptions>,

@@ -5,7 +5,7 @@
  * @module
  */
 import { readLines } from "../client/connection.ts";
-import { DEFAULT_SERVE_OPTIONS, type ServeOptions, TaskServer } from "../server/server.ts";
+import { DEFAULT_SERVE_OPTIONS, type ServeOptions, TaskServer } from "../server/mod.ts";
 
 /** The repository root. */
 export const ROOT = new URL("../", import.meta.url).pathname;

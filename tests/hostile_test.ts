@@ -102,7 +102,10 @@ Deno.test("deeply nested JSON and huge numbers get a clear ERROR; the server sta
     await c.send('{"cmd":"status","task_id":1e300}', "/status 99999999999999999999", '{"task":"sleep","data":1e400}');
     assert.match(await c.next(), /"code":"bad_request","message":"\\"task_id\\" must be a positive whole number"/);
     assert.match(await c.next(), /^ERROR bad_request usage: \/status <task_id>/);
-    assert.match(await c.next(), /"code":"invalid_data","message":"sleep needs a whole number of milliseconds/);
+    assert.match(await c.next(), /"code":"invalid_data","message":"\\"data\\" holds a number too large/);
+    // Not turned into null on the way through: refused before any handler sees it.
+    await c.send('{"task":"echo","data":{"a":[1,-1e999999]}}');
+    assert.match(await c.next(), /"code":"invalid_data".*1e999999/);
     await c.send("/ping");
     assert.equal(await c.next(), "PONG");
   } finally {

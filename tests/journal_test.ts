@@ -108,7 +108,7 @@ Deno.test("a graceful stop then a start loses nothing and re-runs nothing; resul
 
     const second = await spawnServe(["--journal", path]);
     try {
-      assert.match(second.log(), /0 unfinished task\(s\) queued again, 10 result\(s\) kept, task ids go on after 10/);
+      assert.match(second.log(), /0 unfinished task\(s\) queued again \(0 were running\).*10 result\(s\) kept; task ids go on after 10/);
       const d = await LineClient.connect(second.port);
       await d.send("/status 3", "/task echo next");
       assert.deepEqual(await d.take(3), ['STATUS 3 done {"slept_ms":22}', "ACCEPTED 11 echo queued", "DONE 11 next"]);
@@ -142,7 +142,7 @@ Deno.test("bad journals stop startup with a message that names the file and the 
     assert.equal(tooNew.code, 2);
     assert.match(
       tooNew.stderr,
-      /has schema version 99, newer than this asynctask understands \(2\) — run the newer asynctask/,
+      /has schema version 99, newer than this asynctask understands \(3\) — run the newer asynctask/,
     );
 
     const nowhere = await runCli(["serve", "--port", "0", "--journal", `${dir}/no/such/dir/j.db`]);
@@ -288,6 +288,88 @@ Deno.test("a crash during a retry's backoff keeps the count of attempts: --retri
     } finally {
       second.child.kill("SIGTERM");
       await second.exited();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The `/status` lines of tasks `1..n`. */
+async function statuses(port: number, n: number): Promise<string[]> {
+  const c = await LineClient.connect(port);
+  try {
+    await c.send(...Array.from({ length: n }, (_, i) => `/status ${i + 1}`));
+    return await c.take(n);
+  } finally {
+    await c.close();
+  }
+}
+
+Deno.test("a task that ended with nobody listening is on disk: kill -9 after it finished does not run it again", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/journal.db`;
+  const serve = () => spawnServe(["--journal", path, "--task", "sleep", "--log-level", "debug"]);
+  try {
+    let server = await serve();
+    const c = await LineClient.connect(server.port);
+    await c.send(...Array.from({ length: 3 }, () => '{"task":"sleep","data":1500}'));
+    await c.take(3);
+    server.child.kill("SIGKILL"); // while the three run
+    await server.exited();
+    await c.close();
+    for (let round = 1; round <= 5; round++) {
+      server = await serve();
+      // No client: the recovered tasks end with nobody to tell, and their ends must still reach the disk.
+      if (round === 1) {
+        assert.match(server.log(), /3 unfinished task\(s\) queued again \(3 were running\)/);
+        await waitIdle(server.port);
+        await new Promise((r) => setTimeout(r, 100)); // one group-commit window, at most a few ms
+      } else {
+        assert.match(server.log(), /0 unfinished task\(s\) queued again/, `round ${round}: ${server.log()}`);
+      }
+      server.child.kill("SIGKILL");
+      await server.exited();
+    }
+    server = await serve();
+    try {
+      for (const line of await statuses(server.port, 3)) assert.match(line, /^STATUS \d done /);
+      assert.doesNotMatch(server.log(), /started on worker/, "nothing ran again");
+    } finally {
+      server.child.kill("SIGTERM");
+      await server.exited();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the crash limit counts only runs that were interrupted: queued tasks are never failed by it", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/journal.db`;
+  const serve = () => spawnServe(["--journal", path, "--task", "sleep", "--workers", "1", "--concurrency", "1"]);
+  try {
+    let server = await serve();
+    const c = await LineClient.connect(server.port);
+    await c.send(...Array.from({ length: 10 }, () => '{"task":"sleep","data":400}'));
+    await c.take(10);
+    await c.close();
+    // Task 1 runs first after every start, and is killed under every time; tasks 2–10 wait behind it.
+    for (let kill = 1; kill <= 4; kill++) {
+      await new Promise((r) => setTimeout(r, 150));
+      server.child.kill("SIGKILL");
+      await server.exited();
+      server = await serve();
+    }
+    assert.match(server.log(), /1 failed by the limit of 3 interrupted runs \(ids 1\)/);
+    assert.match(server.log(), /9 unfinished task\(s\) queued again \(1 were running\)/);
+    try {
+      await waitIdle(server.port);
+      const lines = await statuses(server.port, 10);
+      assert.match(lines[0], /^STATUS 1 failed worker_crashed the server stopped 4 times while the task ran/);
+      for (const line of lines.slice(1)) assert.match(line, /^STATUS \d+ done /);
+    } finally {
+      server.child.kill("SIGTERM");
+      await server.exited();
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { FIXTURE_HANDLERS, LineClient, startServer } from "./helpers.ts";
-import type { ServerStats, TaskServer } from "../server/server.ts";
+import type { ServerStats, TaskServer } from "../server/mod.ts";
 
 async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

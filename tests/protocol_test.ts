@@ -136,7 +136,7 @@ Deno.test("every error code of the core gets one clear ERROR line, and the conne
     assert.deepEqual(JSON.parse(await c.next()).type, "accepted");
     const failed = JSON.parse(await c.next());
     assert.deepEqual([failed.type, failed.id, failed.error.code], ["failed", "u", "handler_error"]);
-    assert.match(failed.error.message, /cannot be sent back/);
+    assert.match(failed.error.message, /cannot be sent as JSON/);
     await c.send("/ping");
     assert.deepEqual(await c.next(), "PONG");
   });

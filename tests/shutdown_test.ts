@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { eventually, LineClient, ROOT, spawnServe } from "./helpers.ts";
-import { SAME_SIGNAL_MS } from "../server/cli.ts";
+import { SAME_SIGNAL_MS } from "../server/mod.ts";
 
 Deno.test("SIGTERM: queued and running tasks finish, their DONE replies are delivered, new tasks refused, exit 0", async () => {
   const server = await spawnServe(["--workers", "1", "--concurrency", "2"]);

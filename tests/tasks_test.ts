@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseTasks } from "../task/config.ts";
 import { verifySignature } from "../task/handlers/webhook.ts";
-import type { ServeOptions, TaskServer } from "../server/server.ts";
+import type { ServeOptions, TaskServer } from "../server/mod.ts";
 import { eventually, LineClient, ROOT, runCli, spawnServe, startServer } from "./helpers.ts";
 
 /** Writes `files` (name → text; names ending in .sh are made executable) into a new directory. */

@@ -13,7 +13,10 @@
  * - a stderr line `progress: 40 message` becomes a `PROGRESS` reply;
  * - on timeout the whole process group gets SIGTERM, then SIGKILL {@linkcode KILL_GRACE_MS}
  *   later; on a forced stop of the server, SIGKILL at once; whatever the program left running in
- *   its group when it exits is killed too.
+ *   its group when it exits is killed too;
+ * - no program outlives the server: in a pool worker each group is recorded (see
+ *   {@linkcode trackChildGroups}) until it is dead, and the main isolate SIGKILLs what is recorded
+ *   when the worker ends, however it ends, and when the process exits.
  *
  * @module
  */
@@ -118,6 +121,31 @@ async function readStderr(stream: ReadableStream<Uint8Array>, ctx: TaskContext):
   return tail.trim();
 }
 
+/** Where a worker records the process groups of the programs it runs. */
+export interface ChildGroupTracker {
+  add(pgid: number): void;
+  remove(pgid: number): void;
+}
+
+let tracker: ChildGroupTracker | undefined;
+
+/**
+ * Makes every command handler of this isolate record its program's process group from its start
+ * until nothing of the group is left. A pool worker records them where the main isolate can read
+ * them when the worker can no longer run code (terminated, or the process exiting).
+ *
+ * @example
+ * ```ts
+ * import { trackChildGroups } from "./command.ts";
+ * const alive = new Set<number>();
+ * trackChildGroups({ add: (g) => alive.add(g), remove: (g) => alive.delete(g) });
+ * trackChildGroups(undefined);
+ * ```
+ */
+export function trackChildGroups(t: ChildGroupTracker | undefined): void {
+  tracker = t;
+}
+
 /** Sends `signal` to the process group led by `pid`; a group already gone is fine. */
 function killGroup(pid: number, signal: Deno.Signal): void {
   try {
@@ -190,6 +218,9 @@ export function createCommandHandler(spec: CommandSpec): TaskHandler {
           `cannot run ${program}: ${(e as Error).message} — check the task's "command" (and "cwd") in the config`,
         );
       }
+      // Recorded before anything can wait: from here on, whatever ends this isolate still kills it.
+      const groups = tracker;
+      groups?.add(child.pid);
       let killTimer: ReturnType<typeof setTimeout> | undefined;
       const onAbort = () => {
         // A timeout gives the program KILL_GRACE_MS to clean up; a forced stop of the server
@@ -212,6 +243,7 @@ export function createCommandHandler(spec: CommandSpec): TaskHandler {
       ctx.signal.removeEventListener("abort", onAbort);
       // What the program left running in its group would hold the pipes open: end it.
       killGroup(child.pid, "SIGKILL");
+      groups?.remove(child.pid);
       clearTimeout(killTimer);
       const [out, err] = await Promise.all([stdout, stderr]);
       ctx.signal.throwIfAborted();

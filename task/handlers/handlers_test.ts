@@ -13,6 +13,17 @@ Deno.test("sms accepts an optional + and 5-20 digits in text, a JSON string or {
   }
 });
 
+Deno.test("sms reads a number typed with a Chinese input method: full-width digits, ＋, －, ideographic spaces", () => {
+  assert.equal(parsePhone("１３８００１３８０００"), "13800138000");
+  assert.equal(parsePhone("＋８６　１３８　００１３　８０００"), "+8613800138000");
+  assert.equal(parsePhone("＋86 138－0013－8000"), "+8613800138000");
+  assert.equal(parsePhone({ phone: "\u3000１２３４５\u3000" }), "12345");
+  // Still refused: too few digits, letters (full-width ones too), two pluses.
+  for (const bad of ["１２３４", "１２３４５ａ", "＋＋12345"]) {
+    assert.throws(() => parsePhone(bad), InvalidDataError, JSON.stringify(bad));
+  }
+});
+
 Deno.test("sleep takes 0 to one hour of whole milliseconds", () => {
   assert.equal(parseSleepMs("250"), 250);
   assert.equal(parseSleepMs(0), 0);

@@ -15,12 +15,16 @@ export interface SmsResult {
 
 /**
  * Normalises a phone number: an optional `+`, then 5–20 digits; spaces and dashes are ignored.
- * Accepts the number as text, as a JSON string, or as `{"phone": "…"}`.
+ * Accepts the number as text, as a JSON string, or as `{"phone": "…"}`. The text is first put in
+ * Unicode NFKC form, so that a number typed with a Chinese (or Japanese) input method — full-width
+ * digits `１３８`, a full-width `＋` or `－`, ideographic spaces — reads as the same number.
  *
  * @example
  * ```ts
  * import { parsePhone } from "./sms.ts";
- * console.log(parsePhone("+86 138-0013-8000")); // "+8613800138000"
+ * import assert from "node:assert/strict";
+ * assert.equal(parsePhone("+86 138-0013-8000"), "+8613800138000");
+ * assert.equal(parsePhone("＋８６\u3000１３８－００１３－８０００"), "+8613800138000");
  * ```
  * @throws {InvalidDataError} when it is not a phone number.
  */
@@ -34,7 +38,7 @@ export function parsePhone(data: unknown): string {
       `sms needs a phone number as text or {"phone": "…"}, got ${raw === null ? "null" : typeof raw}`,
     );
   }
-  const phone = raw.trim().replace(/[\s-]/g, "");
+  const phone = raw.normalize("NFKC").trim().replace(/[\s-]/g, "");
   if (!/^\+?\d{5,20}$/.test(phone)) {
     const shown = raw.length > 40 ? `${raw.slice(0, 40)}…` : raw;
     throw new InvalidDataError(

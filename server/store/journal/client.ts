@@ -1,31 +1,34 @@
 /**
- * The server's side of `--journal`: it buffers what the server records (accepted tasks, attempt
- * counts, ends) and hands it to the journal's thread (`journal_worker.ts`) in group commits.
+ * The main thread's side of a journal file: it buffers what is recorded (accepted tasks, starts,
+ * attempt counts, ends) and hands it to the journal's thread (`thread.ts`) in group commits.
  *
- * {@linkcode JournalClient.commit} resolves once everything recorded before the call is on disk;
- * connections await it before they write the replies that announce those records. One commit is
- * in flight at a time: what is recorded meanwhile waits and goes as the next batch, so the busier
- * the server, the bigger the batches and the fewer the fsyncs — and the main thread never waits
- * for the disk.
+ * Whatever is recorded is committed by itself, within one turn of the event loop: a commit never
+ * waits for somebody to need it. {@linkcode JournalClient.commit} resolves once everything recorded
+ * before the call is on disk; connections await it before they write the replies that announce
+ * those records. One commit is in flight at a time: what is recorded meanwhile waits and goes as
+ * the next batch, so the busier the server, the bigger the batches and the fewer the fsyncs — and
+ * the main thread never waits for the disk.
  *
  * @module
  */
 import { Worker } from "node:worker_threads";
+import { setImmediate } from "node:timers";
 import {
   acceptedRow,
   endedRow,
   type JournalBatch,
+  JournalDamagedError,
   JournalError,
   type JournalSync,
-  type JournalTask,
-} from "./journal.ts";
-import type { Format, Tag } from "./protocol.ts";
+  type LoadedJournal,
+} from "./file.ts";
+import type { Format, Tag } from "../../protocol.ts";
 
 /** Main → journal thread. */
 export type JournalRequest =
   & { id: number }
   & (
-    | { type: "open"; path: string; sync: JournalSync }
+    | { type: "open"; path: string; sync: JournalSync; reset: boolean }
     | { type: "load"; since: number }
     | { type: "write"; batch: JournalBatch }
     | { type: "sweep"; before: number; keep: number }
@@ -35,25 +38,18 @@ export type JournalRequest =
 /** Journal thread → main: one per request. */
 export type JournalReply =
   | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; message: string; journalError: boolean };
-
-/** What {@linkcode JournalClient.load} returns. */
-export interface LoadedJournal {
-  unfinished: JournalTask[];
-  finished: JournalTask[];
-  maxId: number;
-}
+  | { id: number; ok: false; message: string; error: "damaged" | "journal" | "other" };
 
 type Distributive<T> = T extends unknown ? Omit<T, "id"> : never;
 
-const empty = (): JournalBatch => ({ accepted: [], attempts: [], ended: [] });
+const empty = (): JournalBatch => ({ accepted: [], started: [], attempts: [], ended: [] });
 
 /**
  * A journal file, written from its own thread.
  *
  * @example
  * ```ts ignore
- * const journal = await JournalClient.open("/var/lib/asynctask/journal.db", "full", (why) => Deno.exit(1));
+ * const journal = await JournalClient.open("/var/lib/asynctask/journal.db", "full", false, (why) => console.error(why));
  * journal.accept({ id: 1, task: "sms", data: "13800138000", format: "text", attempts: 0 });
  * await journal.commit(); // now ACCEPTED 1 may be sent
  * await journal.close();
@@ -69,14 +65,26 @@ export class JournalClient {
   #inflight: Promise<void> | undefined;
   #next: PromiseWithResolvers<void> | undefined;
   #closed = false;
+  /** A commit is scheduled for the end of this turn. */
+  #scheduled = false;
+  /** What the checks on opening found worth saying, short of refusing the journal. */
+  warnings: string[] = [];
 
   private constructor(readonly path: string, private onFatal: (message: string) => void) {
-    this.#worker = new Worker(new URL("./journal_worker.ts", import.meta.url), { name: "asynctask-journal" });
+    this.#worker = new Worker(new URL("./thread.ts", import.meta.url), { name: "asynctask-journal" });
     this.#worker.on("message", (r: JournalReply) => {
       const w = this.#waiting.get(r.id);
       this.#waiting.delete(r.id);
       if (r.ok) w?.resolve(r.value);
-      else w?.reject(r.journalError ? new JournalError(r.message) : new Error(r.message));
+      else {
+        w?.reject(
+          r.error === "damaged"
+            ? new JournalDamagedError(r.message)
+            : r.error === "journal"
+            ? new JournalError(r.message)
+            : new Error(r.message),
+        );
+      }
     });
     this.#worker.on("error", (e: Error) => this.#die(`the journal thread failed: ${e.message}`));
     this.#worker.on("exit", () => this.#die("the journal thread ended"));
@@ -85,13 +93,20 @@ export class JournalClient {
   /**
    * Opens (or creates) the journal in its thread and takes its lock.
    *
+   * @param reset with a damaged journal, set it aside and start an empty one (`--journal-reset`).
    * @param onFatal called when a commit fails while the server runs: nothing more can be promised.
-   * @throws {JournalError} for the cases of `Journal.open` (not a journal, newer schema, locked, unwritable).
+   * @throws {JournalError} for the cases of `Journal.open` (damaged, not a journal, newer schema, locked, unwritable).
    */
-  static async open(path: string, sync: JournalSync, onFatal: (message: string) => void): Promise<JournalClient> {
+  static async open(
+    path: string,
+    sync: JournalSync,
+    reset: boolean,
+    onFatal: (message: string) => void,
+  ): Promise<JournalClient> {
     const client = new JournalClient(path, onFatal);
     try {
-      await client.#request({ type: "open", path, sync });
+      const warnings = await client.#request({ type: "open", path, sync, reset });
+      if (Array.isArray(warnings)) client.warnings = warnings.map(String);
     } catch (e) {
       client.#closed = true;
       client.#worker.terminate();
@@ -100,7 +115,7 @@ export class JournalClient {
     return client;
   }
 
-  /** Unfinished tasks (each counted as interrupted once more), finished ones since `since`, the highest id. */
+  /** Unfinished tasks (the running ones counted as interrupted once more), finished ones since `since`, the highest id. */
   load(since: number): Promise<LoadedJournal> {
     return this.#request({ type: "load", since }) as Promise<LoadedJournal>;
   }
@@ -108,11 +123,19 @@ export class JournalClient {
   /** Records an accepted task: durable once a later {@linkcode commit} resolves. */
   accept(t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number }): void {
     this.#buffer.accepted.push(...acceptedRow(t, this.#batchTime ??= Date.now()));
+    this.#schedule();
+  }
+
+  /** Records that attempt `attempt` of a task started on a worker. */
+  started(id: number, attempt: number): void {
+    this.#buffer.started.push(id, attempt);
+    this.#schedule();
   }
 
   /** Records that a task failed attempt `attempt` and waits for a retry (a crash keeps the count). */
   failedAttempt(id: number, attempt: number): void {
     this.#buffer.attempts.push(id, attempt);
+    this.#schedule();
   }
 
   /** Records a task's end: durable once a later {@linkcode commit} resolves. */
@@ -120,16 +143,28 @@ export class JournalClient {
     id: number,
     state: "done" | "failed",
     attempts: number,
-    result: unknown,
+    json: string | undefined,
     error: { code: string; message: string } | undefined,
   ): void {
-    this.#buffer.ended.push(...endedRow(id, state, attempts, result, error, this.#batchTime ??= Date.now()));
+    this.#buffer.ended.push(...endedRow(id, state, attempts, json, error, this.#batchTime ??= Date.now()));
+    this.#schedule();
+  }
+
+  /** Commits what was recorded at the end of this turn, whether or not anyone waits for it. */
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      // A failure is fatal, and reported through onFatal.
+      if (!this.#closed) this.commit().catch(() => {});
+    });
   }
 
   /** Resolves when everything recorded before this call is on disk. */
   commit(): Promise<void> {
     const b = this.#buffer;
-    if (b.accepted.length === 0 && b.attempts.length === 0 && b.ended.length === 0) {
+    if (b.accepted.length === 0 && b.started.length === 0 && b.attempts.length === 0 && b.ended.length === 0) {
       return this.#inflight ?? Promise.resolve();
     }
     if (!this.#inflight) return this.#post();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { newRecord, TaskBook } from "./tasks.ts";
+import { newRecord, TaskBook } from "./book.ts";
 
 Deno.test("TaskBook: finds every live task across index chunks, forgets the oldest finished beyond the limit", () => {
   const book = new TaskBook({ ttlMs: 60_000, max: 100 });

@@ -1,5 +1,5 @@
 /**
- * The server's book of tasks: every accepted task from `ACCEPTED` to its final reply, and its
+ * The lifecycle's book of tasks: every accepted task from `ACCEPTED` to its final reply, and its
  * result or error afterwards for `/status`, kept for `--result-ttl` and at most `--max-results`
  * finished tasks (oldest forgotten first).
  *
@@ -8,11 +8,13 @@
 import { Deque } from "../task/queue.ts";
 import type { Format, Tag, TaskState } from "./protocol.ts";
 
-/** Where a task's final reply goes: its connection, while it is open. */
+/** Where a task's replies go: the connection that submitted it, while it is open. */
 export interface ReplyTarget {
   readonly writable: boolean;
   send(line: string): void;
-  /** The connection's final reply for one of its tasks went out (or the task ended without one). */
+  /** One more task of this connection waits for its final reply. */
+  taskAccepted(): void;
+  /** The final reply for one of its tasks went out (or the task ended without one). */
   taskEnded(): void;
 }
 
@@ -28,7 +30,8 @@ export interface TaskRecord {
   attempts: number;
   /** Slot id of the worker that ran it last; 0 before it ran. */
   worker: number;
-  result?: unknown;
+  /** The result's JSON text, once `done`. */
+  json?: string;
   error?: { code: string; message: string };
   /** `Date.now()` when it finished, for expiry. */
   finishedAt: number;
@@ -39,7 +42,7 @@ export interface TaskRecord {
  *
  * @example
  * ```ts
- * import { newRecord } from "./tasks.ts";
+ * import { newRecord } from "./book.ts";
  * const rec = newRecord({ id: 1, task: "echo", format: "text", state: "queued", attempts: 0 });
  * console.log(rec.worker, "tag" in rec); // 0 false
  * ```
@@ -56,7 +59,7 @@ export function newRecord(
     state: fields.state,
     attempts: fields.attempts,
     worker: fields.worker ?? 0,
-    result: fields.result,
+    json: fields.json,
     error: fields.error,
     finishedAt: fields.finishedAt ?? 0,
   };
@@ -72,7 +75,7 @@ const CHUNK = 4096;
  *
  * @example
  * ```ts
- * import { TaskBook } from "./tasks.ts";
+ * import { TaskBook } from "./book.ts";
  * const book = new TaskBook({ ttlMs: 60_000, max: 1000 });
  * const rec = book.add({ id: 1, task: "echo", format: "text", state: "queued", attempts: 0, worker: 0, finishedAt: 0 });
  * book.finish(rec, Date.now());

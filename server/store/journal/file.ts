@@ -1,5 +1,6 @@
 /**
- * `serve --journal FILE`: accepted means durable. Every accepted task is written to a SQLite file
+ * One journal file: the SQLite database behind `serve --journal FILE` (the policy — when to commit,
+ * what to recover — lives in `../journal.ts`). Every accepted task is written to a SQLite file
  * (Deno's built-in `node:sqlite`) before its `ACCEPTED` is sent, and its end (result or error,
  * attempts) before its `DONE`/`FAILED`. On start, unfinished tasks are queued again and finished
  * ones stay queryable.
@@ -18,10 +19,11 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { Format, Tag } from "./protocol.ts";
+import type { Format, Tag } from "../../protocol.ts";
+import { checkWal } from "./wal.ts";
 
 /** The schema version this code writes; a newer file is refused. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS accepted (
@@ -30,6 +32,7 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS ended (
     id INTEGER PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL, result TEXT, error TEXT,
     finished_at INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS started (id INTEGER PRIMARY KEY, attempt INTEGER NOT NULL);
   CREATE VIEW IF NOT EXISTS tasks AS
     SELECT a.id, a.task, a.data, a.format, a.tag, COALESCE(e.state, 'queued') AS state,
       COALESCE(e.attempts, a.attempts) AS attempts, a.interrupted, e.result, e.error, a.accepted_at, e.finished_at
@@ -50,9 +53,17 @@ const MIGRATE_FROM_1 = `
 /** `--journal-sync`: `full` fsyncs every commit; `normal` may lose the last commits on power loss. */
 export type JournalSync = "full" | "normal";
 
-/** A journal that cannot be used: the message names the file and the fix. */
+/** A journal that cannot be used: the message names the file, what is wrong and the fix. */
 export class JournalError extends Error {
   override name = "JournalError";
+}
+
+/**
+ * A journal that is damaged: startup stops, and the message gives the choices — restore the file
+ * from a backup, or start empty with `--journal-reset` (the damaged files are kept, renamed).
+ */
+export class JournalDamagedError extends JournalError {
+  override name = "JournalDamagedError";
 }
 
 /** One accepted task as a journal row: id, task, data (JSON), format, tag (JSON or null), attempts, accepted at. */
@@ -71,14 +82,15 @@ export const ACCEPTED_FIELDS = 7;
 export const ENDED_FIELDS = 6;
 
 /**
- * What one group commit writes: accepts first, then attempt counts of tasks waiting to retry, then
- * ends. Rows are flattened, one array of values per kind: a batch crosses to the journal's thread
- * by structured clone, and flat arrays of strings and numbers clone at a fraction of the cost of
- * an array per row.
+ * What one group commit writes: accepts first, then starts and attempt counts, then ends. Rows are
+ * flattened, one array of values per kind: a batch crosses to the journal's thread by structured
+ * clone, and flat arrays of strings and numbers clone at a fraction of the cost of an array per row.
  */
 export interface JournalBatch {
   /** {@linkcode AcceptedRow}s, flattened: {@linkcode ACCEPTED_FIELDS} values each. */
   accepted: JournalValue[];
+  /** Pairs of task id and the attempt that started, flattened. */
+  started: number[];
   /** Pairs of task id and failed attempts so far, flattened. */
   attempts: number[];
   /** {@linkcode EndedRow}s, flattened: {@linkcode ENDED_FIELDS} values each. */
@@ -90,8 +102,12 @@ export interface JournalBatch {
  *
  * @example
  * ```ts
- * import { acceptedRow } from "./journal.ts";
- * console.log(acceptedRow({ id: 1, task: "sms", data: "138", format: "text", attempts: 0 }, 5)); // [1, "sms", '"138"', "text", null, 0, 5]
+ * import { acceptedRow } from "./file.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(
+ *   acceptedRow({ id: 1, task: "sms", data: "138", format: "text", attempts: 0 }, 5),
+ *   [1, "sms", '"138"', "text", null, 0, 5],
+ * );
  * ```
  */
 export function acceptedRow(
@@ -110,30 +126,24 @@ export function acceptedRow(
 }
 
 /**
- * The row of an ended task.
+ * The row of an ended task; `json` is the result's JSON text, as the worker made it.
  *
  * @example
  * ```ts
- * import { endedRow } from "./journal.ts";
- * console.log(endedRow(1, "done", 1, { ok: true }, undefined, 5)); // [1, "done", 1, '{"ok":true}', null, 5]
+ * import { endedRow } from "./file.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(endedRow(1, "done", 1, '{"ok":true}', undefined, 5), [1, "done", 1, '{"ok":true}', null, 5]);
  * ```
  */
 export function endedRow(
   id: number,
   state: "done" | "failed",
   attempts: number,
-  result: unknown,
+  json: string | undefined,
   error: { code: string; message: string } | undefined,
   now: number = Date.now(),
 ): EndedRow {
-  return [
-    id,
-    state,
-    attempts,
-    state === "done" ? JSON.stringify(result) ?? "null" : null,
-    error ? JSON.stringify(error) : null,
-    now,
-  ];
+  return [id, state, attempts, state === "done" ? json ?? "null" : null, error ? JSON.stringify(error) : null, now];
 }
 
 /** An accepted task as the journal keeps it. */
@@ -143,35 +153,120 @@ export interface JournalTask {
   data: unknown;
   format: Format;
   tag?: Tag;
+  /** Failed attempts so far. */
   attempts: number;
-  /** How many server restarts found it unfinished (it may have been running each time). */
+  /** How many server stops found it running (not merely queued). */
   interrupted: number;
+  /** Whether it was running when the server stopped (only for an unfinished task). */
+  wasRunning: boolean;
   state: "queued" | "done" | "failed";
-  result?: unknown;
+  /** The result's JSON text. */
+  json?: string;
   error?: { code: string; message: string };
   finishedAt: number;
+}
+
+/** What {@linkcode Journal.load} returns. */
+export interface LoadedJournal {
+  unfinished: JournalTask[];
+  finished: JournalTask[];
+  /** The highest id ever issued. */
+  maxId: number;
+}
+
+function sizeOf(path: string): number | undefined {
+  try {
+    return Deno.statSync(path).size;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** The choices a damaged journal leaves, in the words of the fix. */
+function damaged(path: string, what: string): JournalDamagedError {
+  return new JournalDamagedError(
+    `journal ${path} is damaged: ${what}. Nothing was changed. Either restore ${path} (and ${path}-wal) from a backup, ` +
+      `or start with --journal-reset to begin an empty journal (the damaged files are kept as ${path}.damaged-<time>)`,
+  );
+}
+
+/**
+ * Renames a damaged journal's files aside (`<file>.damaged-<time>`, and its `-wal`), so that a new
+ * journal can start at `path`. Returns the new name of the database file.
+ */
+export function setAside(path: string, now: Date = new Date()): string {
+  const stamp = now.toISOString().replace(/[:.]/g, "-");
+  const aside = `${path}.damaged-${stamp}`;
+  for (const [from, to] of [[path, aside], [`${path}-wal`, `${aside}-wal`], [`${path}-shm`, `${aside}-shm`]]) {
+    try {
+      Deno.renameSync(from, to);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  return aside;
+}
+
+/**
+ * Checks, before SQLite touches it, what SQLite would silently accept: an empty main file (it
+ * would become a new journal and ids would start again at 1), a main file missing beside its log,
+ * a log that was removed after an unclean stop (`meta.state` is read later), and a log with
+ * damage in its middle (SQLite stops replaying at the first bad frame and drops the rest).
+ */
+function checkFiles(path: string): { existed: boolean; walMissing: boolean } {
+  const main = sizeOf(path);
+  const wal = sizeOf(`${path}-wal`);
+  if (main === 0) {
+    throw damaged(
+      path,
+      "the file is empty (0 bytes) — asynctask never leaves a journal empty, so it was truncated or replaced",
+    );
+  }
+  if (main === undefined && wal !== undefined && wal > 0) {
+    throw damaged(path, `the database file is missing but its write-ahead log ${path}-wal is there`);
+  }
+  if (wal !== undefined && wal > 0) {
+    const problem = checkWal(Deno.readFileSync(`${path}-wal`));
+    if (problem) throw damaged(path, `its write-ahead log ${path}-wal ${problem}`);
+  }
+  return { existed: main !== undefined, walMissing: wal === undefined };
 }
 
 /**
  * An open journal file.
  *
  * @example
- * ```ts ignore
- * const journal = Journal.open("/var/lib/asynctask/journal.db", "full");
- * journal.write({ accepted: acceptedRow({ id: 1, task: "sms", data: "13800138000", format: "text", attempts: 0 }), attempts: [], ended: [] });
+ * ```ts
+ * import { acceptedRow, Journal } from "./file.ts";
+ * import assert from "node:assert/strict";
+ * const dir = Deno.makeTempDirSync();
+ * const journal = Journal.open(`${dir}/j.db`, "full");
+ * const accepted = acceptedRow({ id: 1, task: "sms", data: "13800138000", format: "text", attempts: 0 });
+ * journal.write({ accepted, started: [], attempts: [], ended: [] });
+ * assert.equal(journal.load(0).unfinished.length, 1);
+ * journal.close();
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class Journal {
   readonly #db: DatabaseSync;
   /** Multi-row statements by row count, prepared on first use. */
   readonly #inserts = new Map<number, StatementSync>();
+  readonly #starts = new Map<number, StatementSync>();
   readonly #finishes = new Map<number, StatementSync>();
   readonly #failedAttempt: StatementSync;
   readonly #rememberMaxId: StatementSync;
   readonly #sweepAccepted: StatementSync;
   readonly #sweepEnded: StatementSync;
+  readonly #sweepStarted: StatementSync;
 
-  private constructor(readonly path: string, db: DatabaseSync) {
+  private constructor(
+    readonly path: string,
+    db: DatabaseSync,
+    /** What the checks on opening found worth saying, short of refusing the journal. */
+    readonly warnings: string[] = [],
+  ) {
     this.#db = db;
     this.#failedAttempt = db.prepare("UPDATE accepted SET attempts = ? WHERE id = ?");
     this.#rememberMaxId = db.prepare(
@@ -182,15 +277,33 @@ export class Journal {
       "SELECT id FROM ended WHERE finished_at < ?1 OR id <= (SELECT id FROM ended ORDER BY id DESC LIMIT 1 OFFSET ?2)";
     this.#sweepAccepted = db.prepare(`DELETE FROM accepted WHERE id IN (${doomed})`);
     this.#sweepEnded = db.prepare(`DELETE FROM ended WHERE id IN (${doomed})`);
+    // A start matters only until its task ends.
+    this.#sweepStarted = db.prepare("DELETE FROM started WHERE id IN (SELECT id FROM ended)");
   }
 
   /**
-   * Opens (or creates) the journal and takes its lock.
+   * Opens (or creates) the journal and takes its lock. Damage is never silent: the files are
+   * checked first (see {@linkcode checkFiles}), then SQLite's `quick_check`, the `meta` table and
+   * whether the last run closed the journal.
    *
+   * @param reset with a damaged journal, set its files aside and start an empty one instead of failing.
+   * @throws {JournalDamagedError} for a damaged journal (unless `reset`).
    * @throws {JournalError} for a file that is not a journal, a newer schema, a journal locked by
    * another server, or a file or directory that cannot be written.
    */
-  static open(path: string, sync: JournalSync): Journal {
+  static open(path: string, sync: JournalSync, reset = false): Journal {
+    try {
+      return Journal.#open(path, sync);
+    } catch (e) {
+      if (!(e instanceof JournalDamagedError) || !reset) throw e;
+      setAside(path);
+      return Journal.#open(path, sync);
+    }
+  }
+
+  static #open(path: string, sync: JournalSync): Journal {
+    const { existed, walMissing } = checkFiles(path);
+    const warnings: string[] = [];
     let db: DatabaseSync;
     try {
       db = new DatabaseSync(path);
@@ -203,6 +316,7 @@ export class Journal {
       db.exec(`PRAGMA busy_timeout = 0; PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;
         PRAGMA synchronous = ${sync === "full" ? "FULL" : "NORMAL"}`);
       db.exec("BEGIN IMMEDIATE"); // takes the exclusive lock now, and keeps it
+      if (existed) Journal.#check(db, path, walMissing, warnings);
       db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
       const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
         | { value: string }
@@ -217,8 +331,15 @@ export class Journal {
       }
       if (version === 1) db.exec(MIGRATE_FROM_1);
       db.exec(SCHEMA);
-      db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
+      const setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+      setMeta.run("schema_version", String(SCHEMA_VERSION));
+      // "open" until close() says "closed": a later start that finds "open" knows this run did not
+      // close the journal, so its write-ahead log must still be there.
+      setMeta.run("state", "open");
       db.exec("COMMIT");
+      // Into the main file now: a journal asynctask has opened is never an empty main file with
+      // everything in its log, and the "open" mark is in the main file itself.
+      db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } catch (e) {
       try {
         db.close();
@@ -232,9 +353,10 @@ export class Journal {
           `journal ${path} is locked: another asynctask server is using it — stop that server, or give this one its own --journal`,
         );
       }
-      if (/not a database|malformed/i.test(msg)) {
+      if (/not a database/i.test(msg)) {
         throw new JournalError(`${path} is not an asynctask journal (${msg}) — point --journal at a new file`);
       }
+      if (/malformed|corrupt/i.test(msg)) throw damaged(path, `SQLite reports "${msg}"`);
       if (/readonly|read-only|unable to open|disk|full/i.test(msg)) {
         throw new JournalError(
           `cannot write journal ${path}: ${msg} — check free space and that the file and its directory are writable`,
@@ -242,16 +364,57 @@ export class Journal {
       }
       throw new JournalError(`cannot use journal ${path}: ${msg}`);
     }
-    return new Journal(path, db);
+    return new Journal(path, db, warnings);
+  }
+
+  /** The checks of an existing journal, inside the opening transaction. */
+  static #check(db: DatabaseSync, path: string, walMissing: boolean, warnings: string[]): void {
+    const problems = (db.prepare("PRAGMA quick_check(5)").all() as { quick_check: string }[])
+      .map((r) => r.quick_check).filter((r) => r !== "ok");
+    if (problems.length > 0) throw damaged(path, `SQLite's integrity check found: ${problems.join("; ")}`);
+    const tables = new Set(
+      (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) =>
+        r.name
+      ),
+    );
+    if (tables.size === 0) return; // an empty database: a new journal
+    if (!tables.has("meta")) {
+      throw new JournalError(
+        `${path} is not an asynctask journal (it has tables, but no meta table) — point --journal at a new file`,
+      );
+    }
+    const meta = new Map(
+      (db.prepare("SELECT key, value FROM meta").all() as { key: string; value: string }[]).map((r) => [
+        r.key,
+        r.value,
+      ]),
+    );
+    if (!meta.has("schema_version")) throw damaged(path, "its meta table has lost the schema version");
+    if (meta.get("state") === "open" && walMissing) {
+      // Either its log was deleted (what it held is lost), or another SQLite client (sqlite3, a
+      // backup tool) opened and closed the file since, which moves the log into it and removes it
+      // (nothing is lost). The file cannot tell which: say so, and go on.
+      warnings.push(
+        `the last server stopped without closing journal ${path}, and its write-ahead log ${path}-wal is not there: if it was deleted, tasks recorded since the last checkpoint are lost; if another program (sqlite3, a backup) opened the journal since, nothing is lost`,
+      );
+    }
   }
 
   /**
-   * Every task that was accepted and has not finished (each counted as interrupted once more), and
-   * every finished one since `since`.
+   * Every task that was accepted and has not finished, and every finished one since `since`. A
+   * task that was running when the server stopped (its start is recorded, and it had not failed
+   * that attempt) counts one more interruption; a queued one does not.
    */
-  load(since: number): { unfinished: JournalTask[]; finished: JournalTask[]; maxId: number } {
+  load(since: number): LoadedJournal {
     this.#begin();
-    this.#db.exec("UPDATE accepted SET interrupted = interrupted + 1 WHERE id NOT IN (SELECT id FROM ended)");
+    const running = `SELECT a.id FROM accepted a JOIN started s ON s.id = a.id
+      WHERE s.attempt > a.attempts AND a.id NOT IN (SELECT id FROM ended)`;
+    const wasRunning = new Set(
+      (this.#db.prepare(running).all() as { id: number }[]).map((r) => Number(r.id)),
+    );
+    this.#db.exec(`UPDATE accepted SET interrupted = interrupted + 1 WHERE id IN (${running})`);
+    // They are queued again now: should the server stop before they start, they were not running.
+    this.#db.exec("DELETE FROM started WHERE id NOT IN (SELECT id FROM ended)");
     this.#commit();
     const rows = this.#db.prepare(
       "SELECT * FROM tasks WHERE state = 'queued' OR finished_at >= ? ORDER BY id",
@@ -260,12 +423,13 @@ export class Journal {
       id: Number(r.id),
       task: String(r.task),
       data: JSON.parse(String(r.data)),
-      format: r.format as Format,
+      format: r.format === "json" ? "json" : "text",
       ...(r.tag != null ? { tag: JSON.parse(String(r.tag)) as Tag } : {}),
       attempts: Number(r.attempts),
       interrupted: Number(r.interrupted),
-      state: r.state as JournalTask["state"],
-      ...(r.result != null ? { result: JSON.parse(String(r.result)) } : {}),
+      wasRunning: wasRunning.has(Number(r.id)),
+      state: r.state === "done" ? "done" : r.state === "failed" ? "failed" : "queued",
+      ...(r.result != null ? { json: String(r.result) } : {}),
       ...(r.error != null ? { error: JSON.parse(String(r.error)) } : {}),
       finishedAt: Number(r.finished_at ?? 0),
     }));
@@ -281,8 +445,8 @@ export class Journal {
   }
 
   /**
-   * Writes a batch in one transaction — accepts first, then attempt counts, then ends — and
-   * commits it: on disk when this returns.
+   * Writes a batch in one transaction — accepts first, then starts and attempt counts, then ends —
+   * and commits it: on disk when this returns.
    */
   write(batch: JournalBatch): void {
     this.#begin();
@@ -294,6 +458,12 @@ export class Journal {
         `INSERT INTO accepted (id, task, data, format, tag, attempts, accepted_at) VALUES ${
           Array(n).fill("(?, ?, ?, ?, ?, ?, ?)").join(", ")
         }`,
+    );
+    this.#writeRows(
+      batch.started,
+      2,
+      this.#starts,
+      (n) => `INSERT OR REPLACE INTO started (id, attempt) VALUES ${Array(n).fill("(?, ?)").join(", ")}`,
     );
     const attempts = batch.attempts;
     for (let i = 0; i < attempts.length; i += 2) this.#failedAttempt.run(attempts[i + 1], attempts[i]);
@@ -339,12 +509,18 @@ export class Journal {
     this.#rememberMaxId.run();
     this.#sweepAccepted.run(before, keep);
     this.#sweepEnded.run(before, keep);
+    this.#sweepStarted.run();
     this.#commit();
   }
 
-  /** Closes the file (every write is committed already). */
+  /** Marks the journal closed, checkpoints it into the main file and closes it. */
   close(): void {
-    this.#db.close();
+    try {
+      this.#db.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('state', 'closed')");
+      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } finally {
+      this.#db.close();
+    }
   }
 
   #begin(): void {

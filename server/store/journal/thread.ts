@@ -1,14 +1,14 @@
 /**
  * The journal's own thread: it owns the SQLite connection, so that a commit's fsync (0.3–0.5 ms
  * each with `--journal-sync full`, measured) never blocks the thread that accepts, reads and
- * answers. Requests come from {@linkcode JournalClient} (`journal_client.ts`), one at a time per
+ * answers. Requests come from {@linkcode JournalClient} (`client.ts`), one at a time per
  * kind, and each gets one reply with the same id.
  *
  * @module
  */
 import { parentPort } from "node:worker_threads";
-import { Journal, JournalError } from "./journal.ts";
-import type { JournalReply, JournalRequest } from "./journal_client.ts";
+import { Journal, JournalDamagedError, JournalError } from "./file.ts";
+import type { JournalReply, JournalRequest } from "./client.ts";
 
 const port = parentPort!;
 let journal: Journal | undefined;
@@ -16,8 +16,8 @@ let journal: Journal | undefined;
 function handle(req: JournalRequest): unknown {
   switch (req.type) {
     case "open":
-      journal = Journal.open(req.path, req.sync);
-      return null;
+      journal = Journal.open(req.path, req.sync, req.reset);
+      return journal.warnings;
     case "load":
       return journal!.load(req.since);
     case "write":
@@ -41,7 +41,8 @@ globalThis.addEventListener("message", (e) => {
   try {
     reply = { id: req.id, ok: true, value: handle(req) };
   } catch (e) {
-    reply = { id: req.id, ok: false, message: (e as Error).message, journalError: e instanceof JournalError };
+    const error = e instanceof JournalDamagedError ? "damaged" : e instanceof JournalError ? "journal" : "other";
+    reply = { id: req.id, ok: false, message: e instanceof Error ? e.message : String(e), error };
   }
   port.postMessage(reply);
   // The file is closed: end the thread (after the reply has gone).

@@ -1,0 +1,211 @@
+/**
+ * The request desk: one request line in, one immediate reply out. It checks the token, validates
+ * a task's data with its handler and hands it to the lifecycle (`ACCEPTED`), or refuses it with a
+ * reason (`ERROR <code> …`); it answers `/status`, `/stats`, `/ping`, `/auth` and `/quit`. A task's
+ * later replies come from the lifecycle.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { formatSize } from "../cli/units.ts";
+import type { HandlerRegistry } from "../task/handlers/mod.ts";
+import { InvalidDataError } from "../task/types.ts";
+import type { TokenCheck } from "./auth.ts";
+import type { TaskLifecycle } from "./lifecycle.ts";
+import type { Connection } from "./net/connection.ts";
+import type { LineEvent } from "./net/lines.ts";
+import { type ErrorCode, type Format, parseRequest, reply, type Request, type Tag } from "./protocol.ts";
+import type { ServerStats } from "./stats.ts";
+
+const log = getLogger(["asynctask", "server"]);
+
+/** What the desk answers from. */
+export interface DeskParts {
+  lifecycle: TaskLifecycle;
+  /** The handlers of the moment (a reload replaces them). */
+  registry(): HandlerRegistry;
+  /** The task of requests that name none (`--task`). */
+  defaultTask?: string;
+  token?: TokenCheck;
+  queueSize: number;
+  maxLine: number;
+  stats(): ServerStats;
+  /** Whether the server is stopping (new tasks are refused). */
+  stopping(): boolean;
+}
+
+/**
+ * Answers the requests of every connection.
+ *
+ * @example
+ * ```ts ignore
+ * const desk = new Desk(parts);
+ * connectionEvents.line = (conn, event) => desk.line(conn, event);
+ * ```
+ */
+export class Desk {
+  readonly #p: DeskParts;
+  readonly #queueFullMessage: string;
+  /** The hot refusal under overload: its text line is built once. */
+  readonly #queueFullLine: string;
+
+  constructor(parts: DeskParts) {
+    this.#p = parts;
+    this.#queueFullMessage =
+      `the queue is full (${parts.queueSize} tasks waiting); nothing was queued — retry later, or raise --queue-size or --workers`;
+    this.#queueFullLine = reply.error("text", undefined, "queue_full", this.#queueFullMessage);
+  }
+
+  /** One event of a connection's line framing. */
+  line(c: Connection, event: LineEvent): void {
+    if ("line" in event) {
+      const req = parseRequest(event.line);
+      if (req) this.#handle(c, req);
+    } else if ("invalidUtf8" in event) {
+      if (this.#p.token && !c.authorized) {
+        return this.#unauthorized(c, "text", undefined, "the first line is not valid UTF-8", "not UTF-8");
+      }
+      this.#refuse(
+        c,
+        "text",
+        undefined,
+        "bad_request",
+        "the line is not valid UTF-8; send UTF-8 text or a JSON request",
+      );
+    } else {
+      this.#refuse(
+        c,
+        "text",
+        undefined,
+        "line_too_long",
+        `the line is longer than --max-line ${formatSize(this.#p.maxLine)}; closing the connection`,
+      );
+      c.closeWhenFlushed();
+    }
+  }
+
+  #refuse(c: Connection, format: Format, tag: Tag | undefined, code: ErrorCode, msg: string): void {
+    this.#p.lifecycle.counts.refused++;
+    c.send(reply.error(format, tag, code, msg));
+  }
+
+  #handle(c: Connection, req: Request): void {
+    if (this.#p.token && !c.authorized) return this.#authorize(c, req);
+    switch (req.kind) {
+      case "submit":
+        return this.#submit(c, req);
+      case "invalid":
+        return this.#refuse(c, req.format, req.tag, req.code, req.message);
+      case "status":
+        return this.#status(c, req.format, req.tag, req.taskId);
+      case "stats":
+        return c.send(reply.stats(req.format, req.tag, this.#p.stats()));
+      case "ping":
+        return c.send(reply.pong(req.format, req.tag));
+      case "auth":
+        // Already authorized, or the server has no token: nothing to check.
+        return c.send(reply.ok(req.format, req.tag));
+      case "quit":
+        c.send(reply.bye(req.format, req.tag));
+        c.closeWhenFlushed();
+        return;
+    }
+  }
+
+  /** The first request of a connection to a server with a token: it must be a good `/auth`. */
+  #authorize(c: Connection, req: Request): void {
+    if (req.kind === "auth" && this.#p.token!.matches(req.token)) {
+      c.authorize();
+      return c.send(reply.ok(req.format, req.tag));
+    }
+    const why = req.kind === "auth"
+      ? "wrong token"
+      : 'this server needs a token first: send /auth <token> (or {"cmd":"auth","token":"…"})';
+    this.#unauthorized(c, req.format, req.tag, why, req.kind === "auth" ? "wrong token" : "no /auth first");
+  }
+
+  #unauthorized(c: Connection, format: Format, tag: Tag | undefined, why: string, short: string): void {
+    this.#refuse(c, format, tag, "unauthorized", `${why}; closing`);
+    log.warn("connection {conn} from {remote} refused: {why}", { conn: c.id, remote: c.remote, why: short });
+    c.closeWhenFlushed();
+  }
+
+  #known(): string {
+    return [...this.#p.registry().keys()].join(", ");
+  }
+
+  #submit(c: Connection, req: Extract<Request, { kind: "submit" }>): void {
+    const { format, tag } = req;
+    if (this.#p.stopping()) {
+      return this.#refuse(
+        c,
+        format,
+        tag,
+        "shutting_down",
+        "the server is shutting down and takes no new tasks; retry against another server or after the restart",
+      );
+    }
+    const name = req.task ?? this.#p.defaultTask;
+    if (name === undefined) {
+      return this.#refuse(
+        c,
+        format,
+        tag,
+        "unknown_task",
+        `this server has no default task: name one, /task <name> <payload> or {"task": "<name>", …}; this server runs ${this.#known()}`,
+      );
+    }
+    const handler = this.#p.registry().get(name);
+    if (!handler) {
+      return this.#refuse(
+        c,
+        format,
+        tag,
+        "unknown_task",
+        `no task named "${name.slice(0, 64)}"; this server runs ${this.#known()}`,
+      );
+    }
+    let data: unknown;
+    try {
+      data = handler.validate(req.data);
+    } catch (e) {
+      const message = e instanceof InvalidDataError
+        ? e.message
+        : `${name} refused the data: ${e instanceof Error ? e.message : String(e)}`;
+      return this.#refuse(c, format, tag, "invalid_data", message);
+    }
+    const lifecycle = this.#p.lifecycle;
+    if (!lifecycle.hasRoom) {
+      if (format === "text") {
+        lifecycle.counts.refused++;
+        return c.send(this.#queueFullLine);
+      }
+      return this.#refuse(c, format, tag, "queue_full", this.#queueFullMessage);
+    }
+    // On disk before its ACCEPTED goes out: the connection waits for the store's commit before it writes.
+    const id = lifecycle.submit({ task: name, data, format, tag, connId: c.id }, c);
+    c.send(reply.accepted(format, id, tag, handler.accepted?.(data) ?? `${name} task queued`));
+  }
+
+  #status(c: Connection, format: Format, tag: Tag | undefined, taskId: number): void {
+    const last = this.#p.lifecycle.lastId;
+    if (taskId > last) {
+      const issued = last === 0 ? "none yet" : `the last is ${last}`;
+      return this.#refuse(
+        c,
+        format,
+        tag,
+        "not_found",
+        `no task ${taskId} has been accepted by this server (${issued})`,
+      );
+    }
+    const rec = this.#p.lifecycle.get(taskId);
+    if (!rec) return c.send(reply.status(format, tag, taskId, "unknown"));
+    const detail = rec.state === "done"
+      ? { result: JSON.parse(rec.json ?? "null"), attempts: rec.attempts }
+      : rec.state === "failed"
+      ? { error: rec.error, attempts: rec.attempts }
+      : { attempts: rec.attempts };
+    c.send(reply.status(format, tag, taskId, rec.state, detail));
+  }
+}

@@ -1,0 +1,455 @@
+/**
+ * A task's life, from `ACCEPTED` to its final reply — one state machine, written once:
+ *
+ * ```
+ *  submit ──► queued ──► running ──► done
+ *               ▲  ▲        │  └────► failed   (permanent, out of retries, timeout, crash)
+ *               │  └────────┤ retry after a backoff (attempt failed, retries left)
+ *               └───────────┘ requeue (its worker was stopped under it; not its fault)
+ * ```
+ *
+ * The lifecycle owns the pool that runs tasks, the book of tasks (for `/status`), the counters,
+ * and the only writes to the {@linkcode TaskStore}: accept, start, failed attempt, end. It sends a
+ * task's `PROGRESS` and final reply to the {@linkcode ReplyTarget} that submitted it. It knows
+ * nothing of sockets: connections are reply targets, and `lifecycle_test.ts` drives it with plain
+ * objects and a real pool.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { formatDuration } from "../cli/units.ts";
+import type { Outcome } from "../task/messages.ts";
+import { type Job, type PoolOptions, WorkerPool } from "../task/pool.ts";
+import { newRecord, type ReplyTarget, TaskBook, type TaskRecord } from "./book.ts";
+import { type Format, reply, type Tag } from "./protocol.ts";
+import { Counters } from "./stats.ts";
+import type { Recovered, TaskStore } from "./store/store.ts";
+
+export type { ReplyTarget } from "./book.ts";
+
+const log = getLogger(["asynctask", "server"]);
+const taskLog = getLogger(["asynctask", "task"]);
+
+/**
+ * With a durable store, a task found *running* by this many restarts of the server is failed
+ * instead of run again: it may be what kills the server (a poison pill). Queued tasks are never
+ * counted.
+ */
+export const MAX_INTERRUPTED_RUNS = 3;
+
+/** The lifecycle's own options (the rest are the pool's). */
+export interface LifecycleOptions {
+  /** How many times a failed task runs again, unless its task sets its own (`--retries`). */
+  retries: number;
+  /** The first retry's delay; each next one doubles, with jitter (`--retry-backoff`). */
+  retryBackoffMs: number;
+  /** `--retry-max-delay`. */
+  retryMaxDelayMs: number;
+  /** How long a finished task is kept for `/status` (`--result-ttl`). */
+  resultTtlMs: number;
+  /** Most finished tasks kept (`--max-results`). */
+  maxResults: number;
+}
+
+/** What the lifecycle needs to know of the tasks it runs. */
+export interface TaskCatalog {
+  /** Whether the server runs a task of this name. */
+  has(task: string): boolean;
+  /** The task's own retry count, if it sets one. */
+  retriesOf(task: string): number | undefined;
+}
+
+/** A time source; tests pass a fake one. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  // Only handles from setTimeout above come back here.
+  clearTimeout: (handle) => clearTimeout(handle as number),
+};
+
+/**
+ * The delay before retry number `attempt` (1 = the first retry): `base` doubled each time, capped
+ * at `max`, with "equal jitter" (between half and all of it) so that tasks that failed together do
+ * not retry together.
+ *
+ * @example
+ * ```ts
+ * import { retryDelay } from "./lifecycle.ts";
+ * import assert from "node:assert/strict";
+ * const d = retryDelay(3, 1000, 60_000);
+ * assert.ok(d >= 2000 && d <= 4000);
+ * assert.equal(retryDelay(30, 1000, 60_000, () => 1), 60_000);
+ * ```
+ */
+export function retryDelay(attempt: number, base: number, max: number, random: () => number = Math.random): number {
+  const full = Math.min(max, base * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(full / 2 + random() * (full / 2));
+}
+
+/** A handler's log message with its `{name}` placeholders filled from its properties. */
+function fillTemplate(message: string, properties: Record<string, unknown> | undefined): string {
+  if (!properties) return message;
+  return message.replace(/\{(\w+)\}/g, (m, k: string) => k in properties ? String(properties[k]) : m);
+}
+
+/** A task to submit: its name, validated data, and how its client wants replies. */
+export interface Submission {
+  task: string;
+  data: unknown;
+  format: Format;
+  tag?: Tag;
+  /** Keeps a client's tasks on one worker in the `connection` dispatch mode. */
+  connId: number;
+}
+
+/**
+ * Every accepted task, from `ACCEPTED` to its final reply.
+ *
+ * @example
+ * ```ts ignore
+ * const lifecycle = new TaskLifecycle(new MemoryStore(), poolOptions, catalog, options);
+ * const id = lifecycle.submit({ task: "echo", data: "hi", format: "text", connId: 1 }, target);
+ * ```
+ */
+export class TaskLifecycle {
+  readonly pool: WorkerPool;
+  readonly counts = new Counters();
+  readonly #store: TaskStore;
+  readonly #book: TaskBook;
+  readonly #catalog: TaskCatalog;
+  readonly #opts: LifecycleOptions;
+  readonly #clock: Clock;
+  readonly #retryTimers = new Set<unknown>();
+  /** Per-task start and end lines are `debug`: at full speed they would cost two thirds of the throughput. */
+  readonly #traceTasks = taskLog.isEnabledFor("debug");
+  #lastId = 0;
+  #finishedWaiters: (() => void)[] = [];
+  #now: number | undefined;
+
+  constructor(
+    store: TaskStore,
+    poolOptions: PoolOptions,
+    catalog: TaskCatalog,
+    opts: LifecycleOptions,
+    clock: Clock = realClock,
+  ) {
+    this.#store = store;
+    this.#catalog = catalog;
+    this.#opts = opts;
+    this.#clock = clock;
+    this.#book = new TaskBook({ ttlMs: opts.resultTtlMs, max: opts.maxResults });
+    this.pool = new WorkerPool(poolOptions, {
+      started: (job, worker) => this.#started(job, worker),
+      progress: (job, report) => {
+        const rec = this.#book.get(job.id);
+        if (rec?.state === "running" && rec.attempts === job.attempt) {
+          rec.target?.send(reply.progress(rec.format, rec.id, rec.tag, report.percent, report.message));
+        }
+      },
+      log: (job, record) =>
+        getLogger(["asynctask", "task", job.task])[record.level]("task {id}: {message}", {
+          ...record.properties,
+          id: job.id,
+          message: fillTemplate(record.message, record.properties),
+        }),
+      settled: (job, outcome, worker) => this.#settled(job, outcome, worker),
+      crashed: (worker, reason, failed, requeued) => {
+        for (const job of requeued) this.#requeued(job);
+        log.error(
+          "worker {worker} crashed ({reason}); {failed} task(s) failed with worker_crashed, {requeued} other task(s) on it run again; worker replaced",
+          { worker, reason, failed: failed.length, requeued: requeued.length },
+        );
+      },
+      recycled: (worker) =>
+        log.debug("worker {worker} recycled after {max} tasks", { worker, max: poolOptions.maxTasksPerWorker }),
+      killed: (worker, reason, requeued) => {
+        for (const job of requeued) this.#requeued(job);
+        log.error("worker {worker} terminated and replaced: {reason}; {tasks} other task(s) on it run again", {
+          worker,
+          reason,
+          tasks: requeued.length,
+        });
+      },
+    });
+  }
+
+  /** The highest task id issued so far. */
+  get lastId(): number {
+    return this.#lastId;
+  }
+
+  /** Tasks queued, running or waiting to retry. */
+  get unfinished(): number {
+    return this.#book.live;
+  }
+
+  /** Tasks waiting out a retry backoff. */
+  get retrying(): number {
+    return this.#retryTimers.size;
+  }
+
+  /** Finished tasks kept for `/status`. */
+  get retained(): number {
+    return this.#book.retained;
+  }
+
+  /** Whether a task submitted now would be queued rather than refused (`queue_full`). */
+  get hasRoom(): boolean {
+    return this.pool.hasRoom;
+  }
+
+  /**
+   * Accepts a task: gives it an id, records it in the store, queues it. The caller sends
+   * `ACCEPTED` to `target` (the store's commit comes before it is written) and refuses the task
+   * instead when {@linkcode hasRoom} is false.
+   */
+  submit(s: Submission, target: ReplyTarget): number {
+    const id = ++this.#lastId;
+    this.#store.accepted({ id, task: s.task, data: s.data, format: s.format, tag: s.tag, attempts: 0 });
+    this.#book.add(newRecord({ id, task: s.task, format: s.format, tag: s.tag, state: "queued", attempts: 0, target }));
+    this.counts.accepted++;
+    this.counts.of(s.task).accepted++;
+    target.taskAccepted();
+    this.pool.submit({ id, task: s.task, data: s.data, attempt: 1, connId: s.connId }, true);
+    return id;
+  }
+
+  /** A task's record while it is known (queued, running, or finished within the TTL). */
+  get(id: number): TaskRecord | undefined {
+    return this.#book.get(id);
+  }
+
+  /** Forgets finished tasks past the TTL, in the book and the store. */
+  sweep(): void {
+    const now = this.#clock.now();
+    this.#book.sweep(now);
+    this.#store.sweep(now - this.#opts.resultTtlMs, this.#opts.maxResults).catch((e: Error) =>
+      log.error("{store}: clean-up failed: {error}", { store: this.#store.name, error: e.message })
+    );
+  }
+
+  /** Resolves when every accepted task has had its final reply. */
+  allFinished(): Promise<void> {
+    if (this.#book.live === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#finishedWaiters.push(resolve));
+  }
+
+  /** Ends every unfinished task as failed with `code` (a stop that could not wait); returns how many. */
+  failUnfinished(code: string, message: string): number {
+    for (const t of this.#retryTimers) this.#clock.clearTimeout(t);
+    this.#retryTimers.clear();
+    let n = 0;
+    for (const rec of [...this.#book.unfinished()]) {
+      n++;
+      this.#finish(rec, { code, message });
+    }
+    return n;
+  }
+
+  /**
+   * Takes what the store kept from the last run: finished tasks are filed for `/status`; queued
+   * ones are queued again as they were; running ones count an interruption and run again, unless
+   * they were found running by more than {@linkcode MAX_INTERRUPTED_RUNS} restarts.
+   */
+  recover({ unfinished, finished, maxId }: Recovered): void {
+    this.#lastId = maxId;
+    for (const t of finished) {
+      const rec = this.#book.add(newRecord({ ...t, state: t.state }));
+      this.#book.finish(rec, t.finishedAt);
+    }
+    const requeued: number[] = [];
+    const poisoned: number[] = [];
+    const orphaned: number[] = [];
+    for (const t of unfinished) {
+      const rec = this.#book.add(newRecord({ ...t, state: "queued" }));
+      if (!this.#catalog.has(t.task)) {
+        orphaned.push(t.id);
+        this.#finish(rec, { code: "handler_error", message: `this server has no task "${t.task}" any more` });
+      } else if (t.interrupted > MAX_INTERRUPTED_RUNS) {
+        poisoned.push(t.id);
+        this.#finish(rec, {
+          code: "worker_crashed",
+          message:
+            `the server stopped ${t.interrupted} times while the task ran; not running it again (it may be what stops the server)`,
+        });
+      } else {
+        requeued.push(t.id);
+        this.pool.submit({ id: t.id, task: t.task, data: t.data, attempt: t.attempts + 1, connId: 0 }, true);
+      }
+    }
+    const running = unfinished.filter((t) => t.wasRunning).length;
+    log.info(
+      "{store}: {requeued} unfinished task(s) queued again ({running} were running), {poisoned} failed by the limit of {max} interrupted runs{ids}, {orphaned} of tasks this server no longer has, {kept} result(s) kept; task ids go on after {maxId}",
+      {
+        store: this.#store.name,
+        requeued: requeued.length,
+        running,
+        poisoned: poisoned.length,
+        max: MAX_INTERRUPTED_RUNS,
+        ids: poisoned.length > 0
+          ? ` (ids ${poisoned.slice(0, 20).join(", ")}${poisoned.length > 20 ? ", …" : ""})`
+          : "",
+        orphaned: orphaned.length,
+        kept: finished.length,
+        maxId,
+      },
+    );
+  }
+
+  /** `Date.now()`, read once per batch of work (a turn's microtasks), not once per task. */
+  #time(): number {
+    if (this.#now === undefined) {
+      this.#now = this.#clock.now();
+      queueMicrotask(() => (this.#now = undefined));
+    }
+    return this.#now;
+  }
+
+  #started(job: Job, worker: number): void {
+    const rec = this.#book.get(job.id);
+    if (!rec) return;
+    rec.state = "running";
+    rec.worker = worker;
+    rec.attempts = job.attempt;
+    this.#store.started(job.id, job.attempt);
+    if (!this.#traceTasks) return;
+    taskLog.debug("task {id} ({task}) started on worker {worker}, attempt {attempt}", {
+      id: job.id,
+      task: job.task,
+      worker,
+      attempt: job.attempt,
+    });
+  }
+
+  #settled(job: Job, outcome: Outcome, worker: number): void {
+    const rec = this.#book.get(job.id);
+    if (!rec || rec.state !== "running" || rec.attempts !== job.attempt) return;
+    rec.worker = worker;
+    if (outcome.ok) {
+      this.#finish(rec, undefined, outcome.json, outcome.ms);
+    } else if (!outcome.permanent && job.attempt <= this.#retriesOf(rec.task)) {
+      this.#retry(rec, job, outcome);
+    } else {
+      this.#finish(rec, { code: outcome.code, message: outcome.message }, undefined, outcome.ms);
+    }
+  }
+
+  #retriesOf(task: string): number {
+    return this.#catalog.retriesOf(task) ?? this.#opts.retries;
+  }
+
+  /**
+   * Runs a failed task again after a backoff (or the delay the handler asked for, up to
+   * `--retry-max-delay`). It stays `queued` meanwhile, and still counts as accepted. The client
+   * hears of it as a `PROGRESS` at 0% that says why and when.
+   */
+  #retry(rec: TaskRecord, job: Job, outcome: Extract<Outcome, { ok: false }>): void {
+    this.counts.of(rec.task).retried++;
+    rec.state = "queued";
+    this.#store.attemptFailed(rec.id, job.attempt);
+    const delay = outcome.retryAfterMs !== undefined
+      ? Math.min(outcome.retryAfterMs, this.#opts.retryMaxDelayMs)
+      : retryDelay(job.attempt, this.#opts.retryBackoffMs, this.#opts.retryMaxDelayMs);
+    const of = this.#retriesOf(rec.task) + 1;
+    rec.target?.send(
+      reply.progress(
+        rec.format,
+        rec.id,
+        rec.tag,
+        0,
+        `attempt ${job.attempt} of ${of} failed (${outcome.code}: ${outcome.message}); retrying in ${
+          formatDuration(delay)
+        }`,
+      ),
+    );
+    taskLog.warn(
+      "task {id} ({task}) failed on worker {worker}, attempt {attempt} of {of}: {code} {message}; retrying in {delay} ms",
+      {
+        id: rec.id,
+        task: rec.task,
+        worker: rec.worker,
+        attempt: job.attempt,
+        of,
+        code: outcome.code,
+        message: outcome.message,
+        delay,
+      },
+    );
+    const timer = this.#clock.setTimeout(() => {
+      this.#retryTimers.delete(timer);
+      this.pool.submit({ ...job, attempt: job.attempt + 1 }, true);
+    }, delay);
+    this.#retryTimers.add(timer);
+  }
+
+  /** A task that was running on a stopped worker went back to the queue (not its fault). */
+  #requeued(job: Job): void {
+    const rec = this.#book.get(job.id);
+    if (rec) rec.state = "queued";
+  }
+
+  /** Records a task's end, sends its final reply, and files it for `/status`. Exactly once per task. */
+  #finish(rec: TaskRecord, error: { code: string; message: string } | undefined, json?: string, ms = 0): void {
+    this.#store.ended(
+      rec.id,
+      error ? { state: "failed", attempts: rec.attempts, error } : {
+        state: "done",
+        attempts: rec.attempts,
+        json,
+      },
+    );
+    const target = rec.target;
+    rec.target = undefined;
+    if (error) {
+      rec.state = "failed";
+      rec.error = error;
+      this.counts.failed++;
+      this.counts.of(rec.task).failed++;
+      const text = rec.attempts > 1 ? `${error.message} (after ${rec.attempts} attempts)` : error.message;
+      target?.send(
+        reply.failed(rec.format, rec.id, rec.tag, error.code, rec.format === "text" ? text : error.message, {
+          attempts: rec.attempts,
+        }),
+      );
+      taskLog.warn("task {id} ({task}) failed on worker {worker} after {ms} ms, attempt {attempt}: {code} {message}", {
+        id: rec.id,
+        task: rec.task,
+        worker: rec.worker,
+        ms,
+        attempt: rec.attempts,
+        code: error.code,
+        message: error.message,
+      });
+    } else {
+      rec.state = "done";
+      rec.json = json;
+      this.counts.done++;
+      this.counts.of(rec.task).done++;
+      target?.send(
+        reply.done(rec.format, rec.id, rec.tag, json ?? "null", { worker: rec.worker, attempts: rec.attempts, ms }),
+      );
+      if (this.#traceTasks) {
+        taskLog.debug("task {id} ({task}) done on worker {worker} in {ms} ms, attempt {attempt}", {
+          id: rec.id,
+          task: rec.task,
+          worker: rec.worker,
+          ms,
+          attempt: rec.attempts,
+        });
+      }
+    }
+    this.#book.finish(rec, this.#time());
+    target?.taskEnded();
+    if (this.#book.live === 0 && this.#finishedWaiters.length > 0) {
+      const waiters = this.#finishedWaiters;
+      this.#finishedWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+}

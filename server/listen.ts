@@ -1,0 +1,306 @@
+/**
+ * Listening: the TCP (or TLS) socket, the accept loop, `--max-conns`, and the deadlines that close
+ * connections which hold a slot without using it — a TLS handshake that never finishes, a token
+ * that never comes, a client that stays silent.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { formatDuration, formatSize } from "../cli/units.ts";
+import { StartError } from "./errors.ts";
+import { Connection } from "./net/connection.ts";
+import type { LineEvent } from "./net/lines.ts";
+import type { PollGate } from "./net/poll_gate.ts";
+import { reply } from "./protocol.ts";
+
+const log = getLogger(["asynctask", "server"]);
+
+/** What the listener needs to know. */
+export interface ListenOptions {
+  host: string;
+  port: number;
+  /** PEM certificate chain and key: TLS instead of plain TCP. */
+  tls?: { cert: string; key: string };
+  maxConns: number;
+  idleTimeoutMs: number;
+  maxLine: number;
+  maxOutput: number;
+  /** A TLS connection that has not finished its handshake after this long is closed. */
+  handshakeTimeoutMs: number;
+  /** With a token, a connection that has not authenticated after this long is closed; 0 = never. */
+  authTimeoutMs: number;
+  /** Whether connections must authenticate (`--token`). */
+  tokenRequired: boolean;
+}
+
+/** What the listener hands on. */
+export interface ListenEvents {
+  /** One event of a connection's line framing. */
+  line(conn: Connection, event: LineEvent): void;
+  /** A connection was refused (`--max-conns`). */
+  refused(): void;
+  /** Resolves when what the replies announce is durable; absent when nothing waits. */
+  beforeWrite?(): Promise<void>;
+}
+
+/**
+ * Errors of `accept` that mean the process is short of something (file descriptors, memory,
+ * buffers): waiting a little helps. Anything else — a connection reset before it was accepted
+ * (`ENOTCONN`, os error 107; `ECONNABORTED`, 103) — concerns one connection, which is skipped.
+ */
+const EXHAUSTION = /os error (23|24|12|105)\b|Too many open files|Cannot allocate memory|No buffer space/i;
+
+/**
+ * Opens the socket, or throws a {@linkcode StartError} that names the fix.
+ *
+ * @example
+ * ```ts
+ * import { openListener } from "./listen.ts";
+ * import assert from "node:assert/strict";
+ * const l = openListener({ host: "127.0.0.1", port: 0 });
+ * assert.ok((l.addr as Deno.NetAddr).port > 0);
+ * l.close();
+ * ```
+ */
+export function openListener(o: { host: string; port: number; tls?: { cert: string; key: string } }): Deno.Listener {
+  const where = `${o.host}:${o.port}`;
+  try {
+    return o.tls
+      ? Deno.listenTls({ hostname: o.host, port: o.port, cert: o.tls.cert, key: o.tls.key })
+      : Deno.listen({ hostname: o.host, port: o.port, transport: "tcp" });
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new StartError(
+        `cannot listen on ${where}: the address is already in use — is another asynctask (or other server) running there? Stop it or choose another --port`,
+      );
+    }
+    if (e instanceof Deno.errors.PermissionDenied) {
+      throw new StartError(
+        `cannot listen on ${where}: permission denied — ports below 1024 need privileges; choose a --port of 1024 or more`,
+      );
+    }
+    if (o.tls) {
+      throw new StartError(
+        `cannot serve TLS: ${message} — check that --tls-cert is a PEM certificate (chain) and --tls-key its PEM private key`,
+      );
+    }
+    if (e instanceof Deno.errors.AddrNotAvailable) {
+      throw new StartError(`cannot listen on ${where}: no such address on this machine — check --host`);
+    }
+    throw new StartError(`cannot listen on ${where}: ${message} — check --host and --port`);
+  }
+}
+
+/**
+ * The accept loop and the open connections.
+ *
+ * @example
+ * ```ts ignore
+ * const listener = new Listener(openListener(opts), opts, { line: (c, e) => desk.line(c, e), refused: () => {} });
+ * await listener.stop();
+ * ```
+ */
+export class Listener {
+  readonly addr: Deno.NetAddr;
+  readonly #socket: Deno.Listener;
+  readonly #opts: ListenOptions;
+  readonly #events: ListenEvents;
+  readonly #gate: PollGate | undefined;
+  readonly #conns = new Set<Connection>();
+  /** TLS connections still in their handshake: they hold a slot, and a deadline. */
+  #handshaking = 0;
+  #nextId = 0;
+  #stopping = false;
+  readonly #loop: Promise<void>;
+  readonly #sweeper: ReturnType<typeof setInterval>;
+
+  constructor(socket: Deno.Listener, opts: ListenOptions, events: ListenEvents, gate?: PollGate) {
+    this.#socket = socket;
+    this.addr = socket.addr as Deno.NetAddr;
+    this.#opts = opts;
+    this.#events = events;
+    this.#gate = gate;
+    const limits = [opts.idleTimeoutMs, opts.tokenRequired ? opts.authTimeoutMs : 0].filter((t) => t > 0);
+    const tick = limits.length > 0 ? Math.min(1000, Math.max(20, Math.round(Math.min(...limits) / 4))) : 1000;
+    this.#sweeper = setInterval(() => this.#sweep(), tick);
+    this.#loop = this.#accept();
+  }
+
+  /** Open connections. */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /** Connections accepted since the start. */
+  get accepted(): number {
+    return this.#nextId;
+  }
+
+  /** Stops accepting; open connections stay. */
+  async stopAccepting(): Promise<void> {
+    if (!this.#stopping) {
+      this.#stopping = true;
+      try {
+        this.#socket.close();
+      } catch {
+        // already closed
+      }
+    }
+    await this.#loop;
+  }
+
+  /** Closes every connection once its queued replies are written. */
+  async close(): Promise<void> {
+    await this.stopAccepting();
+    clearInterval(this.#sweeper);
+    await Promise.all([...this.#conns].map((c) => c.closeWhenFlushed()));
+  }
+
+  async #accept(): Promise<void> {
+    let backoff = 10;
+    while (!this.#stopping) {
+      let tcp: Deno.Conn;
+      try {
+        tcp = await this.#socket.accept();
+      } catch (e) {
+        if (this.#stopping || e instanceof Deno.errors.BadResource) return;
+        const message = e instanceof Error ? e.message : String(e);
+        if (!EXHAUSTION.test(message)) {
+          // One connection that died before it was accepted: skip it, at once.
+          log.debug("a connection was lost before it was accepted: {error}", { error: message });
+          continue;
+        }
+        log.error("cannot accept a connection: {error}; retrying in {ms} ms", { error: message, ms: backoff });
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 1000);
+        continue;
+      }
+      backoff = 10;
+      if (this.#conns.size + this.#handshaking >= this.#opts.maxConns) {
+        this.#refuse(tcp);
+        continue;
+      }
+      if ("handshake" in tcp) this.#handshake(tcp as Deno.TlsConn);
+      else this.#open(tcp);
+    }
+  }
+
+  /** Refused at the limit: told why where that costs nothing, and closed at once. */
+  #refuse(tcp: Deno.Conn): void {
+    this.#events.refused();
+    const remote = tcp.remoteAddr as Deno.NetAddr;
+    log.warn("connection from {remote} refused: --max-conns {max} reached", {
+      remote: `${remote.hostname}:${remote.port}`,
+      max: this.#opts.maxConns,
+    });
+    const line = reply.error(
+      "text",
+      undefined,
+      "too_many_connections",
+      `the server has its maximum of ${this.#opts.maxConns} connections (--max-conns); retry later`,
+    ) + "\n";
+    if ("handshake" in tcp) {
+      // A TLS reply needs a handshake the peer may never do: close now rather than hold the fd.
+      tcp.close();
+      return;
+    }
+    // One try to write, without waiting: the fd is closed right after.
+    tcp.write(new TextEncoder().encode(line)).catch(() => {}).finally(() => {
+      try {
+        tcp.close();
+      } catch {
+        // closed
+      }
+    });
+  }
+
+  #handshake(tls: Deno.TlsConn): void {
+    this.#handshaking++;
+    const limit = this.#opts.handshakeTimeoutMs;
+    const deadline = setTimeout(() => {
+      try {
+        tls.close(); // the pending handshake fails, and the catch below counts it
+      } catch {
+        // closed
+      }
+    }, limit);
+    tls.handshake().then(
+      () => {
+        clearTimeout(deadline);
+        this.#handshaking--;
+        if (this.#stopping) return tls.close();
+        this.#open(tls);
+      },
+      (e: Error) => {
+        clearTimeout(deadline);
+        this.#handshaking--;
+        log.debug("TLS handshake failed or took longer than {limit}: {error}", {
+          limit: formatDuration(limit),
+          error: e.message,
+        });
+        try {
+          tls.close();
+        } catch {
+          // closed by the deadline
+        }
+      },
+    );
+  }
+
+  #open(tcp: Deno.Conn): void {
+    if ("setNoDelay" in tcp) (tcp as Deno.TcpConn).setNoDelay(true);
+    const conn = new Connection(++this.#nextId, tcp, this.#opts, {
+      line: (c, event) => this.#events.line(c, event),
+      ended: (c) => {
+        // A client that half-closed (sent EOF) still gets the final replies of its tasks: the
+        // connection closes itself when the last one is written (Connection.taskEnded).
+        if (c.outstanding === 0 || !c.writable) c.closeWhenFlushed();
+      },
+      closed: (c) => {
+        this.#conns.delete(c);
+        log.debug("connection {conn} closed", { conn: c.id });
+      },
+      ...(this.#events.beforeWrite ? { beforeWrite: this.#events.beforeWrite } : {}),
+      overflowed: (c) =>
+        log.warn(
+          "connection {conn} from {remote} closed: more than --max-output {max} of replies wait for a client that does not read; its tasks go on, their results stay available to /status",
+          { conn: c.id, remote: c.remote, max: formatSize(this.#opts.maxOutput) },
+        ),
+    }, this.#gate);
+    this.#conns.add(conn);
+    log.debug("connection {conn} from {remote} opened", { conn: conn.id, remote: conn.remote });
+    conn.serve();
+  }
+
+  /**
+   * Closes connections past a deadline, saying why first: not authenticated within
+   * `--auth-timeout`, or silent for `--idle-timeout` with no task outstanding.
+   */
+  #sweep(): void {
+    const now = performance.now();
+    const { idleTimeoutMs, authTimeoutMs, tokenRequired } = this.#opts;
+    for (const c of this.#conns) {
+      if (tokenRequired && authTimeoutMs > 0 && !c.authorized && now - c.openedAt >= authTimeoutMs) {
+        c.send(reply.error(
+          "text",
+          undefined,
+          "unauthorized",
+          `no /auth within ${formatDuration(authTimeoutMs)} (--auth-timeout); closing`,
+        ));
+        c.closeWhenFlushed();
+        continue;
+      }
+      if (idleTimeoutMs <= 0 || c.outstanding > 0 || c.readEnded || now - c.lastActivity < idleTimeoutMs) continue;
+      c.send(
+        reply.error(
+          "text",
+          undefined,
+          "idle_timeout",
+          `no request for ${formatDuration(idleTimeoutMs)} (--idle-timeout); closing`,
+        ),
+      );
+      c.closeWhenFlushed();
+    }
+  }
+}

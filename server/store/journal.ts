@@ -1,0 +1,119 @@
+/**
+ * `serve --journal FILE`: accepted means durable. Every accepted task is on disk before its
+ * `ACCEPTED` is sent, every start before the next group commit, and every end before its `DONE` or
+ * `FAILED` — and within the same group-commit window whether or not a client waits for it. On
+ * start, the tasks that were queued are queued again as they were, the ones that were running count
+ * an interruption, and finished ones stay queryable.
+ *
+ * The file and its SQL are `journal/file.ts`; it runs in its own thread (`journal/thread.ts`),
+ * fed by `journal/client.ts`.
+ *
+ * @module
+ */
+import { JournalClient } from "./journal/client.ts";
+import type { JournalSync } from "./journal/file.ts";
+import type { AcceptedTask, Recovered, TaskEnd, TaskStore } from "./store.ts";
+
+export { JournalDamagedError, JournalError, type JournalSync } from "./journal/file.ts";
+
+/**
+ * A SQLite journal as a {@linkcode TaskStore}.
+ *
+ * @example
+ * ```ts
+ * import { JournalStore } from "./journal.ts";
+ * import assert from "node:assert/strict";
+ * const dir = await Deno.makeTempDir();
+ * const store = await JournalStore.open(`${dir}/j.db`, { onFatal: (why) => console.error(why) });
+ * await store.load(0);
+ * store.accepted({ id: 1, task: "echo", data: "hi", format: "text", attempts: 0 });
+ * await store.commit(); // on disk now
+ * await store.close();
+ * const again = await JournalStore.open(`${dir}/j.db`, { onFatal: () => {} });
+ * assert.equal((await again.load(0)).unfinished.length, 1);
+ * await again.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class JournalStore implements TaskStore {
+  readonly durable = true;
+  readonly name: string;
+
+  private constructor(readonly path: string, readonly client: JournalClient) {
+    this.name = `journal ${path}`;
+  }
+
+  /** What the checks on opening found worth saying, short of refusing the journal. */
+  get warnings(): string[] {
+    return this.client.warnings;
+  }
+
+  /**
+   * Opens (or creates) the journal at `path`.
+   *
+   * @throws {import("./journal/file.ts").JournalError} naming the file, what is wrong and the fix.
+   */
+  static async open(
+    path: string,
+    opts: {
+      sync?: JournalSync;
+      /** Set a damaged journal aside and start empty (`--journal-reset`). */
+      reset?: boolean;
+      /** A commit failed while the server ran: nothing more can be promised. */
+      onFatal: (why: string) => void;
+    },
+  ): Promise<JournalStore> {
+    const client = await JournalClient.open(path, opts.sync ?? "full", opts.reset ?? false, opts.onFatal);
+    return new JournalStore(path, client);
+  }
+
+  async load(since: number): Promise<Recovered> {
+    const { unfinished, finished, maxId } = await this.client.load(since);
+    return {
+      maxId,
+      unfinished: unfinished.map((t) => ({
+        id: t.id,
+        task: t.task,
+        data: t.data,
+        format: t.format,
+        ...(t.tag !== undefined ? { tag: t.tag } : {}),
+        attempts: t.attempts,
+        interrupted: t.interrupted,
+        wasRunning: t.wasRunning,
+      })),
+      finished: finished.map((t) => ({
+        id: t.id,
+        task: t.task,
+        format: t.format,
+        ...(t.tag !== undefined ? { tag: t.tag } : {}),
+        state: t.state === "done" ? "done" : "failed",
+        attempts: t.attempts,
+        ...(t.json !== undefined ? { json: t.json } : {}),
+        ...(t.error !== undefined ? { error: t.error } : {}),
+        finishedAt: t.finishedAt,
+      })),
+    };
+  }
+
+  accepted(task: AcceptedTask): void {
+    this.client.accept(task);
+  }
+  started(id: number, attempt: number): void {
+    this.client.started(id, attempt);
+  }
+  attemptFailed(id: number, attempt: number): void {
+    this.client.failedAttempt(id, attempt);
+  }
+  ended(id: number, end: TaskEnd): void {
+    this.client.finish(id, end.state, end.attempts, end.json, end.error);
+  }
+  commit(): Promise<void> {
+    return this.client.commit();
+  }
+  sweep(before: number, keep: number): Promise<void> {
+    return this.client.sweep(before, keep);
+  }
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}

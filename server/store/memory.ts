@@ -1,0 +1,43 @@
+/**
+ * The store of a server without `--journal`: nothing is written anywhere, so nothing waits. The
+ * lifecycle's book of tasks is the only copy, and a restart starts empty.
+ *
+ * @module
+ */
+import type { Recovered, TaskStore } from "./store.ts";
+
+const resolved = Promise.resolve();
+
+/**
+ * A store that keeps nothing past the process.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore } from "./memory.ts";
+ * import assert from "node:assert/strict";
+ * const store = new MemoryStore();
+ * assert.deepEqual(await store.load(0), { unfinished: [], finished: [], maxId: 0 });
+ * store.accepted({ id: 1, task: "echo", data: "hi", format: "text", attempts: 0 });
+ * await store.commit(); // at once: there is no disk
+ * ```
+ */
+export class MemoryStore implements TaskStore {
+  readonly name = "memory";
+  readonly durable = false;
+  load(_since: number): Promise<Recovered> {
+    return Promise.resolve({ unfinished: [], finished: [], maxId: 0 });
+  }
+  accepted(): void {}
+  started(): void {}
+  attemptFailed(): void {}
+  ended(): void {}
+  commit(): Promise<void> {
+    return resolved;
+  }
+  sweep(): Promise<void> {
+    return resolved;
+  }
+  close(): Promise<void> {
+    return resolved;
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The `TaskStore` interface: everything about a task that must outlive the process goes through
+ * it — ids, accepts, starts, failed attempts, ends with their results, and the clean-up of old
+ * ends. The lifecycle (`../lifecycle.ts`) is its only writer.
+ *
+ * Two stores implement it: {@linkcode MemoryStore} (`memory.ts`: nothing survives a restart, and
+ * nothing waits for a disk) and `JournalStore` (`journal.ts`: a SQLite file, group-committed from
+ * its own thread). One contract suite (`contract_test.ts`) runs against both.
+ *
+ * The rule a store keeps: what {@linkcode TaskStore.commit} resolves for is durable, and a record
+ * is committed by the store's own schedule — never because a connection happens to write.
+ *
+ * @module
+ */
+import type { Format, Tag } from "../protocol.ts";
+
+/** A task as it is accepted. */
+export interface AcceptedTask {
+  id: number;
+  task: string;
+  /** The data as the handler validated it. */
+  data: unknown;
+  format: Format;
+  tag?: Tag;
+  /** Failed attempts so far (0 for a new task). */
+  attempts: number;
+}
+
+/** How a task ended. */
+export interface TaskEnd {
+  state: "done" | "failed";
+  /** Attempts it took. */
+  attempts: number;
+  /** The result's JSON text (`done`). */
+  json?: string;
+  /** Why it failed (`failed`). */
+  error?: { code: string; message: string };
+}
+
+/** An unfinished task found on start. */
+export interface RecoveredTask {
+  id: number;
+  task: string;
+  data: unknown;
+  format: Format;
+  tag?: Tag;
+  attempts: number;
+  /** How many stops of the server found it running. */
+  interrupted: number;
+  /** Whether it was running when the server stopped (else it was queued, or waiting to retry). */
+  wasRunning: boolean;
+}
+
+/** A finished task found on start, still within the result TTL. */
+export interface FinishedTask extends TaskEnd {
+  id: number;
+  task: string;
+  format: Format;
+  tag?: Tag;
+  finishedAt: number;
+}
+
+/** What a store holds on start. */
+export interface Recovered {
+  unfinished: RecoveredTask[];
+  finished: FinishedTask[];
+  /** The highest task id ever issued: ids go on after it. */
+  maxId: number;
+}
+
+/** Where tasks are kept. See the module doc for the rule every store keeps. */
+export interface TaskStore {
+  /** For logs: `memory`, `journal /var/lib/asynctask/journal.db`. */
+  readonly name: string;
+  /** Whether replies must wait for {@linkcode TaskStore.commit} (false: records are never lost by a crash, because none survive it). */
+  readonly durable: boolean;
+  /** What survived the last run: unfinished tasks, finished ones since `since`, the highest id. Called once, first. */
+  load(since: number): Promise<Recovered>;
+  /** Records an accepted task. */
+  accepted(task: AcceptedTask): void;
+  /** Records that attempt `attempt` of a task started on a worker. */
+  started(id: number, attempt: number): void;
+  /** Records that attempt `attempt` failed and the task waits to run again. */
+  attemptFailed(id: number, attempt: number): void;
+  /** Records a task's end. */
+  ended(id: number, end: TaskEnd): void;
+  /** Resolves when everything recorded before the call is durable. */
+  commit(): Promise<void>;
+  /** Forgets finished tasks that ended before `before`, and all but the newest `keep`. */
+  sweep(before: number, keep: number): Promise<void>;
+  /** Commits what is recorded and closes. */
+  close(): Promise<void>;
+}
