@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import { MESSAGES } from "./messages.ts";
+import { renderReply } from "./render.ts";
 import { parseReply } from "./replies.ts";
-import { toRequest } from "./requests.ts";
+import { localMistake, toRequest } from "./requests.ts";
 import { Session } from "./session.ts";
 
 Deno.test("toRequest: text as typed, /task for --task, JSON with --json", () => {
@@ -26,4 +28,69 @@ Deno.test("Session: settles when every request has its reply and every task its 
   assert.equal(s.settled, true);
   assert.equal(s.exitCode, 1);
   assert.equal(s.summary(), "2 accepted, 1 done, 1 failed, 1 refused");
+});
+
+Deno.test("Session: each ERROR is matched to its request in order; refused commands count only when strict", () => {
+  for (const strict of [true, false]) {
+    const s = new Session({ strict });
+    s.sent("command");
+    s.sent("task");
+    s.sent("command");
+    s.received(parseReply("ERROR not_found no task 9"));
+    s.received(parseReply("ERROR invalid_data nope"));
+    s.received(parseReply("PONG"));
+    assert.equal(s.refused, 1);
+    assert.equal(s.commandsRefused, 1);
+    assert.equal(s.exitCode, 1, "a refused task fails either way");
+    const c = new Session({ strict });
+    c.sent("command");
+    c.received(parseReply("ERROR not_found no task 9"));
+    assert.equal(c.exitCode, strict ? 1 : 0);
+    // An error the server closes the connection with fails every session.
+    const closing = new Session({ strict });
+    closing.sent("command");
+    closing.received(parseReply("ERROR unauthorized wrong token; closing"));
+    assert.equal(closing.exitCode, 1);
+  }
+});
+
+Deno.test("renderReply: JSON replies in their text form, what only JSON says after them", () => {
+  assert.equal(
+    renderReply('{"type":"failed","id":"x","task_id":4,"error":{"code":"timeout","message":"a\\nb"},"attempts":3}'),
+    'FAILED 4 timeout a\\nb (id "x", 3 attempts)',
+  );
+  assert.equal(renderReply('{"type":"status","task_id":4,"state":"running"}'), "STATUS 4 running");
+  assert.equal(renderReply('{"type":"pong","id":1}'), "PONG (id 1)");
+  assert.equal(renderReply('{"type":"pong","id":1}', { raw: true }), '{"type":"pong","id":1}');
+  assert.equal(renderReply('{"type":"done","task_id":1,"result":null}', { msgs: MESSAGES.zh }), "DONE 1 null");
+  assert.equal(
+    renderReply(
+      'STATS {"accepted":3,"tasks":["sms","echo"],"by_task":{"sms":{"accepted":3,"done":2}},"workers":[{"id":1,"done":2}]}',
+    ),
+    [
+      "STATS",
+      "  accepted  3",
+      "  tasks     sms, echo",
+      "  by_task:",
+      "         accepted  done",
+      "    sms         3     2",
+      "  workers:",
+      "    id  done",
+      "    1      2",
+    ].join("\n"),
+  );
+});
+
+Deno.test("localMistake: what the client tells without asking the server", () => {
+  assert.equal(localMistake("/task echo hi"), undefined);
+  assert.equal(localMistake("/auth s3cret"), undefined);
+  assert.equal(localMistake('{"cmd":"stats"}'), undefined);
+  assert.deepEqual(localMistake("/task"), { kind: "usage", command: "/task" });
+  assert.deepEqual(localMistake("/status 0"), { kind: "usage", command: "/status" });
+  assert.deepEqual(localMistake("/status 1 2"), { kind: "usage", command: "/status" });
+  assert.deepEqual(localMistake("/quit now"), { kind: "no_argument", command: "/quit" });
+  assert.deepEqual(localMistake("/toString"), { kind: "unknown_command", command: "/toString" });
+  assert.equal(localMistake("[1]")?.kind, undefined, "a payload, not JSON");
+  assert.equal(localMistake("{1}")?.kind, "bad_json");
+  assert.equal(localMistake('{"a":1}'), undefined, "the server names unknown fields");
 });

@@ -71,6 +71,14 @@ export async function serveOptions(args: string[]): Promise<{
       throw e;
     }
   }
+  // Secrets leave the process's environment once read, so that nothing started later inherits
+  // them. (The copy the kernel keeps for /proc/<pid>/environ stays: see docs/operations.md.)
+  Deno.env.delete("ASYNCTASK_TOKEN");
+  for (const t of options.tasks ?? []) {
+    if (t.kind === "command") {
+      for (const v of t.hideEnv ?? []) Deno.env.delete(v);
+    }
+  }
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together: give both, or neither for plain TCP");
   }

@@ -9,7 +9,7 @@ import denoJson from "../deno.json" with { type: "json" };
 Deno.test("--version and --help", async () => {
   const v = await runCli(["--version"]);
   assert.equal(v.code, 0);
-  assert.match(v.stdout, new RegExp(`^asynctask ${denoJson.version.replaceAll(".", "\\.")} \\(deno `));
+  assert.match(v.stdout, new RegExp(`^asynctask ${denoJson.version.replaceAll(".", "\\.")} \\(commit \\S+, deno `));
   const h = await runCli(["--help"]);
   assert.equal(h.code, 0);
   assert.match(h.stdout, /serve +run the task server/);

@@ -241,6 +241,22 @@ Deno.test("interactive with LANG=zh_CN.UTF-8: prompt, hints and summary in Chine
     } finally {
       await term.close();
     }
+    // Not reaching a server is told in Chinese too, with the command in the words the user runs it with.
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const free = l.addr.port;
+    l.close();
+    const refused = await client(`--port ${free}`, "zh_CN.UTF-8");
+    try {
+      assert.equal((await refused.status).code, 2);
+      await refused.waitFor(
+        new RegExp(
+          `asynctask client: 无法连接 127\\.0\\.0\\.1:${free}：连接被拒绝——服务器在运行吗？用 \`\\./deno task serve --port ${free}\` 启动它`,
+        ),
+        "the hint in Chinese",
+      );
+    } finally {
+      await refused.close();
+    }
     // LC_ALL wins over LANG, as POSIX says: C is English.
     const english = await openTerminal(
       `env -u LC_MESSAGES LC_ALL=C LANG=zh_CN.UTF-8 ${Deno.execPath()} run -A ${ROOT}main.ts client --port ${server.addr.port}`,

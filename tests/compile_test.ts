@@ -21,7 +21,9 @@ import {
 const dec = new TextDecoder();
 
 /** `deno task compile …` from the repository root. */
-async function compileTask(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function compileTask(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const r = await new Deno.Command(Deno.execPath(), {
     args: ["task", "--config", `${ROOT}deno.json`, "compile", ...args],
     cwd: ROOT,
@@ -30,7 +32,11 @@ async function compileTask(args: string[]): Promise<{ code: number; stdout: stri
     stdout: "piped",
     stderr: "piped",
   }).output();
-  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
+  return {
+    code: r.code,
+    stdout: dec.decode(r.stdout),
+    stderr: dec.decode(r.stderr),
+  };
 }
 
 /** The files tools/compile.ts writes for a build (`dist/.compile-entry-*.ts`): none may be left. */
@@ -46,13 +52,19 @@ const out = await Deno.makeTempDir({ prefix: "asynctask-compile-" });
 // In a directory that does not exist yet: a failed build must not leave it behind, empty.
 const exe = `${out}/bin/asynctask`;
 // The release build, plus a module task embedded for the test.
-const compiled = await compileTask(["--output", exe, "--include", "tests/fixtures/module_task.ts"]);
+const compiled = await compileTask([
+  "--output",
+  exe,
+  "--include",
+  "tests/fixtures/module_task.ts",
+]);
 const why = compiled.code === 0 ? "" : reasonOf(compiled.stderr);
 
 /** "dns error: failed to lookup address information: …" from tools/compile.ts's message, or its last line. */
 function reasonOf(stderr: string): string {
   const friendly = /and could not: (.+?)\.\n/.exec(stderr)?.[1];
-  const last = stderr.trim().split("\n").filter((l) => l.trim() !== "").at(-1) ?? "no message";
+  const last = stderr.trim().split("\n").filter((l) => l.trim() !== "").at(-1) ??
+    "no message";
   return (friendly ?? last).slice(0, 200);
 }
 
@@ -67,13 +79,22 @@ Deno.test({
     const server = await spawnServe(["--sms-delay", "100ms"], exe);
     try {
       const r = await new Deno.Command(exe, {
-        args: ["client", "--port", String(server.port), "--send", "13800138000"],
+        args: [
+          "client",
+          "--port",
+          String(server.port),
+          "--send",
+          "13800138000",
+        ],
         stdout: "piped",
         stderr: "piped",
       }).output();
       const stdout = dec.decode(r.stdout);
       assert.equal(r.code, 0, dec.decode(r.stderr));
-      assert.match(stdout, /^ACCEPTED 1 sending SMS to 13800138000.*\nDONE 1 \{"phone":"13800138000"/);
+      assert.match(
+        stdout,
+        /^ACCEPTED 1 sending SMS to 13800138000.*\nDONE 1 \{"phone":"13800138000"/,
+      );
     } finally {
       server.child.kill("SIGTERM");
       const { code } = await server.exited();
@@ -88,8 +109,14 @@ Deno.test({
     : skipped("compiled binary: --version:"),
   ignore: compiled.code !== 0,
   async fn() {
-    for (const args of [["--version"], ["serve", "--version"], ["client", "-V"]]) {
-      const r = await new Deno.Command(exe, { args, stdout: "piped", stderr: "piped" }).output();
+    for (
+      const args of [["--version"], ["serve", "--version"], ["client", "-V"]]
+    ) {
+      const r = await new Deno.Command(exe, {
+        args,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
       assert.equal(r.code, 0, dec.decode(r.stderr));
       assert.equal(
         dec.decode(r.stdout).trim(),
@@ -113,17 +140,41 @@ Deno.test({
           `Deno ${Deno.version.deno.replaceAll(".", "\\.")}\\) from dl\\.deno\\.land and could not: .+\\.\\n`,
       ),
     );
-    assert.match(compiled.stderr, /What to do: build on a machine with internet access/);
+    assert.match(
+      compiled.stderr,
+      /What to do: build on a machine with internet access/,
+    );
     assert.match(compiled.stderr, /\.\/deno task serve/);
-    assert.doesNotMatch(compiled.stderr, /Stack backtrace/, "deno's raw error is replaced, not repeated");
-    assert.ok(!exists(`${out}/bin`), "the output directory it created is removed again");
-    // The default output, dist/asynctask: dist/ is not left behind, or, when it was there, left as it was.
+    assert.doesNotMatch(
+      compiled.stderr,
+      /Stack backtrace/,
+      "deno's raw error is replaced, not repeated",
+    );
+    assert.ok(
+      !exists(`${out}/bin`),
+      "the output directory it created is removed again",
+    );
+    // The default output, dist/asynctask: no empty dist/ is left behind, and what dist/ held is kept.
     const before = listing(`${ROOT}dist`);
     const plain = await compileTask([]);
     assert.equal(plain.code, 1, plain.stderr);
-    assert.match(plain.stderr, /deno compile needs to download the Deno runtime/);
-    assert.deepEqual(listing(`${ROOT}dist`), before, before ? "dist/ as it was" : "no dist/ left behind");
-    assert.deepEqual(leftEntries(), [], "the generated entry module is deleted");
+    assert.match(
+      plain.stderr,
+      /deno compile needs to download the Deno runtime/,
+    );
+    const after = listing(`${ROOT}dist`);
+    assert.ok(
+      after === undefined || after.length > 0,
+      "no empty dist/ left behind",
+    );
+    if (before?.length) {
+      assert.deepEqual(after, before, "what dist/ held is left as it was");
+    }
+    assert.deepEqual(
+      leftEntries(),
+      [],
+      "the generated entry module is deleted",
+    );
   },
 });
 
@@ -156,23 +207,44 @@ async function configTasksScenario(exe?: string): Promise<void> {
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/upper.sh`, "#!/bin/sh\ntr a-z A-Z\n");
   await Deno.chmod(`${dir}/upper.sh`, 0o755);
-  await Deno.writeTextFile(`${dir}/plain.mjs`, "export default (data) => ({ plain: data });\n");
+  await Deno.writeTextFile(
+    `${dir}/plain.mjs`,
+    "export default (data) => ({ plain: data });\n",
+  );
   await Deno.writeTextFile(
     `${dir}/asynctask.json`,
     JSON.stringify({
       tasks: {
         upper: { kind: "command", command: ["./upper.sh"] },
-        embedded: { kind: "module", module: `${ROOT}tests/fixtures/module_task.ts` },
+        embedded: {
+          kind: "module",
+          module: `${ROOT}tests/fixtures/module_task.ts`,
+        },
         plain: { kind: "module", module: "./plain.mjs" },
       },
     }),
   );
   const server = await spawnServe(["--config", `${dir}/asynctask.json`], exe);
   try {
-    const requests = ['{"task":"upper","data":"abc"}', '{"task":"embedded","data":2}', '{"task":"plain","data":1}'];
-    const argv = ["client", "--port", String(server.port), "--json", ...requests.flatMap((r) => ["--send", r])];
+    const requests = [
+      '{"task":"upper","data":"abc"}',
+      '{"task":"embedded","data":2}',
+      '{"task":"plain","data":1}',
+    ];
+    const argv = [
+      "client",
+      "--port",
+      String(server.port),
+      "--json",
+      ...requests.flatMap((r) => ["--send", r]),
+    ];
     const r = exe
-      ? await new Deno.Command(exe, { args: argv, stdout: "piped", stderr: "piped", env: { NO_COLOR: "1" } }).output()
+      ? await new Deno.Command(exe, {
+        args: argv,
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).output()
       : await new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", `${ROOT}main.ts`, ...argv],
         stdout: "piped",
@@ -182,7 +254,10 @@ async function configTasksScenario(exe?: string): Promise<void> {
     const stdout = dec.decode(r.stdout);
     assert.equal(r.code, 0, stdout + dec.decode(r.stderr));
     assert.match(stdout, /"result":"ABC"/);
-    assert.match(stdout, /"type":"progress","task_id":2,"progress":50,"message":"half way"/);
+    assert.match(
+      stdout,
+      /"type":"progress","task_id":2,"progress":50,"message":"half way"/,
+    );
     assert.match(stdout, /"result":\{"doubled":4\}/);
     assert.match(stdout, /"result":\{"plain":1\}/);
   } finally {
@@ -204,11 +279,26 @@ Deno.test({
 });
 
 Deno.test("from source: --version, and a command's --version or -V, print version, commit, deno and target", async () => {
-  const git = await new Deno.Command("git", { args: ["rev-parse", "--short=7", "HEAD"], cwd: ROOT, stdout: "piped" })
+  const git = await new Deno.Command("git", {
+    args: ["rev-parse", "--short=7", "HEAD"],
+    cwd: ROOT,
+    stdout: "piped",
+  })
     .output().catch(() => undefined);
-  if (git?.success) assert.equal(commit(), dec.decode(git.stdout).trim().slice(0, 7), "the commit is git's HEAD");
+  if (git?.success) {
+    assert.equal(
+      commit(),
+      dec.decode(git.stdout).trim().slice(0, 7),
+      "the commit is git's HEAD",
+    );
+  }
   const line = `asynctask ${VERSION} (commit ${commit()}, deno ${Deno.version.deno}, ${Deno.build.target})`;
-  for (const args of [["--version"], ["-V"], ["serve", "--version"], ["client", "-V"], ["bench", "--version"]]) {
+  for (
+    const args of [["--version"], ["-V"], ["serve", "--version"], [
+      "client",
+      "-V",
+    ], ["bench", "--version"]]
+  ) {
     const r = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", `${ROOT}main.ts`, ...args],
       stdout: "piped",
@@ -217,23 +307,43 @@ Deno.test("from source: --version, and a command's --version or -V, print versio
     assert.equal(r.code, 0, `${args.join(" ")}: ${dec.decode(r.stderr)}`);
     assert.equal(dec.decode(r.stdout).trim(), line, args.join(" "));
   }
-  assert.ok(!wantsVersion(["--send", "x", "--", "--version"]), "after --, --version is an argument");
+  assert.ok(
+    !wantsVersion(["--send", "x", "--", "--version"]),
+    "after --, --version is an argument",
+  );
 });
 
 Deno.test("deno task compile is tools/compile.ts, and the release workflow builds every target with it", async () => {
   const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
   assert.equal(denoJson.tasks.compile, "deno run -A tools/compile.ts");
-  const workflow = await Deno.readTextFile(`${ROOT}.github/workflows/release.yml`);
-  assert.match(workflow, /\.\/deno task compile --target \$\{\{ matrix\.target \}\}/);
-  assert.doesNotMatch(workflow, /\.\/deno compile/, "no compile flags of its own: they are tools/compile.ts's");
-  const matrix = /target:\n((?:\s+- \S+\n)+)/.exec(workflow)?.[1].trim().split(/\s*-\s+/).filter(Boolean);
+  const workflow = await Deno.readTextFile(
+    `${ROOT}.github/workflows/release.yml`,
+  );
+  assert.match(
+    workflow,
+    /\.\/deno task compile --target \$\{\{ matrix\.target \}\}/,
+  );
+  assert.doesNotMatch(
+    workflow,
+    /\.\/deno compile/,
+    "no compile flags of its own: they are tools/compile.ts's",
+  );
+  const matrix = /target:\n((?:\s+- \S+\n)+)/.exec(workflow)?.[1].trim().split(
+    /\s*-\s+/,
+  ).filter(Boolean);
   assert.deepEqual(matrix, [...TARGETS]);
   assert.match(workflow, /tags: \["v\*"\]/);
   assert.match(workflow, /workflow_dispatch:/);
   assert.match(workflow, /id-token: write/);
   assert.match(workflow, /attestations: write/);
-  assert.match(workflow, /actions\/attest-build-provenance@v\d+\n\s+with:\n\s+subject-checksums: dist\/SHA256SUMS/);
-  assert.match(workflow, /sha256sum asynctask-\*\.tar\.gz asynctask-\*\.zip > SHA256SUMS/);
+  assert.match(
+    workflow,
+    /actions\/attest-build-provenance@v\d+\n\s+with:\n\s+subject-checksums: dist\/SHA256SUMS/,
+  );
+  assert.match(
+    workflow,
+    /sha256sum asynctask-\*\.tar\.gz asynctask-\*\.zip > SHA256SUMS/,
+  );
 });
 
 Deno.test("tools/compile.ts embeds every worker module that main.ts's graph starts, and only existing ones", async () => {
@@ -241,20 +351,42 @@ Deno.test("tools/compile.ts embeds every worker module that main.ts's graph star
 });
 
 Deno.test("tools/compile.ts: arguments, the deno compile command line, and reading a failed download", () => {
-  assert.deepEqual(parseCompileArgs([]), { target: Deno.build.target, output: "dist/asynctask", include: [] });
-  assert.deepEqual(parseCompileArgs(["--target=x86_64-pc-windows-msvc", "--include", "a.ts"]), {
-    target: "x86_64-pc-windows-msvc",
-    output: "dist/asynctask.exe",
-    include: ["a.ts"],
+  assert.deepEqual(parseCompileArgs([]), {
+    target: Deno.build.target,
+    output: "dist/asynctask",
+    include: [],
   });
+  assert.deepEqual(
+    parseCompileArgs(["--target=x86_64-pc-windows-msvc", "--include", "a.ts"]),
+    {
+      target: "x86_64-pc-windows-msvc",
+      output: "dist/asynctask.exe",
+      include: ["a.ts"],
+    },
+  );
   assert.equal(parseCompileArgs(["--help"]), undefined);
-  assert.throws(() => parseCompileArgs(["--target", "riscv64-unknown-linux-gnu"]), /unknown target/);
+  assert.throws(
+    () => parseCompileArgs(["--target", "riscv64-unknown-linux-gnu"]),
+    /unknown target/,
+  );
   assert.throws(() => parseCompileArgs(["--output"]), /--output needs a value/);
   assert.throws(() => parseCompileArgs(["main.ts"]), /unknown argument/);
-  const args = compileArgs({ target: TARGETS[3], output: "o", include: ["x.ts"] }, "dist/e.ts");
+  const args = compileArgs({
+    target: TARGETS[3],
+    output: "o",
+    include: ["x.ts"],
+  }, "dist/e.ts");
   for (const flag of PERMISSIONS) assert.ok(args.includes(flag), flag);
-  for (const m of [...WORKER_MODULES, "x.ts"]) assert.ok(args.join(" ").includes(`--include ${m}`), m);
-  assert.deepEqual(args.slice(-5), ["--target", TARGETS[3], "--output", "o", "dist/e.ts"]);
+  for (const m of [...WORKER_MODULES, "x.ts"]) {
+    assert.ok(args.join(" ").includes(`--include ${m}`), m);
+  }
+  assert.deepEqual(args.slice(-5), [
+    "--target",
+    TARGETS[3],
+    "--output",
+    "o",
+    "dist/e.ts",
+  ]);
 
   // deno compile's stderr here, without a network.
   const offline = `Compile main.ts to dist/asynctask
@@ -275,5 +407,10 @@ Stack backtrace:
     file: "denort-x86_64-unknown-linux-gnu.zip",
     reason: "dns error: failed to lookup address information: Name or service not known",
   });
-  assert.equal(runtimeDownloadFailure("Check main.ts\nerror: TS2339 [ERROR]: Property 'x' does not exist"), undefined);
+  assert.equal(
+    runtimeDownloadFailure(
+      "Check main.ts\nerror: TS2339 [ERROR]: Property 'x' does not exist",
+    ),
+    undefined,
+  );
 });

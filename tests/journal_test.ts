@@ -108,7 +108,10 @@ Deno.test("a graceful stop then a start loses nothing and re-runs nothing; resul
 
     const second = await spawnServe(["--journal", path]);
     try {
-      assert.match(second.log(), /0 unfinished task\(s\) queued again \(0 were running\).*10 result\(s\) kept; task ids go on after 10/);
+      assert.match(
+        second.log(),
+        /0 unfinished task\(s\) queued again \(0 were running\).*10 result\(s\) kept; task ids go on after 10/,
+      );
       const d = await LineClient.connect(second.port);
       await d.send("/status 3", "/task echo next");
       assert.deepEqual(await d.take(3), ['STATUS 3 done {"slept_ms":22}', "ACCEPTED 11 echo queued", "DONE 11 next"]);

@@ -11,7 +11,8 @@
  * (the pinned Deno from npm) for the project's packages.
  *
  * `deno compile` downloads its `denort` base binary for the target on first use; where it cannot,
- * this says so and what to do instead, exits 1, and leaves no empty output directory behind.
+ * this says so and what to do instead, exits 1, and leaves no empty output directory (nor an empty
+ * dist/) behind.
  *
  * @module
  */
@@ -205,7 +206,10 @@ Deno.exit(await main(Deno.args));
 
 /** Text without its terminal colours (ESC [ … m). */
 function plain(text: string): string {
-  return text.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g"), "");
+  return text.replace(
+    new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g"),
+    "",
+  );
 }
 
 /**
@@ -242,7 +246,8 @@ export function runtimeDownloadMessage(
   return `asynctask compile: deno compile needs to download the Deno runtime for ${target} ` +
     `(${failure.file ?? "denort"}, Deno ${Deno.version.deno}) from dl.deno.land and could not: ${failure.reason}.\n` +
     "  What to do: build on a machine with internet access (the release workflow does, for every target; behind a\n" +
-    "  proxy, set HTTPS_PROXY), or install a release archive (sh install.sh), or run from source: ./deno task serve";
+    "  proxy, set HTTPS_PROXY; offline, point DENORT_BIN at that denort binary), or install a release archive\n" +
+    "  (sh install.sh), or run from source: ./deno task serve";
 }
 
 /** The directories that creating `file` would create, deepest first. */
@@ -257,6 +262,18 @@ function missingDirs(file: string): string[] {
     }
   }
   return dirs;
+}
+
+/** Writes the generated entry module, making its directory (again, should a build beside this one remove it). */
+async function writeEntry(entry: string, source: string): Promise<void> {
+  for (let attempt = 1;; attempt++) {
+    await Deno.mkdir(dirname(entry), { recursive: true });
+    try {
+      return await Deno.writeTextFile(entry, source);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound) || attempt >= 3) throw e;
+    }
+  }
 }
 
 /** Removes what a build left: `deno compile`'s temporary file after a failure, and the empty directories made. */
@@ -295,11 +312,10 @@ async function compile(opts: CompileOptions): Promise<number> {
     "dist",
     `.compile-entry-${crypto.randomUUID().slice(0, 8)}.ts`,
   );
-  // Directories made for the entry or by deno compile for the output, removed at the end if empty.
-  const created = [...new Set([...missingDirs(output), ...missingDirs(entry)])]
-    .sort((a, b) => b.length - a.length);
-  await Deno.mkdir(dirname(entry), { recursive: true });
-  await Deno.writeTextFile(entry, entrySource(build));
+  // Directories deno compile makes for the output, removed at the end if empty; and dist/, which holds the entry.
+  const created = missingDirs(output).filter((d) => d !== dirname(entry))
+    .concat(dirname(entry));
+  await writeEntry(entry, entrySource(build));
   let stderr = "";
   let code: number;
   try {
