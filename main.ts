@@ -9,6 +9,7 @@
  * @module
  */
 import { suggest, UsageError } from "./cli/flags.ts";
+import { commandFor, programName } from "./cli/invocation.ts";
 import { VERSION, versionLine, wantsVersion } from "./cli/version.ts";
 import { runServe } from "./server/mod.ts";
 import { StartError } from "./server/mod.ts";
@@ -61,13 +62,14 @@ export async function main(args: string[]): Promise<number> {
       const hint = suggest(command, Object.keys(COMMANDS));
       throw new UsageError(
         `unknown command "${command}"` + (hint ? ` — did you mean "${hint}"?` : "") +
-          ` Commands are ${Object.keys(COMMANDS).join(", ")}; run \`asynctask --help\``,
+          ` Commands are ${Object.keys(COMMANDS).join(", ")}; run \`${programName()} --help\``,
       );
     }
     return await entry.run(rest);
   } catch (e) {
     if (e instanceof UsageError || e instanceof StartError) {
-      console.error(`asynctask: ${e.message}`);
+      // In the words the user typed: `asynctask serve: …` from the binary, `./deno task serve: …` from source.
+      console.error(`${entry ? commandFor(command) : programName()}: ${e.message}`);
       return 2;
     }
     throw e;

@@ -9,6 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { formatDuration, formatSize, parseDuration, parseSize } from "./units.ts";
+import { commandFor } from "./invocation.ts";
 
 /** How a flag's text is read. */
 export type FlagKind = "string" | "int" | "size" | "duration" | "boolean" | "list";
@@ -112,8 +113,8 @@ export function suggest(word: string, candidates: readonly string[]): string | u
   return bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
 }
 
-function convert(spec: FlagSpec, raw: unknown, where: string): FlagValue {
-  const what = `${where} --${spec.name}`;
+/** `what` names the value as the user wrote it: `--port`, `PORT for --port`, `config file x.json: key "port"`. */
+function convert(spec: FlagSpec, raw: unknown, what: string): FlagValue {
   if (spec.kind === "boolean") {
     if (typeof raw === "boolean") return raw;
     throw new UsageError(`${what} takes true or false, not ${JSON.stringify(raw)}`);
@@ -214,7 +215,6 @@ export function parseFlags(
   } catch (e) {
     throw translateParseError(command, specs, e as Error & { code?: string });
   }
-  const where = `asynctask ${command}:`;
   const values: Record<string, FlagValue | undefined> = {};
   const configPath = typeof parsed.values["config"] === "string" ? parsed.values["config"] : undefined;
   const config = configPath ? readConfig(configPath, specs, opts.configSections ?? []) : {};
@@ -223,10 +223,11 @@ export function parseFlags(
   for (const s of specs) {
     const cli = parsed.values[s.name];
     const fromEnv = s.env ? env(s.env) : undefined;
-    if (cli !== undefined) values[s.name] = convert(s, cli, where);
-    else if (fromEnv !== undefined && fromEnv !== "") values[s.name] = convert(s, fromEnv, `${where} ${s.env} for`);
-    else if (s.name in config) values[s.name] = convert(s, config[s.name], `config file ${configPath}: key`);
-    else {
+    if (cli !== undefined) values[s.name] = convert(s, cli, `--${s.name}`);
+    else if (fromEnv !== undefined && fromEnv !== "") values[s.name] = convert(s, fromEnv, `${s.env} for --${s.name}`);
+    else if (s.name in config) {
+      values[s.name] = convert(s, config[s.name], `config file ${configPath}: key "${s.name}"`);
+    } else {
       values[s.name] = s.default;
       defaulted.add(s.name);
     }
@@ -237,35 +238,35 @@ export function parseFlags(
 }
 
 function translateParseError(command: string, specs: readonly FlagSpec[], e: Error & { code?: string }): UsageError {
-  const help = `run \`asynctask ${command} --help\` for the list of flags`;
+  const help = `run \`${commandFor(command, "--help")}\` for the list of flags`;
   const unknown = /Unknown option '([^']+)'/.exec(e.message);
   if (unknown) {
     const name = unknown[1].replace(/^-+/, "");
     const hint = suggest(name, specs.map((s) => s.name));
     return new UsageError(
-      `asynctask ${command}: unknown flag ${unknown[1]}` + (hint ? ` — did you mean --${hint}?` : ` — ${help}`),
+      `unknown flag ${unknown[1]}` + (hint ? ` — did you mean --${hint}?` : ` — ${help}`),
     );
   }
   const missing = /Option '(?:-\w, )?--([\w-]+) <value>' argument missing/.exec(e.message);
   if (missing) {
     const spec = specs.find((s) => s.name === missing[1]);
     return new UsageError(
-      `asynctask ${command}: --${missing[1]} needs a value` + (spec ? `, e.g. --${spec.name} ${example(spec)}` : ""),
+      `--${missing[1]} needs a value` + (spec ? `, e.g. --${spec.name} ${example(spec)}` : ""),
     );
   }
   const positional = /Unexpected argument '([^']+)'/.exec(e.message);
   if (positional) {
-    return new UsageError(`asynctask ${command}: unexpected argument "${positional[1]}" — ${help}`);
+    return new UsageError(`unexpected argument "${positional[1]}" — ${help}`);
   }
   const ambiguous = /Option '(?:-\w, )?--([\w-]+)' argument is ambiguous/.exec(e.message);
   if (ambiguous) {
     return new UsageError(
-      `asynctask ${command}: --${ambiguous[1]} needs a value; one that starts with "-" is written --${ambiguous[1]}=-…`,
+      `--${ambiguous[1]} needs a value; one that starts with "-" is written --${ambiguous[1]}=-…`,
     );
   }
   const boolValue = /Option '(?:-\w, )?--([\w-]+)' does not take an argument/.exec(e.message);
-  if (boolValue) return new UsageError(`asynctask ${command}: --${boolValue[1]} is a switch and takes no value`);
-  return new UsageError(`asynctask ${command}: ${e.message} — ${help}`);
+  if (boolValue) return new UsageError(`--${boolValue[1]} is a switch and takes no value`);
+  return new UsageError(`${e.message} — ${help}`);
 }
 
 function readConfig(path: string, specs: readonly FlagSpec[], sections: readonly string[]): Record<string, unknown> {

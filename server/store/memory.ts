@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Recovered, TaskStore } from "./store.ts";
+import type { AcceptedTask, Recovered, TaskEnd, TaskStore } from "./store.ts";
 
 const resolved = Promise.resolve();
 
@@ -27,14 +27,14 @@ export class MemoryStore implements TaskStore {
   load(_since: number): Promise<Recovered> {
     return Promise.resolve({ unfinished: [], finished: [], maxId: 0 });
   }
-  accepted(): void {}
-  started(): void {}
-  attemptFailed(): void {}
-  ended(): void {}
+  accepted(_task: AcceptedTask): void {}
+  started(_id: number, _attempt: number): void {}
+  attemptFailed(_id: number, _attempt: number): void {}
+  ended(_id: number, _end: TaskEnd): void {}
   commit(): Promise<void> {
     return resolved;
   }
-  sweep(): Promise<void> {
+  sweep(_before: number, _keep: number): Promise<void> {
     return resolved;
   }
   close(): Promise<void> {
