@@ -20,7 +20,7 @@ import { StartError } from "./errors.ts";
 import { TaskLifecycle } from "./lifecycle.ts";
 import { Listener, openListener } from "./listen.ts";
 import { PollGate } from "./net/poll_gate.ts";
-import { DEFAULT_SERVE_OPTIONS, type ServeOptions } from "./options.ts";
+import type { ServeOptions } from "./options.ts";
 import type { ServerStats } from "./stats.ts";
 import { JournalError, JournalStore } from "./store/journal.ts";
 import { MemoryStore } from "./store/memory.ts";
