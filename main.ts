@@ -8,13 +8,15 @@
  *
  * @module
  */
-import { suggest, UsageError } from "./cli/flags.ts";
+import { type FlagSpec, HELP_FLAG, suggest, UsageError } from "./cli/flags.ts";
+import { type CompletedProgram, runCompletions, SHELLS } from "./cli/completions.ts";
+import { flagSpecs } from "./cli/options.ts";
 import { commandFor, programName } from "./cli/invocation.ts";
 import { VERSION, versionLine, wantsVersion } from "./cli/version.ts";
-import { runServe } from "./server/mod.ts";
+import { runServe, SERVE_OPTIONS } from "./server/mod.ts";
 import { StartError } from "./server/mod.ts";
-import { runClient } from "./client/cli.ts";
-import { runBench } from "./bench/cli.ts";
+import { CLIENT_FLAGS, runClient } from "./client/cli.ts";
+import { BENCH_FLAGS, runBench } from "./bench/cli.ts";
 
 export { VERSION };
 
@@ -22,7 +24,35 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
   serve: { run: runServe, help: "run the task server (like the seed's Server.php)" },
   client: { run: runClient, help: "send tasks and print their results (like the seed's Client.php)" },
   bench: { run: runBench, help: "load-test a server: tasks/s, latency percentiles, lost tasks" },
+  completions: {
+    run: (args) => Promise.resolve(runCompletions(args, completedProgram())),
+    help: `print a shell completion script: ${SHELLS.join(", ")}`,
+  },
 };
+
+/** The commands and their flag tables, for `completions`. */
+function completedProgram(): CompletedProgram {
+  const tables: [string, readonly FlagSpec[]][] = [
+    ["serve", flagSpecs(SERVE_OPTIONS)],
+    ["client", CLIENT_FLAGS],
+    ["bench", BENCH_FLAGS],
+    ["completions", [HELP_FLAG]],
+  ];
+  return {
+    name: programName(),
+    flags: [HELP_FLAG, { name: "version", kind: "boolean", short: "V", help: "print the version" }],
+    commands: tables.map(([name, flags]) => ({
+      name,
+      help: COMMANDS[name].help,
+      flags,
+      ...(name === "completions" ? { words: SHELLS } : {}),
+      // asynctask bench --spawn -- <serve flags>
+      ...(name === "bench" ? { dashDashFlagsOf: "serve" } : {}),
+    })),
+  };
+}
+
+const WIDTH = Math.max(...Object.keys(COMMANDS).map((name) => name.length)) + 2;
 
 const HELP = `asynctask ${VERSION} — a task server in one executable
 
@@ -30,7 +60,7 @@ Usage:
   asynctask <command> [flags]
 
 Commands:
-${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)}${c.help}`).join("\n")}
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(WIDTH)}${c.help}`).join("\n")}
 
 Flags:
   -h, --help     show this help (or a command's: asynctask serve --help)

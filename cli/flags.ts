@@ -326,7 +326,8 @@ export function renderHelp(usage: string, description: string, specs: readonly F
 
 /**
  * Reads the text file a flag names (a PEM certificate, say), or throws a {@linkcode UsageError}
- * that names the flag and the path.
+ * that names the flag and the path. Only a regular file of at most `maxBytes` (1 MiB) is read:
+ * `/dev/zero` or a wrong multi-gigabyte path is refused at once, not read until memory runs out.
  *
  * @example
  * ```ts
@@ -338,11 +339,19 @@ export function renderHelp(usage: string, description: string, specs: readonly F
  * }
  * ```
  */
-export function readFlagFile(path: string, flag: string): string {
+export function readFlagFile(path: string, flag: string, maxBytes = 1024 * 1024): string {
   try {
+    const info = Deno.statSync(path);
+    if (!info.isFile) throw new UsageError(`cannot read ${flag} ${path}: not a regular file`);
+    if (info.size > maxBytes) {
+      throw new UsageError(
+        `cannot read ${flag} ${path}: it is ${formatSize(info.size)}, more than ${formatSize(maxBytes)}`,
+      );
+    }
     return Deno.readTextFileSync(path);
   } catch (e) {
-    const why = e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message;
+    if (e instanceof UsageError) throw e;
+    const why = e instanceof Deno.errors.NotFound ? "no such file" : e instanceof Error ? e.message : String(e);
     throw new UsageError(`cannot read ${flag} ${path}: ${why}`);
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Logging set-up for the server: `@logtape/logtape` with levelled, structured records, written as
  * text (coloured on a terminal) or JSON Lines, to stderr or a file, through a buffered sink that
- * writes once per event-loop turn instead of once per record.
+ * writes once per event-loop turn instead of once per record. A log file can be reopened at its path
+ * ({@linkcode reopenLogFile}, on SIGUSR1), for log rotation.
  *
  * Modules log with `getLogger(["asynctask", ...])`; nothing is printed until {@linkcode setupLogging}.
  *
@@ -36,7 +37,11 @@ class BufferedSink {
   #pending: string[] = [];
   #scheduled = false;
   #encoder = new TextEncoder();
-  constructor(private out: { writeSync(p: Uint8Array): number }, private format: TextFormatter) {}
+  /** Where the lines go; replaced when the log file is reopened. */
+  out: { writeSync(p: Uint8Array): number };
+  constructor(out: { writeSync(p: Uint8Array): number }, private format: TextFormatter) {
+    this.out = out;
+  }
   readonly sink: Sink = (record: LogRecord) => {
     this.#pending.push(this.format(record));
     if (!this.#scheduled) {
@@ -73,7 +78,18 @@ const jsonLines: TextFormatter = (r: LogRecord) =>
     properties: r.properties,
   }) + "\n";
 
-let active: { sink: BufferedSink; file?: Deno.FsFile } | undefined;
+let active: { sink: BufferedSink; file?: { path: string; handle: Deno.FsFile } } | undefined;
+
+/** Opens a log file for appending (created if missing), or throws an error that says what to check. */
+function openLogFile(path: string, doing: string): Deno.FsFile {
+  try {
+    return Deno.openSync(path, { append: true, create: true });
+  } catch (e) {
+    throw new Error(
+      `cannot ${doing} log file ${path}: ${(e as Error).message} — check the directory exists and is writable`,
+    );
+  }
+}
 
 /**
  * Configures logging for the whole process. Call {@linkcode closeLogging} before exiting.
@@ -89,16 +105,7 @@ let active: { sink: BufferedSink; file?: Deno.FsFile } | undefined;
  */
 export async function setupLogging(opts: LogOptions): Promise<void> {
   await closeLogging();
-  let file: Deno.FsFile | undefined;
-  if (opts.file) {
-    try {
-      file = Deno.openSync(opts.file, { append: true, create: true });
-    } catch (e) {
-      throw new Error(
-        `cannot open log file ${opts.file}: ${(e as Error).message} — check the directory exists and is writable`,
-      );
-    }
-  }
+  const file = opts.file ? openLogFile(opts.file, "open") : undefined;
   const out = file ?? Deno.stderr;
   const format: TextFormatter = opts.format === "json"
     ? jsonLines
@@ -106,7 +113,7 @@ export async function setupLogging(opts: LogOptions): Promise<void> {
     ? getAnsiColorFormatter({ timestamp: "time", category: ".", value: plain })
     : getTextFormatter({ timestamp: "date-time-timezone", category: ".", value: plain });
   const sink = new BufferedSink(out, format);
-  active = { sink, file };
+  active = { sink, file: file && opts.file ? { path: opts.file, handle: file } : undefined };
   await configure({
     reset: true,
     sinks: { main: sink.sink },
@@ -121,7 +128,7 @@ export async function setupLogging(opts: LogOptions): Promise<void> {
 export async function closeLogging(): Promise<void> {
   if (!active) return;
   active.sink.flush();
-  active.file?.close();
+  active.file?.handle.close();
   active = undefined;
   await reset();
 }
@@ -129,4 +136,40 @@ export async function closeLogging(): Promise<void> {
 /** Writes pending records now (before `Deno.exit`). */
 export function flushLogging(): void {
   active?.sink.flush();
+}
+
+/**
+ * Opens the log file anew at its path and writes there from now on; the file written so far is
+ * closed once the records pending for it are written. After `mv asynctask.log asynctask.log.1`, this
+ * starts a new `asynctask.log` (the server does it on SIGUSR1). Returns the path reopened, or
+ * `undefined` when logs go to stderr.
+ *
+ * @example
+ * ```ts
+ * import { closeLogging, reopenLogFile, setupLogging } from "./log.ts";
+ * import { getLogger } from "@logtape/logtape";
+ * import assert from "node:assert/strict";
+ * const dir = await Deno.makeTempDir();
+ * await setupLogging({ level: "info", format: "text", file: `${dir}/app.log` });
+ * const log = getLogger(["asynctask", "demo"]);
+ * log.info("before the rotation");
+ * await Deno.rename(`${dir}/app.log`, `${dir}/app.log.1`);
+ * assert.equal(reopenLogFile(), `${dir}/app.log`);
+ * log.info("after the rotation");
+ * await closeLogging();
+ * assert.match(await Deno.readTextFile(`${dir}/app.log.1`), /before the rotation/);
+ * assert.match(await Deno.readTextFile(`${dir}/app.log`), /after the rotation/);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ * @throws {Error} when the path cannot be opened; logs then go on to the file open so far.
+ */
+export function reopenLogFile(): string | undefined {
+  const file = active?.file;
+  if (!active || !file) return undefined;
+  const handle = openLogFile(file.path, "reopen");
+  active.sink.flush();
+  active.sink.out = handle;
+  active.file = { path: file.path, handle };
+  file.handle.close();
+  return file.path;
 }

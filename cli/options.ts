@@ -58,10 +58,10 @@ export type OptionValue<S extends OptionSpec> = S["kind"] extends "int" | "size"
   : string;
 
 type Required<T extends Record<string, OptionSpec>> = {
-  [K in keyof T as T[K] extends { default: unknown } ? K : never]: OptionValue<T[K]>;
+  -readonly [K in keyof T as T[K] extends { default: unknown } ? K : never]: OptionValue<T[K]>;
 };
 type Optional<T extends Record<string, OptionSpec>> = {
-  [K in keyof T as T[K] extends { default: unknown } ? never : K]?: OptionValue<T[K]>;
+  -readonly [K in keyof T as T[K] extends { default: unknown } ? never : K]?: OptionValue<T[K]>;
 };
 
 /** The typed values of a table: options with a default are always there, the others may be missing. */

@@ -30,6 +30,8 @@ export interface TaskRecord {
   attempts: number;
   /** Slot id of the worker that ran it last; 0 before it ran. */
   worker: number;
+  /** Bytes of its request data, held until it finishes (for `--max-queue-bytes`). */
+  size: number;
   /** The result's JSON text, once `done`. */
   json?: string;
   error?: { code: string; message: string };
@@ -59,12 +61,18 @@ export function newRecord(
     state: fields.state,
     attempts: fields.attempts,
     worker: fields.worker ?? 0,
+    size: fields.size ?? 0,
     json: fields.json,
     error: fields.error,
     finishedAt: fields.finishedAt ?? 0,
   };
   if (fields.tag !== undefined) (rec as { tag?: Tag }).tag = fields.tag;
   return rec;
+}
+
+/** What a finished record holds, in bytes, estimated: its result or error text, twice (UTF-16), and ~160 for the record. */
+function sizeOf(rec: TaskRecord): number {
+  return 160 + 2 * ((rec.json?.length ?? 0) + (rec.error?.message.length ?? 0));
 }
 
 /** Task ids per chunk of the book's index. */
@@ -77,7 +85,7 @@ const CHUNK = 4096;
  * ```ts
  * import { TaskBook } from "./book.ts";
  * const book = new TaskBook({ ttlMs: 60_000, max: 1000 });
- * const rec = book.add({ id: 1, task: "echo", format: "text", state: "queued", attempts: 0, worker: 0, finishedAt: 0 });
+ * const rec = book.add({ id: 1, task: "echo", format: "text", state: "queued", attempts: 0, worker: 0, size: 0, finishedAt: 0 });
  * book.finish(rec, Date.now());
  * console.log(book.get(1)?.state); // "queued": finish() only files it for expiry; the caller sets the state
  * ```
@@ -91,8 +99,19 @@ export class TaskBook {
   readonly #chunks = new Map<number, { recs: (TaskRecord | undefined)[]; count: number }>();
   readonly #finished = new Deque<TaskRecord>();
   #live = 0;
+  /** Bytes of the retained finished tasks' results and errors (estimated: UTF-16 length plus a record's overhead). */
+  #bytes = 0;
 
-  constructor(readonly limits: { ttlMs: number; max: number }) {}
+  /**
+   * @param limits `ttlMs`: how long a finished task is kept; `max`: most finished tasks kept;
+   * `maxBytes`: most bytes of their results and errors (`--max-results-size`; default unlimited).
+   */
+  constructor(readonly limits: { ttlMs: number; max: number; maxBytes?: number }) {}
+
+  /** Bytes held by the retained finished tasks (estimated). */
+  get retainedBytes(): number {
+    return this.#bytes;
+  }
 
   /** Tasks queued or running. */
   get live(): number {
@@ -138,15 +157,17 @@ export class TaskBook {
     rec.finishedAt = now;
     this.#live--;
     this.#finished.push(rec);
+    this.#bytes += sizeOf(rec);
     this.sweep(now);
   }
 
-  /** Forgets finished tasks past the TTL or beyond the count limit. Cheap: looks at the oldest only. */
+  /** Forgets finished tasks past the TTL or beyond the count or byte limit. Cheap: looks at the oldest only. */
   sweep(now: number): void {
-    const { ttlMs, max } = this.limits;
+    const { ttlMs, max, maxBytes = Infinity } = this.limits;
     for (let head = this.#finished.peek(); head; head = this.#finished.peek()) {
-      if (this.#finished.length <= max && now - head.finishedAt < ttlMs) break;
+      if (this.#finished.length <= max && this.#bytes <= maxBytes && now - head.finishedAt < ttlMs) break;
       this.#finished.shift();
+      this.#bytes -= sizeOf(head);
       this.#delete(head.id);
     }
   }

@@ -24,3 +24,16 @@ Deno.test("TaskBook: finds every live task across index chunks, forgets the olde
   assert.equal(book.retained, 0, "past the TTL");
   assert.equal(book.get(n), undefined);
 });
+
+Deno.test("TaskBook: a byte budget forgets the oldest results first, whatever their count", () => {
+  const book = new TaskBook({ ttlMs: 60_000, max: 1000, maxBytes: 10 * 1024 });
+  const big = JSON.stringify("x".repeat(2000)); // ~4 KiB held per record
+  for (let id = 1; id <= 5; id++) {
+    const rec = book.add(newRecord({ id, task: "echo", format: "text", state: "done", attempts: 1, json: big }));
+    book.finish(rec, 1000);
+  }
+  assert.equal(book.retained, 2, "two of ~4 KiB fit in 10 KiB");
+  assert.ok(book.retainedBytes <= 10 * 1024);
+  assert.equal(book.get(3), undefined, "the older ones went first");
+  assert.equal(book.get(5)?.json, big);
+});

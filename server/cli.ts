@@ -9,9 +9,9 @@ import { getLogger } from "@logtape/logtape";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { readFlagFile, renderHelp, UsageError } from "../cli/flags.ts";
-import { closeLogging, flushLogging, setupLogging } from "../cli/log.ts";
+import { closeLogging, flushLogging, reopenLogFile, setupLogging } from "../cli/log.ts";
 import { flagSpecs, parseOptions } from "../cli/options.ts";
-import { formatDuration } from "../cli/units.ts";
+import { formatDuration, formatSize } from "../cli/units.ts";
 import { SERVE_OPTIONS, type ServeOptions, type ServeOptionValues } from "./options.ts";
 import { TaskServer } from "./server.ts";
 
@@ -28,7 +28,8 @@ export const SERVE_HELP = renderHelp(
   "Runs the task server: answers every request at once, runs tasks in a pool of worker threads,\n" +
     "and sends each result back to the client that asked. Stop it with Ctrl-C (SIGINT) or SIGTERM:\n" +
     "it finishes queued and running tasks first; a second signal stops it at once. SIGHUP replaces\n" +
-    "the workers one at a time (handler modules loaded anew) without losing or refusing a task.",
+    "the workers one at a time (handler modules loaded anew) without losing or refusing a task.\n" +
+    "SIGUSR1 reopens --log-file at its path, for log rotation (mv, then kill -USR1).",
   flagSpecs(SERVE_OPTIONS),
 );
 
@@ -78,6 +79,16 @@ export async function serveOptions(args: string[]): Promise<{
     if (t.kind === "command") {
       for (const v of t.hideEnv ?? []) Deno.env.delete(v);
     }
+  }
+  if (options.maxResultBytes > options.maxOutput) {
+    if (!defaulted.has("maxResultBytes")) {
+      throw new UsageError(
+        `--max-result ${formatSize(options.maxResultBytes)} is more than --max-output ${
+          formatSize(options.maxOutput)
+        }: a result that size could never be written to its client; raise --max-output or lower --max-result`,
+      );
+    }
+    options.maxResultBytes = options.maxOutput; // the default gives way to a smaller --max-output
   }
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together: give both, or neither for plain TCP");
@@ -162,9 +173,26 @@ export async function runServe(args: string[]): Promise<number> {
     log.info("SIGHUP: reloading — replacing the workers one at a time with fresh ones (handler modules loaded anew)");
     server.reload();
   };
+  // Log rotation: after `mv asynctask.log asynctask.log.1`, SIGUSR1 starts a new file at the path.
+  // The last line of the old file and the first of the new one say so.
+  const onReopen = () => {
+    if (p.logFile === undefined) {
+      log.info("SIGUSR1: logs go to stderr, not to a --log-file: nothing to reopen");
+      return;
+    }
+    log.info("SIGUSR1: reopening the log file {path}", { path: p.logFile });
+    try {
+      reopenLogFile();
+      log.info("SIGUSR1: log file {path} reopened", { path: p.logFile });
+    } catch (e) {
+      log.error("SIGUSR1: {error}", { error: (e as Error).message });
+    }
+  };
   const handlers = [
     ...(["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const),
     ["SIGHUP", onHangup] as const,
+    // Windows has no SIGUSR1 (Deno throws when asked to listen for it).
+    ...(Deno.build.os === "windows" ? [] : [["SIGUSR1", onReopen] as const]),
   ];
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   const code = await stopped.promise;

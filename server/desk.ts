@@ -10,7 +10,7 @@ import { getLogger } from "@logtape/logtape";
 import { formatSize } from "../cli/units.ts";
 import type { HandlerRegistry } from "../task/handlers/mod.ts";
 import { InvalidDataError } from "../task/types.ts";
-import type { TokenCheck } from "./auth.ts";
+import { AuthThrottle, type TokenCheck } from "./auth.ts";
 import type { TaskLifecycle } from "./lifecycle.ts";
 import type { Connection } from "./net/connection.ts";
 import type { LineEvent } from "./net/lines.ts";
@@ -18,6 +18,12 @@ import { type ErrorCode, type Format, parseRequest, reply, type Request, type Ta
 import type { ServerStats } from "./stats.ts";
 
 const log = getLogger(["asynctask", "server"]);
+
+/** A size for a message: `942 bytes`, `1.5MiB`. */
+function bytes(n: number): string {
+  const text = formatSize(n);
+  return /^\d+$/.test(text) ? `${text} bytes` : text;
+}
 
 /** What the desk answers from. */
 export interface DeskParts {
@@ -28,6 +34,7 @@ export interface DeskParts {
   defaultTask?: string;
   token?: TokenCheck;
   queueSize: number;
+  maxQueueBytes: number;
   maxLine: number;
   stats(): ServerStats;
   /** Whether the server is stopping (new tasks are refused). */
@@ -48,6 +55,7 @@ export class Desk {
   readonly #queueFullMessage: string;
   /** The hot refusal under overload: its text line is built once. */
   readonly #queueFullLine: string;
+  readonly #throttle = new AuthThrottle();
 
   constructor(parts: DeskParts) {
     this.#p = parts;
@@ -60,7 +68,7 @@ export class Desk {
   line(c: Connection, event: LineEvent): void {
     if ("line" in event) {
       const req = parseRequest(event.line);
-      if (req) this.#handle(c, req);
+      if (req) this.#handle(c, req, event.line.length);
     } else if ("invalidUtf8" in event) {
       if (this.#p.token && !c.authorized) {
         return this.#unauthorized(c, "text", undefined, "the first line is not valid UTF-8", "not UTF-8");
@@ -89,11 +97,11 @@ export class Desk {
     c.send(reply.error(format, tag, code, msg));
   }
 
-  #handle(c: Connection, req: Request): void {
+  #handle(c: Connection, req: Request, size: number): void {
     if (this.#p.token && !c.authorized) return this.#authorize(c, req);
     switch (req.kind) {
       case "submit":
-        return this.#submit(c, req);
+        return this.#submit(c, req, size);
       case "invalid":
         return this.#refuse(c, req.format, req.tag, req.code, req.message);
       case "status":
@@ -124,17 +132,30 @@ export class Desk {
     this.#unauthorized(c, req.format, req.tag, why, req.kind === "auth" ? "wrong token" : "no /auth first");
   }
 
+  /**
+   * Refuses a connection that did not authenticate, and closes it — later each time its address
+   * fails again (see {@linkcode AuthThrottle}), reading nothing more from it meanwhile.
+   */
   #unauthorized(c: Connection, format: Format, tag: Tag | undefined, why: string, short: string): void {
-    this.#refuse(c, format, tag, "unauthorized", `${why}; closing`);
-    log.warn("connection {conn} from {remote} refused: {why}", { conn: c.id, remote: c.remote, why: short });
-    c.closeWhenFlushed();
+    c.pause();
+    const { delayMs, log: logIt, failures } = this.#throttle.failed(c.remoteHost);
+    if (logIt) {
+      log.warn(
+        "connection {conn} from {remote} refused: {why} ({failures} failed attempt(s) from {host} in the last minute; each answered later, up to 5 s; one line per address a minute)",
+        { conn: c.id, remote: c.remote, why: short, failures, host: c.remoteHost },
+      );
+    }
+    setTimeout(() => {
+      this.#refuse(c, format, tag, "unauthorized", `${why}; closing`);
+      c.closeWhenFlushed();
+    }, delayMs);
   }
 
   #known(): string {
     return [...this.#p.registry().keys()].join(", ");
   }
 
-  #submit(c: Connection, req: Extract<Request, { kind: "submit" }>): void {
+  #submit(c: Connection, req: Extract<Request, { kind: "submit" }>, size: number): void {
     const { format, tag } = req;
     if (this.#p.stopping()) {
       return this.#refuse(
@@ -175,15 +196,27 @@ export class Desk {
       return this.#refuse(c, format, tag, "invalid_data", message);
     }
     const lifecycle = this.#p.lifecycle;
-    if (!lifecycle.hasRoom) {
+    const full = lifecycle.full(size);
+    if (full === "tasks") {
       if (format === "text") {
         lifecycle.counts.refused++;
         return c.send(this.#queueFullLine);
       }
       return this.#refuse(c, format, tag, "queue_full", this.#queueFullMessage);
     }
+    if (full === "bytes") {
+      return this.#refuse(
+        c,
+        format,
+        tag,
+        "queue_full",
+        `unfinished tasks hold ${bytes(lifecycle.queuedBytes)} of request data (--max-queue-bytes ${
+          bytes(this.#p.maxQueueBytes)
+        }); nothing was queued — retry later, or send smaller data`,
+      );
+    }
     // On disk before its ACCEPTED goes out: the connection waits for the store's commit before it writes.
-    const id = lifecycle.submit({ task: name, data, format, tag, connId: c.id }, c);
+    const id = lifecycle.submit({ task: name, data, format, tag, connId: c.id, size }, c);
     c.send(reply.accepted(format, id, tag, handler.accepted?.(data) ?? `${name} task queued`));
   }
 

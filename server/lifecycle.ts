@@ -49,6 +49,10 @@ export interface LifecycleOptions {
   resultTtlMs: number;
   /** Most finished tasks kept (`--max-results`). */
   maxResults: number;
+  /** Most bytes of finished tasks' results and errors kept (`--max-results-size`). */
+  maxResultsSize: number;
+  /** Most bytes of request data held by unfinished tasks; 0 = no limit (`--max-queue-bytes`). */
+  maxQueueBytes: number;
 }
 
 /** What the lifecycle needs to know of the tasks it runs. */
@@ -92,6 +96,14 @@ export function retryDelay(attempt: number, base: number, max: number, random: (
   return Math.round(full / 2 + random() * (full / 2));
 }
 
+/**
+ * The attempts of a task that count against its retries: its runs, less those that went back to
+ * the queue because their worker was stopped under them (not their fault).
+ */
+function spent(job: Job): number {
+  return job.attempt - (job.requeues ?? 0);
+}
+
 /** A handler's log message with its `{name}` placeholders filled from its properties. */
 function fillTemplate(message: string, properties: Record<string, unknown> | undefined): string {
   if (!properties) return message;
@@ -106,6 +118,8 @@ export interface Submission {
   tag?: Tag;
   /** Keeps a client's tasks on one worker in the `connection` dispatch mode. */
   connId: number;
+  /** Bytes of the request, held until the task finishes (`--max-queue-bytes`). */
+  size: number;
 }
 
 /**
@@ -129,6 +143,8 @@ export class TaskLifecycle {
   /** Per-task start and end lines are `debug`: at full speed they would cost two thirds of the throughput. */
   readonly #traceTasks = taskLog.isEnabledFor("debug");
   #lastId = 0;
+  /** Bytes of request data held by unfinished tasks. */
+  #dataBytes = 0;
   #finishedWaiters: (() => void)[] = [];
   #now: number | undefined;
 
@@ -143,7 +159,7 @@ export class TaskLifecycle {
     this.#catalog = catalog;
     this.#opts = opts;
     this.#clock = clock;
-    this.#book = new TaskBook({ ttlMs: opts.resultTtlMs, max: opts.maxResults });
+    this.#book = new TaskBook({ ttlMs: opts.resultTtlMs, max: opts.maxResults, maxBytes: opts.maxResultsSize });
     this.pool = new WorkerPool(poolOptions, {
       started: (job, worker) => this.#started(job, worker),
       progress: (job, report) => {
@@ -199,20 +215,33 @@ export class TaskLifecycle {
     return this.#book.retained;
   }
 
-  /** Whether a task submitted now would be queued rather than refused (`queue_full`). */
-  get hasRoom(): boolean {
-    return this.pool.hasRoom;
+  /**
+   * Why a task of `size` bytes would be refused now (`queue_full`), or `undefined` when it would be
+   * queued: the queue holds `--queue-size` tasks, or `--max-queue-bytes` of data.
+   */
+  full(size: number): "tasks" | "bytes" | undefined {
+    if (!this.pool.hasRoom) return "tasks";
+    const max = this.#opts.maxQueueBytes;
+    return max > 0 && this.#dataBytes + size > max && this.#dataBytes > 0 ? "bytes" : undefined;
+  }
+
+  /** Bytes of request data held by unfinished tasks. */
+  get queuedBytes(): number {
+    return this.#dataBytes;
   }
 
   /**
    * Accepts a task: gives it an id, records it in the store, queues it. The caller sends
-   * `ACCEPTED` to `target` (the store's commit comes before it is written) and refuses the task
-   * instead when {@linkcode hasRoom} is false.
+   * `ACCEPTED` to `target` (the store's commit comes before it is written), and refuses the task
+   * instead when {@linkcode full} says why.
    */
   submit(s: Submission, target: ReplyTarget): number {
     const id = ++this.#lastId;
     this.#store.accepted({ id, task: s.task, data: s.data, format: s.format, tag: s.tag, attempts: 0 });
-    this.#book.add(newRecord({ id, task: s.task, format: s.format, tag: s.tag, state: "queued", attempts: 0, target }));
+    this.#book.add(
+      newRecord({ id, task: s.task, format: s.format, tag: s.tag, state: "queued", attempts: 0, target, size: s.size }),
+    );
+    this.#dataBytes += s.size;
     this.counts.accepted++;
     this.counts.of(s.task).accepted++;
     target.taskAccepted();
@@ -267,7 +296,9 @@ export class TaskLifecycle {
     const poisoned: number[] = [];
     const orphaned: number[] = [];
     for (const t of unfinished) {
-      const rec = this.#book.add(newRecord({ ...t, state: "queued" }));
+      const size = JSON.stringify(t.data)?.length ?? 4;
+      this.#dataBytes += size;
+      const rec = this.#book.add(newRecord({ ...t, state: "queued", size }));
       if (!this.#catalog.has(t.task)) {
         orphaned.push(t.id);
         this.#finish(rec, { code: "handler_error", message: `this server has no task "${t.task}" any more` });
@@ -283,6 +314,7 @@ export class TaskLifecycle {
         this.pool.submit({ id: t.id, task: t.task, data: t.data, attempt: t.attempts + 1, connId: 0 }, true);
       }
     }
+    if (!this.#store.durable) return; // nothing survives a restart: nothing to say
     const running = unfinished.filter((t) => t.wasRunning).length;
     log.info(
       "{store}: {requeued} unfinished task(s) queued again ({running} were running), {poisoned} failed by the limit of {max} interrupted runs{ids}, {orphaned} of tasks this server no longer has, {kept} result(s) kept; task ids go on after {maxId}",
@@ -333,7 +365,7 @@ export class TaskLifecycle {
     rec.worker = worker;
     if (outcome.ok) {
       this.#finish(rec, undefined, outcome.json, outcome.ms);
-    } else if (!outcome.permanent && job.attempt <= this.#retriesOf(rec.task)) {
+    } else if (!outcome.permanent && spent(job) <= this.#retriesOf(rec.task)) {
       this.#retry(rec, job, outcome);
     } else {
       this.#finish(rec, { code: outcome.code, message: outcome.message }, undefined, outcome.ms);
@@ -352,10 +384,11 @@ export class TaskLifecycle {
   #retry(rec: TaskRecord, job: Job, outcome: Extract<Outcome, { ok: false }>): void {
     this.counts.of(rec.task).retried++;
     rec.state = "queued";
+    const failedAttempts = spent(job);
     this.#store.attemptFailed(rec.id, job.attempt);
     const delay = outcome.retryAfterMs !== undefined
       ? Math.min(outcome.retryAfterMs, this.#opts.retryMaxDelayMs)
-      : retryDelay(job.attempt, this.#opts.retryBackoffMs, this.#opts.retryMaxDelayMs);
+      : retryDelay(failedAttempts, this.#opts.retryBackoffMs, this.#opts.retryMaxDelayMs);
     const of = this.#retriesOf(rec.task) + 1;
     rec.target?.send(
       reply.progress(
@@ -363,7 +396,7 @@ export class TaskLifecycle {
         rec.id,
         rec.tag,
         0,
-        `attempt ${job.attempt} of ${of} failed (${outcome.code}: ${outcome.message}); retrying in ${
+        `attempt ${failedAttempts} of ${of} failed (${outcome.code}: ${outcome.message}); retrying in ${
           formatDuration(delay)
         }`,
       ),
@@ -374,7 +407,7 @@ export class TaskLifecycle {
         id: rec.id,
         task: rec.task,
         worker: rec.worker,
-        attempt: job.attempt,
+        attempt: failedAttempts,
         of,
         code: outcome.code,
         message: outcome.message,
@@ -444,6 +477,7 @@ export class TaskLifecycle {
         });
       }
     }
+    this.#dataBytes -= rec.size;
     this.#book.finish(rec, this.#time());
     target?.taskEnded();
     if (this.#book.live === 0 && this.#finishedWaiters.length > 0) {

@@ -76,7 +76,7 @@ Deno.test("TaskLifecycle.submit() runs a task to its one final reply, and files 
   const l = lifecycle(fakeClock());
   const t = target();
   try {
-    const id = l.submit({ task: "echo", data: "hi", format: "text", connId: 1 }, t);
+    const id = l.submit({ task: "echo", data: "hi", format: "text", connId: 1, size: 2 }, t);
     assert.equal(t.open, 1);
     await l.allFinished();
     assert.deepEqual(t.lines, [`DONE ${id} hi`]);
@@ -93,7 +93,7 @@ Deno.test("TaskLifecycle: a failed attempt waits out its backoff on the clock, t
   const l = lifecycle(clock, 1);
   const t = target();
   try {
-    const id = l.submit({ task: "fail", data: "x", format: "text", connId: 1 }, t);
+    const id = l.submit({ task: "fail", data: "x", format: "text", connId: 1, size: 2 }, t);
     await until(() => l.retrying === 1);
     assert.match(t.lines[0], new RegExp(`^PROGRESS ${id} 0 attempt 1 of 2 failed`));
     assert.equal(l.get(id)?.state, "queued", "waiting to retry is queued");
@@ -135,6 +135,29 @@ Deno.test("TaskLifecycle.recover() requeues queued tasks as they were, and fails
     assert.deepEqual([1, 2, 3, 4, 5].map((id) => l.get(id)?.state), ["done", "failed", "done", "done", "failed"]);
     assert.equal(l.get(2)?.error?.code, "worker_crashed");
     assert.match(l.get(5)?.error?.message ?? "", /no task "gone" any more/);
+  } finally {
+    await l.pool.close();
+  }
+});
+
+Deno.test("TaskLifecycle.full() refuses by bytes held by unfinished tasks, and frees them when tasks end", async () => {
+  const o = { ...DEFAULT_SERVE_OPTIONS, workers: 1, maxQueueBytes: 1000 };
+  const l = new TaskLifecycle(
+    new MemoryStore(),
+    { ...o, settings: { smsDelayMs: 10, modules: [FIXTURES] } },
+    { has: () => true, retriesOf: () => undefined },
+    o,
+    fakeClock(),
+  );
+  const t = target();
+  try {
+    assert.equal(l.full(600), undefined);
+    l.submit({ task: "slow", data: 200, format: "text", connId: 1, size: 600 }, t);
+    assert.equal(l.full(600), "bytes", "600 + 600 is over 1000");
+    assert.equal(l.full(300), undefined);
+    await l.allFinished();
+    assert.equal(l.queuedBytes, 0);
+    assert.equal(l.full(600), undefined);
   } finally {
     await l.pool.close();
   }

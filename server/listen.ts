@@ -11,6 +11,7 @@ import { StartError } from "./errors.ts";
 import { Connection } from "./net/connection.ts";
 import type { LineEvent } from "./net/lines.ts";
 import type { PollGate } from "./net/poll_gate.ts";
+import { type SocketListener, type StreamConn, TlsListener } from "./net/tls.ts";
 import { reply } from "./protocol.ts";
 
 const log = getLogger(["asynctask", "server"]);
@@ -31,6 +32,8 @@ export interface ListenOptions {
   authTimeoutMs: number;
   /** Whether connections must authenticate (`--token`). */
   tokenRequired: boolean;
+  /** With a token, most connections at once that have not authenticated yet. */
+  maxUnauthConns: number;
 }
 
 /** What the listener hands on. */
@@ -51,42 +54,52 @@ export interface ListenEvents {
 const EXHAUSTION = /os error (23|24|12|105)\b|Too many open files|Cannot allocate memory|No buffer space/i;
 
 /**
- * Opens the socket, or throws a {@linkcode StartError} that names the fix.
+ * Opens the socket — plain TCP, or TLS with a deadline on each handshake — or throws a
+ * {@linkcode StartError} that names the fix.
  *
  * @example
  * ```ts
  * import { openListener } from "./listen.ts";
  * import assert from "node:assert/strict";
- * const l = openListener({ host: "127.0.0.1", port: 0 });
+ * const l = await openListener({ host: "127.0.0.1", port: 0, handshakeTimeoutMs: 10_000 });
  * assert.ok((l.addr as Deno.NetAddr).port > 0);
  * l.close();
  * ```
  */
-export function openListener(o: { host: string; port: number; tls?: { cert: string; key: string } }): Deno.Listener {
+export async function openListener(
+  o: { host: string; port: number; tls?: { cert: string; key: string }; handshakeTimeoutMs: number },
+): Promise<SocketListener> {
   const where = `${o.host}:${o.port}`;
   try {
-    return o.tls
-      ? Deno.listenTls({ hostname: o.host, port: o.port, cert: o.tls.cert, key: o.tls.key })
-      : Deno.listen({ hostname: o.host, port: o.port, transport: "tcp" });
+    if (o.tls) {
+      return await TlsListener.open({
+        hostname: o.host,
+        port: o.port,
+        ...o.tls,
+        handshakeTimeoutMs: o.handshakeTimeoutMs,
+      });
+    }
+    return Deno.listen({ hostname: o.host, port: o.port, transport: "tcp" });
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    if (e instanceof Deno.errors.AddrInUse) {
+    const code = (e as { code?: unknown }).code; // node:net errors carry a code such as "EADDRINUSE"
+    if (e instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {
       throw new StartError(
         `cannot listen on ${where}: the address is already in use — is another asynctask (or other server) running there? Stop it or choose another --port`,
       );
     }
-    if (e instanceof Deno.errors.PermissionDenied) {
+    if (e instanceof Deno.errors.PermissionDenied || code === "EACCES") {
       throw new StartError(
         `cannot listen on ${where}: permission denied — ports below 1024 need privileges; choose a --port of 1024 or more`,
       );
+    }
+    if (e instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL") {
+      throw new StartError(`cannot listen on ${where}: no such address on this machine — check --host`);
     }
     if (o.tls) {
       throw new StartError(
         `cannot serve TLS: ${message} — check that --tls-cert is a PEM certificate (chain) and --tls-key its PEM private key`,
       );
-    }
-    if (e instanceof Deno.errors.AddrNotAvailable) {
-      throw new StartError(`cannot listen on ${where}: no such address on this machine — check --host`);
     }
     throw new StartError(`cannot listen on ${where}: ${message} — check --host and --port`);
   }
@@ -103,21 +116,25 @@ export function openListener(o: { host: string; port: number; tls?: { cert: stri
  */
 export class Listener {
   readonly addr: Deno.NetAddr;
-  readonly #socket: Deno.Listener;
+  readonly #socket: SocketListener;
   readonly #opts: ListenOptions;
   readonly #events: ListenEvents;
   readonly #gate: PollGate | undefined;
   readonly #conns = new Set<Connection>();
-  /** TLS connections still in their handshake: they hold a slot, and a deadline. */
-  #handshaking = 0;
+  /** With a token: open connections that have not authenticated yet. */
+  #unauth = 0;
   #nextId = 0;
   #stopping = false;
+  #refusalLoggedAt = -Infinity;
+  #refusedUnlogged = 0;
   readonly #loop: Promise<void>;
   readonly #sweeper: ReturnType<typeof setInterval>;
 
-  constructor(socket: Deno.Listener, opts: ListenOptions, events: ListenEvents, gate?: PollGate) {
+  constructor(socket: SocketListener, opts: ListenOptions, events: ListenEvents, gate?: PollGate) {
     this.#socket = socket;
-    this.addr = socket.addr as Deno.NetAddr;
+    this.addr = socket.addr as Deno.NetAddr; // a TCP listener's address
+    // A TLS connection is admitted (or closed at once) before its handshake, which holds a slot.
+    if (socket instanceof TlsListener) socket.admit = () => this.#refusal() === undefined;
     this.#opts = opts;
     this.#events = events;
     this.#gate = gate;
@@ -125,6 +142,23 @@ export class Listener {
     const tick = limits.length > 0 ? Math.min(1000, Math.max(20, Math.round(Math.min(...limits) / 4))) : 1000;
     this.#sweeper = setInterval(() => this.#sweep(), tick);
     this.#loop = this.#accept();
+  }
+
+  /** TLS connections still in their handshake: they hold a slot, and a deadline. */
+  get #handshaking(): number {
+    return this.#socket instanceof TlsListener ? this.#socket.handshaking : 0;
+  }
+
+  /** Why a new connection would be refused now, or `undefined`. */
+  #refusal(): string | undefined {
+    const { maxConns, maxUnauthConns, tokenRequired } = this.#opts;
+    if (this.#conns.size + this.#handshaking >= maxConns) {
+      return `the server has its maximum of ${maxConns} connections (--max-conns); retry later`;
+    }
+    if (tokenRequired && this.#unauth + this.#handshaking >= maxUnauthConns) {
+      return `${maxUnauthConns} connections are waiting to authenticate (--max-unauth-conns); retry later`;
+    }
+    return undefined;
   }
 
   /** Open connections. */
@@ -160,7 +194,7 @@ export class Listener {
   async #accept(): Promise<void> {
     let backoff = 10;
     while (!this.#stopping) {
-      let tcp: Deno.Conn;
+      let tcp: StreamConn;
       try {
         tcp = await this.#socket.accept();
       } catch (e) {
@@ -177,34 +211,31 @@ export class Listener {
         continue;
       }
       backoff = 10;
-      if (this.#conns.size + this.#handshaking >= this.#opts.maxConns) {
-        this.#refuse(tcp);
-        continue;
-      }
-      if ("handshake" in tcp) this.#handshake(tcp as Deno.TlsConn);
+      // TLS connections were admitted before their handshake (TlsListener.admit); plain ones are here.
+      const refusal = this.#socket instanceof TlsListener ? undefined : this.#refusal();
+      if (refusal) this.#refuse(tcp, refusal);
       else this.#open(tcp);
     }
   }
 
-  /** Refused at the limit: told why where that costs nothing, and closed at once. */
-  #refuse(tcp: Deno.Conn): void {
+  /** Refused at a limit: told why where that costs nothing, and closed at once. */
+  #refuse(tcp: StreamConn, why: string): void {
     this.#events.refused();
-    const remote = tcp.remoteAddr as Deno.NetAddr;
-    log.warn("connection from {remote} refused: --max-conns {max} reached", {
-      remote: `${remote.hostname}:${remote.port}`,
-      max: this.#opts.maxConns,
-    });
-    const line = reply.error(
-      "text",
-      undefined,
-      "too_many_connections",
-      `the server has its maximum of ${this.#opts.maxConns} connections (--max-conns); retry later`,
-    ) + "\n";
-    if ("handshake" in tcp) {
-      // A TLS reply needs a handshake the peer may never do: close now rather than hold the fd.
-      tcp.close();
-      return;
+    const now = performance.now();
+    if (now - this.#refusalLoggedAt >= 1000) {
+      // One line a second at most: a flood of connections must not become a flood of log lines.
+      const remote = tcp.remoteAddr as Deno.NetAddr;
+      log.warn("connection from {remote} refused: {why} ({more} more refused in the last second)", {
+        remote: `${remote.hostname}:${remote.port}`,
+        why,
+        more: this.#refusedUnlogged,
+      });
+      this.#refusalLoggedAt = now;
+      this.#refusedUnlogged = 0;
+    } else {
+      this.#refusedUnlogged++;
     }
+    const line = reply.error("text", undefined, "too_many_connections", why) + "\n";
     // One try to write, without waiting: the fd is closed right after.
     tcp.write(new TextEncoder().encode(line)).catch(() => {}).finally(() => {
       try {
@@ -215,41 +246,8 @@ export class Listener {
     });
   }
 
-  #handshake(tls: Deno.TlsConn): void {
-    this.#handshaking++;
-    const limit = this.#opts.handshakeTimeoutMs;
-    const deadline = setTimeout(() => {
-      try {
-        tls.close(); // the pending handshake fails, and the catch below counts it
-      } catch {
-        // closed
-      }
-    }, limit);
-    tls.handshake().then(
-      () => {
-        clearTimeout(deadline);
-        this.#handshaking--;
-        if (this.#stopping) return tls.close();
-        this.#open(tls);
-      },
-      (e: Error) => {
-        clearTimeout(deadline);
-        this.#handshaking--;
-        log.debug("TLS handshake failed or took longer than {limit}: {error}", {
-          limit: formatDuration(limit),
-          error: e.message,
-        });
-        try {
-          tls.close();
-        } catch {
-          // closed by the deadline
-        }
-      },
-    );
-  }
-
-  #open(tcp: Deno.Conn): void {
-    if ("setNoDelay" in tcp) (tcp as Deno.TcpConn).setNoDelay(true);
+  #open(tcp: StreamConn): void {
+    if ("setNoDelay" in tcp && typeof tcp.setNoDelay === "function") tcp.setNoDelay(true);
     const conn = new Connection(++this.#nextId, tcp, this.#opts, {
       line: (c, event) => this.#events.line(c, event),
       ended: (c) => {
@@ -259,8 +257,10 @@ export class Listener {
       },
       closed: (c) => {
         this.#conns.delete(c);
+        if (this.#opts.tokenRequired && !c.authorized) this.#unauth--;
         log.debug("connection {conn} closed", { conn: c.id });
       },
+      authorized: () => this.#unauth--,
       ...(this.#events.beforeWrite ? { beforeWrite: this.#events.beforeWrite } : {}),
       overflowed: (c) =>
         log.warn(
@@ -269,6 +269,7 @@ export class Listener {
         ),
     }, this.#gate);
     this.#conns.add(conn);
+    if (this.#opts.tokenRequired) this.#unauth++;
     log.debug("connection {conn} from {remote} opened", { conn: conn.id, remote: conn.remote });
     conn.serve();
   }

@@ -90,6 +90,15 @@ export const SERVE_OPTIONS = defineOptions({
     group: "Security",
     help: "with --token, close a connection that has not sent a good /auth after this long; 0 = never",
   },
+  maxUnauthConns: {
+    flag: "max-unauth-conns",
+    kind: "int",
+    default: 1000,
+    min: 1,
+    group: "Security",
+    help:
+      "with --token, most connections at once that have not authenticated yet; beyond it a new one is refused, so that strangers cannot fill --max-conns",
+  },
   token: {
     flag: "token",
     kind: "string",
@@ -163,7 +172,8 @@ export const SERVE_OPTIONS = defineOptions({
     default: 512 * MiB,
     min: 16 * MiB,
     group: "Workers",
-    help: "heap limit of each worker; a handler that exhausts it stalls only its own worker",
+    help:
+      "memory limit of each worker, its heap and ArrayBuffers together; a worker over it is replaced (its suspect task fails worker_crashed)",
   },
   workerNice: {
     flag: "worker-nice",
@@ -249,6 +259,31 @@ export const SERVE_OPTIONS = defineOptions({
     group: "Results",
     help: "most finished tasks kept for /status (oldest forgotten first)",
   },
+  maxResultsSize: {
+    flag: "max-results-size",
+    kind: "size",
+    default: 256 * MiB,
+    min: 0,
+    group: "Results",
+    help: "most bytes of finished tasks' results and errors kept for /status (oldest forgotten first)",
+  },
+  maxResultBytes: {
+    flag: "max-result",
+    kind: "size",
+    default: 8 * MiB,
+    min: 1024,
+    group: "Results",
+    help:
+      "largest result of one task, as JSON; a bigger one fails its task with handler_error (at most --max-output, so that every result fits a connection's replies)",
+  },
+  maxQueueBytes: {
+    flag: "max-queue-bytes",
+    kind: "size",
+    default: 256 * MiB,
+    min: 0,
+    group: "Workers",
+    help: "most bytes of request data held by unfinished tasks; beyond it: ERROR queue_full; 0 = no limit",
+  },
   // --- the journal
   journal: {
     flag: "journal",
@@ -273,6 +308,15 @@ export const SERVE_OPTIONS = defineOptions({
     group: "Journal",
     help:
       "start with an empty journal when the one at --journal is damaged, keeping the damaged file renamed beside it",
+  },
+  // --- HTTP: dashboard, metrics, probes
+  http: {
+    flag: "http",
+    kind: "string",
+    valueName: "[host:]port",
+    group: "HTTP",
+    help:
+      "also serve the live dashboard, /metrics (Prometheus), /healthz and /readyz over HTTP on this address (host 127.0.0.1 unless given); they need --token when it is set, and use HTTPS with --tls-cert",
   },
   // --- the process
   shutdownTimeoutMs: {

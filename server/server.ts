@@ -17,9 +17,13 @@ import type { HandlerSettings } from "../task/types.ts";
 import { isLoopback, TokenCheck } from "./auth.ts";
 import { Desk } from "./desk.ts";
 import { StartError } from "./errors.ts";
+import type { HttpServer } from "./http/mod.ts";
+import { startHttp } from "./http/wire.ts";
 import { TaskLifecycle } from "./lifecycle.ts";
+import { Metrics } from "./metrics.ts";
 import { Listener, openListener } from "./listen.ts";
 import { PollGate } from "./net/poll_gate.ts";
+import type { SocketListener } from "./net/tls.ts";
 import type { ServeOptions } from "./options.ts";
 import type { ServerStats } from "./stats.ts";
 import { JournalError, JournalStore } from "./store/journal.ts";
@@ -113,6 +117,10 @@ export class TaskServer {
   #stopping = false;
   #reloads = 0;
   #reloading: Promise<boolean> | undefined;
+  /** The HTTP side (`--http`): dashboard, /metrics, probes. */
+  #http: HttpServer | undefined;
+  /** Run and wait times, worker restarts, journal commits, the last failures (`metrics.ts`). */
+  readonly #metrics = new Metrics();
 
   private constructor(
     opts: ServeOptions,
@@ -148,7 +156,9 @@ export class TaskServer {
    * address cannot be listened on — each with the fix.
    */
   static async start(options: ServeOptions, hooks: ServerHooks = {}): Promise<TaskServer> {
-    const opts = options;
+    // Every result must fit a connection's replies: --max-result is at most --max-output (the
+    // command line refuses the two given the other way round; here the smaller one wins).
+    const opts = { ...options, maxResultBytes: Math.min(options.maxResultBytes, options.maxOutput) };
     let registry: HandlerRegistry;
     try {
       registry = await createRegistry(handlerSettings(opts));
@@ -169,11 +179,11 @@ export class TaskServer {
       );
     }
     const store = await openStore(opts, hooks);
-    let socket: Deno.Listener;
+    let socket: SocketListener;
     let recovered;
     try {
       recovered = await store.load(Date.now() - opts.resultTtlMs);
-      socket = openListener(opts);
+      socket = await openListener(opts);
     } catch (e) {
       await store.close().catch(() => {});
       if (e instanceof JournalError) throw new StartError(e.message);
@@ -205,6 +215,7 @@ export class TaskServer {
       defaultTask: opts.defaultTask,
       token,
       queueSize: opts.queueSize,
+      maxQueueBytes: opts.maxQueueBytes,
       maxLine: opts.maxLine,
       stats: () => made.server!.stats(),
       stopping: () => made.server ? made.server.#stopping : false,
@@ -237,7 +248,30 @@ export class TaskServer {
         resultTtl: formatDuration(opts.resultTtlMs),
       },
     );
+    if (opts.http !== undefined) {
+      server.#http = await startHttp({ ...opts, http: opts.http }, {
+        stats: () => server.stats(),
+        metrics: () => server.metrics,
+        registry: () => server.#registry,
+        storeWritable: () => store.commit(),
+        stopping: () => server.#stopping,
+        lineAddr: server.addr,
+      }).catch(async (e: unknown) => {
+        await server.shutdown(0);
+        throw e;
+      });
+    }
     return server;
+  }
+
+  /** What is measured beyond the counts: run and wait times, worker restarts, journal commits (`metrics.ts`). */
+  get metrics(): Metrics {
+    return this.#metrics;
+  }
+
+  /** Where the HTTP side listens (`--http`); undefined without it. */
+  get httpAddr(): Deno.NetAddr | undefined {
+    return this.#http?.addr;
   }
 
   /** Tasks queued, running or waiting to retry now. */
@@ -273,6 +307,8 @@ export class TaskServer {
    */
   async shutdown(timeoutMs: number): Promise<ShutdownReport> {
     this.#stopping = true;
+    // /readyz answers 503 from now on, while the tasks drain; the HTTP side closes before anything else does.
+    this.#http?.drain();
     await this.#listener.stopAccepting();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = await Promise.race([
@@ -286,6 +322,7 @@ export class TaskServer {
         `the server stopped before the task finished (--shutdown-timeout ${formatDuration(timeoutMs)})`,
       )
       : 0;
+    await this.#http?.close();
     await this.#lifecycle.pool.close();
     for (const t of this.#timers) clearInterval(t);
     await this.#listener.close();

@@ -215,6 +215,7 @@ function whyNotJson(value: unknown, error: unknown): string {
   const keys: (string | number)[] = [];
   const walk = (holderKey: string, v: unknown): string | undefined => {
     if ((typeof v === "object" && v !== null) || typeof v === "bigint") {
+      // Cast: any object or BigInt may carry a toJSON, as JSON.stringify looks for it on each.
       const toJSON = (v as { toJSON?: unknown }).toJSON;
       if (typeof toJSON === "function") {
         try {
@@ -237,6 +238,7 @@ function whyNotJson(value: unknown, error: unknown): string {
       for (const k of entries) {
         let child: unknown;
         try {
+          // Cast: v is an object or an array here, and k one of its own keys.
           child = (v as Record<string | number, unknown>)[k];
         } catch (e) {
           return `reading ${pathOf([...keys, k])} threw: ${e instanceof Error ? e.message : String(e)}`;

@@ -139,11 +139,13 @@ interface Slot {
  * have killed it — and the others, which were not at fault and run again at once without
  * spending a retry (up to {@linkcode MAX_REQUEUES} times each). The suspects are picked so:
  *
- * 1. the worker named the run whose code threw the error that escaped, or that closed it (each
- *    run's code runs in an async context that names it): that run alone — and nobody, if it is
- *    no longer in flight (it had timed out, or returned and left a timer behind);
- * 2. otherwise (it exited without a word, ran out of memory, or went over `--worker-heap`), the
- *    task on probation on it, if one was: it was on board at two crashes;
+ * 1. the worker named the run whose code threw the error that escaped, or that closed it (the
+ *    operator's code — module tasks, `--module` handlers — runs in an async context that names
+ *    its run): that run alone — and nobody, if it is no longer in flight (it had timed out, or
+ *    returned and left a timer behind);
+ * 2. otherwise (it exited without a word, ran out of memory, went over `--worker-heap`, or the
+ *    error came from code outside any such context), the task on probation on it, if one was:
+ *    it was on board at two crashes;
  * 3. otherwise, every task that was in flight on it.
  *
  * A lone suspect fails with `worker_crashed`. Several suspects (case 3) cannot be told apart by
@@ -568,9 +570,7 @@ export class WorkerPool {
       const suspect = suspects.includes(job);
       if (suspect && (suspects.length === 1 || job.suspected)) {
         failed.push(job);
-        const why = suspects.length === 1 || !job.suspected
-          ? base
-          : `${base} (it was on board at an earlier crash too)`;
+        const why = job.suspected ? `${base} (it was on board at an earlier crash too)` : base;
         this.#fail(slot, job, "worker_crashed", why);
       } else if ((job.requeues ?? 0) >= MAX_REQUEUES) {
         failed.push(job);
@@ -578,7 +578,7 @@ export class WorkerPool {
           slot,
           job,
           "worker_crashed",
-          `${base} — the ${MAX_REQUEUES + 1}th time a worker stopped under this task`,
+          `${base} (a worker stopped under this task ${MAX_REQUEUES + 1} times)`,
         );
       } else {
         requeued.push(this.#again(job, suspect || job.suspected));

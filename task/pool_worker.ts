@@ -353,6 +353,7 @@ export class PoolWorker {
           continue; // see below
         }
         this.inflight.delete(id);
+        // Cast: `done` is flattened runs of DONE_FIELDS values, the 4th the result's JSON text.
         const json = done[i + 3] as string;
         this.events.settled(this, job, { id, attempt: job.attempt, ok: true, json, ms: done[i + 2] as number });
       }

@@ -6,9 +6,10 @@
  * is turned into JSON text here: one that cannot be (a BigInt, a cycle) or is over `--max-result`
  * fails its own task too.
  *
- * Each run's code runs in an async context that names it, so that an error escaping a handler
- * (from a timer, a callback, a rejected promise nobody awaited) can be pinned on its run: the pool
- * then fails that task alone and runs the others on this worker again.
+ * The operator's code (module tasks, `--module` handlers) runs in an async context that names its
+ * run, so that an error escaping a handler (from a timer, a callback, a rejected promise nobody
+ * awaited) can be pinned on that run: the pool then fails that task alone and runs the others on
+ * this worker again.
  *
  * @module
  */
@@ -18,6 +19,9 @@ import v8 from "node:v8";
 import { parentPort, workerData } from "node:worker_threads";
 import { createRegistry, type HandlerRegistry } from "./handlers/mod.ts";
 import { trackChildGroups } from "./handlers/command.ts";
+import { echoHandler } from "./handlers/echo.ts";
+import { sleepHandler } from "./handlers/sleep.ts";
+import { createSmsHandler } from "./handlers/sms.ts";
 import {
   ChildGroups,
   encodeResult,
@@ -30,10 +34,10 @@ import {
   type TaskLogRecord,
   type ToWorker,
 } from "./messages.ts";
-import type { TaskContext, TaskLogger, TaskLogLevel } from "./types.ts";
+import type { HandlerSettings, TaskContext, TaskLogger, TaskLogLevel } from "./types.ts";
 
 /** How often the worker measures its memory while handlers run. */
-export const MEMORY_SAMPLE_MS = 100;
+const MEMORY_SAMPLE_MS = 100;
 
 /** What the pool gives every worker at its start (`workerData`). */
 interface StartData {
@@ -42,8 +46,14 @@ interface StartData {
   children?: SharedArrayBuffer;
 }
 
+/** The handlers, and which tasks run in a context that names their run (see {@linkcode tracedTasks}). */
+interface Loaded {
+  handlers: HandlerRegistry;
+  traced: ReadonlySet<string>;
+}
+
 /** Set by the `init` message; jobs that arrive before it is loaded wait for it. */
-let registry: Promise<HandlerRegistry> | undefined;
+let registry: Promise<Loaded> | undefined;
 /** Set by the `init` message (`--max-result`). */
 let maxResultBytes = Infinity;
 /** Set by the `init` message (`--worker-heap`): heap plus external memory above which the pool is told. */
@@ -145,9 +155,14 @@ async function run(job: JobMessage): Promise<void> {
   running.set(job.id, controller);
   watchMemory();
   try {
-    const handler = (await registry)?.get(job.task);
-    if (!handler) throw new Error(`this worker has no handler for task "${job.task}"`);
-    const result = await handler.run(job.data, context(job, controller));
+    const loaded = await registry;
+    const handler = loaded?.handlers.get(job.task);
+    if (!loaded || !handler) throw new Error(`this worker has no handler for task "${job.task}"`);
+    const ctx = context(job, controller);
+    const result = await (loaded.traced.has(job.task)
+      ? currentRun.run({ id: job.id, attempt: job.attempt }, () =>
+        handler.run(job.data, ctx))
+      : handler.run(job.data, ctx));
     const ms = Math.round(performance.now() - t0);
     if (controller.signal.aborted) {
       // The pool settled this run when it aborted it: this only tells it the handler has returned.
@@ -189,7 +204,23 @@ function abort(ids: number[], reason: "timeout" | "shutdown" = "timeout"): void 
 }
 
 /**
- * Samples this worker's memory every {@linkcode MEMORY_SAMPLE_MS} while handlers run, and tells the
+ * The tasks whose handlers are the operator's code — module tasks and `--module` handlers — and so
+ * run in a context that names their run. The built-ins and the command and webhook handlers are
+ * this server's own code: they skip it, because entering a context costs about 1.5 µs per task
+ * (measured, Deno 2.9), a sizeable part of what an echo task costs end to end. A crash while only
+ * they run is not pinned on a run (the pool then puts the tasks on probation).
+ */
+function tracedTasks(handlers: HandlerRegistry, settings: HandlerSettings): ReadonlySet<string> {
+  const own = new Set<string>();
+  if (settings.tasks === undefined) {
+    for (const h of [createSmsHandler(settings), echoHandler, sleepHandler]) own.add(h.name);
+  }
+  for (const t of settings.tasks ?? []) if (t.kind !== "module") own.add(t.name);
+  return new Set([...handlers.keys()].filter((name) => !own.has(name)));
+}
+
+/**
+ * Samples this worker's memory every `MEMORY_SAMPLE_MS` while handlers run, and tells the
  * pool when it is over `memoryLimit`. The heap limit (`resourceLimits`) does not bound external
  * memory — ArrayBuffers, typed arrays' storage — so a handler could take gigabytes that way; V8's
  * heap statistics count it per isolate (`external_memory`), cheaply (well under a microsecond).
@@ -210,6 +241,7 @@ function watchMemory(): void {
 let memoryTimer: ReturnType<typeof setInterval> | undefined;
 
 const port = parentPort!;
+// Cast: node's types leave `workerData` untyped; the pool (pool_worker.ts) puts a StartData there.
 const start = (workerData ?? {}) as StartData;
 lowerPriority(start.nice ?? 0);
 if (start.children) {
@@ -312,19 +344,17 @@ globalThis.addEventListener("message", (e) => {
     maxResultBytes = msg.maxResultBytes;
     memoryLimit = msg.memoryLimit;
     // A module that fails to load rejects this promise: every job then fails with its message.
-    registry = createRegistry(msg.settings, { validate: false });
+    const settings = msg.settings;
+    registry = createRegistry(settings, { validate: false }).then((handlers) => ({
+      handlers,
+      traced: tracedTasks(handlers, settings),
+    }));
     const ready = () => port.postMessage({ type: "ready" } satisfies FromWorker);
     registry.then(ready, ready);
   } else if (msg.type === "run") {
     const jobs = msg.jobs;
     for (let i = 0; i < jobs.length; i += JOB_FIELDS) {
-      const job = {
-        id: jobs[i] as number,
-        attempt: jobs[i + 1] as number,
-        task: jobs[i + 2] as string,
-        data: jobs[i + 3],
-      };
-      currentRun.run({ id: job.id, attempt: job.attempt }, run, job);
+      run({ id: jobs[i] as number, attempt: jobs[i + 1] as number, task: jobs[i + 2] as string, data: jobs[i + 3] });
     }
   } else {
     abort(msg.ids, msg.reason);

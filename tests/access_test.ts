@@ -3,7 +3,9 @@
  * certificates made with openssl, and the real client as a child process.
  */
 import assert from "node:assert/strict";
-import { LineClient, makeCertificates, runCli, spawnServe, startServer } from "./helpers.ts";
+import { LineClient, makeCertificates, opensslMissing, runCli, spawnServe, startServer } from "./helpers.ts";
+
+const noOpenssl = await opensslMissing();
 
 Deno.test("--token: the first request must be a good /auth; anything else gets ERROR unauthorized and the connection closes", async () => {
   const server = await startServer({ token: "s3cret-token", defaultTask: "echo" });
@@ -66,7 +68,12 @@ Deno.test("listening beyond loopback without a token logs a warning that says ho
   );
 });
 
-Deno.test("TLS: --tls-cert/--tls-key serve TLS; client --tls --ca works; plain TCP and untrusted clients are refused, the server lives", async () => {
+Deno.test({
+  name:
+    "TLS: --tls-cert/--tls-key serve TLS; client --tls --ca works; plain TCP and untrusted clients are refused, the server lives" +
+    (noOpenssl ? ` — SKIPPED: ${noOpenssl}` : ""),
+  ignore: noOpenssl !== undefined,
+}, async () => {
   const dir = await Deno.makeTempDir();
   try {
     const certs = await makeCertificates(dir);

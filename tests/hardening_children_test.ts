@@ -206,3 +206,34 @@ Deno.test("a second SIGTERM stops the server at once: the command it was running
     await server.exited();
   }
 });
+
+for (const how of ["throw", "exit"] as const) {
+  Deno.test(`the main thread dies (${how === "throw" ? "an uncaught error" : "Deno.exit"}): the command it was running dies with it`, async () => {
+    const id = `hardening-fatal-${crypto.randomUUID().slice(0, 8)}`;
+    const marker = `cmd-${id}`; // the program's; this process's own command line has only the id
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("./fixtures/hardening_fatal_main.ts", import.meta.url).pathname, id, how],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    try {
+      assert.ok(await until(() => processesWith(marker).size > 0, 15_000), "the program started");
+      const w = child.stdin.getWriter();
+      await w.write(new TextEncoder().encode("die\n"));
+      await w.close();
+      const { code, stderr } = await child.output();
+      assert.equal(code, how === "throw" ? 1 : 3, new TextDecoder().decode(stderr));
+      const gone = await until(() => processesWith(marker).size === 0, 1000);
+      assert.ok(gone, `still alive after the process exited: ${JSON.stringify([...processesWith(marker)])}`);
+    } finally {
+      killLeftovers(marker);
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // exited
+      }
+    }
+  });
+}

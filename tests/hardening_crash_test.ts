@@ -67,6 +67,8 @@ Deno.test("a handler that closes its own worker is the one that fails; the other
     await run.settled([closer, ...sleepers]);
     assertCrashed(run, closer, /^worker 1 crashed: the worker exited/);
     assertDone(run, sleepers);
+    // Pinned on the closer at once (it said so before closing): one crash, nobody on probation.
+    assert.deepEqual(run.events.map((e) => [e.failed, e.requeued.length]), [[[closer], 5]]);
   });
 });
 

@@ -207,6 +207,20 @@ export async function spawnServe(
 }
 
 /**
+ * Why a test that needs `openssl` (to make certificates: {@linkcode makeCertificates}) cannot run
+ * here, or `undefined` when it can. A test names the reason and is ignored: reported as skipped.
+ */
+export async function opensslMissing(): Promise<string | undefined> {
+  try {
+    // Spawning a program that is not installed throws here, at once, not in the promise.
+    const out = await new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" }).output();
+    return out.success ? undefined : "`openssl version` fails on this machine (openssl makes the test certificates)";
+  } catch {
+    return "openssl is not installed (it makes the test certificates; .ci/run installs it)";
+  }
+}
+
+/**
  * Makes a test certificate authority and a server certificate for 127.0.0.1 and localhost,
  * signed by it, with `openssl`. Returns the PEM texts and the files' paths.
  */
@@ -214,7 +228,13 @@ export async function makeCertificates(
   dir: string,
 ): Promise<{ ca: string; cert: string; key: string; paths: Record<string, string> }> {
   const run = async (...args: string[]) => {
-    const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" }).output();
+    let out: Deno.CommandOutput;
+    try {
+      out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" }).output();
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      throw new Error("openssl is not installed: a test that makes certificates must check opensslMissing() first");
+    }
     if (!out.success) throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
   };
   await run(

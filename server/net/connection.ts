@@ -9,6 +9,7 @@
 import { setImmediate } from "node:timers";
 import { type LineEvent, LineSplitter } from "./lines.ts";
 import type { PollGate } from "./poll_gate.ts";
+import type { StreamConn } from "./tls.ts";
 import type { ReplyTarget } from "../book.ts";
 
 const encoder = new TextEncoder();
@@ -34,6 +35,8 @@ export interface ConnectionEvents {
   ended(conn: Connection): void;
   /** The connection is closed: called once. */
   closed(conn: Connection): void;
+  /** The connection showed the right token. */
+  authorized?(conn: Connection): void;
   /** More than `maxOutput` characters of replies are waiting for a client that does not read. */
   overflowed(conn: Connection): void;
   /**
@@ -76,6 +79,8 @@ export class Connection implements ReplyTarget {
   #authorized = false;
   #writable = true;
   #stopReading = false;
+  /** Set by pause(): the read loop waits on it, and close() resolves it. */
+  #paused: PromiseWithResolvers<void> | undefined;
   #out: string[] = [];
   /** A flush is scheduled or running; it writes everything queued until it finds the queue empty. */
   #flushing = false;
@@ -83,11 +88,14 @@ export class Connection implements ReplyTarget {
   /** The read loop, paused by backpressure, waiting for the output to drain. */
   #resumeReading: (() => void) | undefined;
   readonly #splitter: LineSplitter;
+  /** `host:port` of the peer. */
   readonly remote: string;
+  /** The peer's address alone. */
+  readonly remoteHost: string;
 
   constructor(
     readonly id: number,
-    private conn: Deno.Conn,
+    private conn: StreamConn,
     private limits: ConnectionLimits,
     private events: ConnectionEvents,
     /** Shared by the server's connections: a flood of reads must let the loop poll for new sockets. */
@@ -95,6 +103,7 @@ export class Connection implements ReplyTarget {
   ) {
     this.#splitter = new LineSplitter(limits.maxLine);
     const addr = conn.remoteAddr as Deno.NetAddr;
+    this.remoteHost = addr.hostname;
     this.remote = `${addr.hostname}:${addr.port}`;
   }
 
@@ -115,7 +124,14 @@ export class Connection implements ReplyTarget {
 
   /** The connection showed the right token. */
   authorize(): void {
+    if (this.#authorized) return;
     this.#authorized = true;
+    this.events.authorized?.(this);
+  }
+
+  /** Stops reading requests until the connection is closed; replies still go out. */
+  pause(): void {
+    this.#paused ??= Promise.withResolvers<void>();
   }
 
   /** Queues one reply line (without `\n`); it is written with the others of this turn. */
@@ -152,7 +168,7 @@ export class Connection implements ReplyTarget {
     // Small until the client sends more than that at once: an idle connection holds 512 bytes, not READ_SIZE.
     let buf = new Uint8Array(FIRST_READ_SIZE);
     try {
-      read: while (!this.#stopReading) {
+      while (!this.#stopReading) {
         if (this.#pending > HIGH_WATER) {
           await new Promise<void>((resolve) => (this.#resumeReading = resolve));
           if (this.#stopReading) break;
@@ -167,8 +183,9 @@ export class Connection implements ReplyTarget {
         if (events.length > 0) this.lastActivity = performance.now();
         for (const event of events) {
           this.events.line(this, event);
-          if (this.#stopReading) break read;
+          if (this.#stopReading || this.#paused) break;
         }
+        if (this.#paused) await this.#paused.promise;
         if (full) buf = new Uint8Array(READ_SIZE);
       }
     } catch {
@@ -192,6 +209,7 @@ export class Connection implements ReplyTarget {
     this.#writable = false;
     this.#out = [];
     this.#resumeReading?.();
+    this.#paused?.resolve();
     try {
       this.conn.close();
     } catch {

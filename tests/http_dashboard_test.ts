@@ -1,0 +1,213 @@
+/**
+ * The dashboard in a real browser: Debian's headless Chromium driven by playwright-core. It loads
+ * the page, sees the live numbers follow tasks sent over TCP, submits a task through the form and
+ * sees its result, signs in with the token, sees the server drain, and leaves screenshots in
+ * tests/artifacts/. Where Chromium is not installed (`apt-get install chromium`), the tests report
+ * themselves skipped, with the reason in their names.
+ */
+import assert from "node:assert/strict";
+// Test-only: to move to deno.json's imports ("playwright-core") by its owner.
+// deno-lint-ignore no-import-prefix
+import { type Browser, chromium, type Page } from "npm:playwright-core@1.65.1";
+import type { TaskServer } from "../server/mod.ts";
+import { LineClient, ROOT, startServer } from "./helpers.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const hasChromium = (() => {
+  try {
+    return Deno.statSync(CHROMIUM).isFile;
+  } catch {
+    return false;
+  }
+})();
+const skipped = hasChromium ? "" : ` — SKIPPED: no Chromium at ${CHROMIUM} (apt-get install chromium)`;
+const ARTIFACTS = `${ROOT}tests/artifacts`;
+
+async function withBrowser(fn: (browser: Browser) => Promise<void>): Promise<void> {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--headless",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  try {
+    await fn(browser);
+  } finally {
+    await browser.close();
+  }
+}
+
+/** Collects what the page complains of: script errors, failed loads, CSP refusals. */
+function watch(page: Page): string[] {
+  const problems: string[] = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
+  });
+  return problems;
+}
+
+const tile = (page: Page, id: string) => page.locator(`#tile-${id} .value`).textContent();
+
+async function waitForText(page: Page, selector: string, expected: RegExp, timeoutMs = 15_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    last = (await page.locator(selector).textContent()) ?? "";
+    if (expected.test(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${selector} did not show ${expected} within ${timeoutMs} ms; it shows ${JSON.stringify(last)}`);
+}
+
+async function dashboardUrl(server: TaskServer): Promise<string> {
+  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  return `http://127.0.0.1:${server.httpAddr!.port}/`;
+}
+
+Deno.test({
+  name: `dashboard: live numbers follow tasks sent over TCP; the form submits a task and shows its result${skipped}`,
+  ignore: !hasChromium,
+  fn: async () => {
+    const server = await startServer({ http: "127.0.0.1:0", workers: 2, smsDelayMs: 400 });
+    let stopped = false;
+    try {
+      const url = await dashboardUrl(server);
+      await withBrowser(async (browser) => {
+        const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: "light" });
+        const page = await context.newPage();
+        const problems = watch(page);
+        await page.goto(url);
+        await waitForText(page, "#status", /^ready$/);
+        assert.equal(await tile(page, "done"), "0");
+        assert.equal(await page.locator("#workers tbody tr").count(), 2, "one row per worker");
+
+        // Tasks over TCP: the numbers move without a reload.
+        const c = await LineClient.connect(server.addr.port);
+        await c.send(
+          ...Array.from({ length: 6 }, (_, i) => `/task echo e${i}`),
+          "/task sms 13800138000",
+          "/task sms 13800138001",
+        );
+        await waitForText(page, "#tile-connections .value", /^1$/);
+        await waitForText(page, "#tile-done .value", /^8$/);
+        await c.take(16);
+        await waitForText(page, '#tasks tr[data-task="echo"] td:nth-child(3)', /^6$/);
+        await waitForText(page, '#tasks tr[data-task="sms"] td:nth-child(3)', /^2$/);
+        // The page's own chart data, as app.js keeps it (exposed for the browser's console).
+        const busy = Number(
+          await page.evaluate(
+            "Math.max(...asynctaskDashboard.series.tasks.get('echo').rate.map((v) => v ?? 0))",
+          ),
+        );
+        assert.ok(busy > 0, "the tasks-per-second chart got a point above 0");
+        assert.equal(await page.locator("#chart-rate canvas").count(), 1, "the chart is drawn");
+        assert.match((await page.locator("#failures-note").textContent())!, /does not keep failure details yet/);
+        await c.close();
+        await waitForText(page, "#tile-connections .value", /^0$/);
+
+        // The form: a task, and its result as it arrives.
+        assert.deepEqual(await page.locator("#task-select option").allTextContents(), ["sms", "echo", "sleep"]);
+        await page.selectOption("#task-select", "echo");
+        await page.fill("#task-data", '{"from": "the form"}');
+        await page.click("#task-submit");
+        await page.locator('#task-output[data-state="done"]').waitFor({ timeout: 15_000 });
+        assert.match((await page.locator("#task-line").textContent())!, /^Task 9 done in \d+ ms on worker \d/);
+        assert.deepEqual(JSON.parse((await page.locator("#task-result").textContent())!), { from: "the form" });
+        await waitForText(page, "#tile-done .value", /^9$/);
+        // A refusal shows the server's reason.
+        await page.selectOption("#task-select", "sleep");
+        await page.fill("#task-data", '"soon"');
+        await page.click("#task-submit");
+        await page.locator('#task-output[data-state="error"]').waitFor({ timeout: 15_000 });
+        assert.match((await page.locator("#task-line").textContent())!, /^Refused: invalid_data — sleep needs/);
+        // Data that is not JSON is caught before it is sent.
+        await page.fill("#task-data", "hello");
+        await page.click("#task-submit");
+        assert.match((await page.locator("#task-line").textContent())!, /^The data is not JSON/);
+
+        await page.screenshot({ path: `${ARTIFACTS}/dashboard.png`, fullPage: true });
+        const phone = await browser.newContext({
+          viewport: { width: 390, height: 844 },
+          deviceScaleFactor: 2,
+          colorScheme: "dark",
+        });
+        const small = await phone.newPage();
+        const smallProblems = watch(small);
+        await small.goto(url);
+        await waitForText(small, "#tile-done .value", /^9$/);
+        // Expressions as text: they run in the page, whose DOM types this test does not load.
+        const overflow = Number(await small.evaluate("document.documentElement.scrollWidth - window.innerWidth"));
+        assert.ok(overflow <= 0, `the page fits a phone's width (it overflows by ${overflow} px)`);
+        const bg = String(await small.evaluate("getComputedStyle(document.body).backgroundColor"));
+        assert.equal(bg, "rgb(17, 21, 28)", "the dark theme");
+        await small.screenshot({ path: `${ARTIFACTS}/dashboard-phone-dark.png`, fullPage: true });
+
+        // Stopping: the page says so within a second, while the last task drains.
+        const d = await LineClient.connect(server.addr.port);
+        await d.send("/task sleep 1500");
+        assert.match(await d.next(), /^ACCEPTED/);
+        const stopping = server.shutdown(10_000);
+        stopped = true;
+        await waitForText(page, "#status", /^draining/, 3000);
+        await stopping;
+        await d.close();
+        assert.deepEqual(problems, [], "no script error, failed load or CSP refusal");
+        assert.deepEqual(smallProblems, []);
+        await phone.close();
+        await context.close();
+      });
+    } finally {
+      if (!stopped) await server.shutdown(5000);
+    }
+  },
+});
+
+Deno.test({
+  name: `dashboard: with --token, the browser signs in through the form and the page works${skipped}`,
+  ignore: !hasChromium,
+  fn: async () => {
+    const server = await startServer({ http: "127.0.0.1:0", workers: 1, token: "browser-token" });
+    try {
+      const url = await dashboardUrl(server);
+      await withBrowser(async (browser) => {
+        const context = await browser.newContext();
+        const page = await context.newPage();
+        const problems = watch(page);
+        await page.goto(url);
+        assert.match(page.url(), /\/login\?next=%2F$/);
+        await page.fill("#token", "wrong");
+        await page.click("button[type=submit]");
+        assert.equal(await page.locator(".error").textContent(), "Wrong token.");
+        await page.fill("#token", "browser-token");
+        await page.click("button[type=submit]");
+        await page.waitForURL(url);
+        await waitForText(page, "#status", /^ready$/);
+        const cookies = await context.cookies();
+        assert.equal(cookies.length, 1);
+        assert.equal(cookies[0].httpOnly, true);
+        assert.equal(cookies[0].sameSite, "Strict");
+        assert.equal(await page.evaluate("document.cookie"), "", "scripts cannot read it");
+        await page.selectOption("#task-select", "echo");
+        await page.fill("#task-data", '"signed in"');
+        await page.click("#task-submit");
+        await page.locator('#task-output[data-state="done"]').waitFor({ timeout: 15_000 });
+        assert.equal(await page.locator("#task-result").textContent(), "signed in");
+        await page.click("#logout button");
+        await page.waitForURL(/\/login$/);
+        // The failed sign-in's 401 is the one console line expected.
+        assert.deepEqual(problems.filter((p) => !p.includes("401")), []);
+        await context.close();
+      });
+    } finally {
+      await server.shutdown(5000);
+    }
+  },
+});
