@@ -6,6 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { close as closeDebugger } from "node:inspector";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { readFlagFile, renderHelp, UsageError } from "../cli/flags.ts";
@@ -14,6 +15,7 @@ import { flagSpecs, parseOptions } from "../cli/options.ts";
 import { formatDuration, formatSize } from "../cli/units.ts";
 import { SERVE_OPTIONS, type ServeOptions, type ServeOptionValues } from "./options.ts";
 import { TaskServer } from "./server.ts";
+import { hideFromSameUser } from "./hide.ts";
 
 /**
  * A stop signal that comes again sooner than this after the first is the same one delivered twice
@@ -49,10 +51,13 @@ export const SERVE_HELP = renderHelp(
  */
 export async function serveOptions(args: string[]): Promise<{
   options: ServeOptions;
-  process: Pick<ServeOptionValues, "help" | "logLevel" | "logFormat" | "logFile" | "shutdownTimeoutMs">;
+  process: Pick<ServeOptionValues, "help" | "logLevel" | "logFormat" | "logFile" | "shutdownTimeoutMs"> & {
+    /** Whether the token came from ASYNCTASK_TOKEN. */
+    tokenFromEnv: boolean;
+  };
 }> {
   const { values: v, defaulted, config } = parseOptions("serve", SERVE_OPTIONS, args, { configSections: ["tasks"] });
-  const { help, logLevel, logFormat, logFile, config: _config, tlsCert, tlsKey, ...rest } = v;
+  const { help, logLevel, logFormat, logFile, config: _config, tlsCert, tlsKey, tokenFile, ...rest } = v;
   const options: ServeOptions = {
     ...rest,
     modules: rest.modules.map((p) => p.startsWith("file:") ? p : pathToFileURL(resolve(p)).href),
@@ -72,13 +77,20 @@ export async function serveOptions(args: string[]): Promise<{
       throw e;
     }
   }
+  const tokenFromEnv = tokenFile === undefined && !args.some((a) => a === "--token" || a.startsWith("--token=")) &&
+    (Deno.env.get("ASYNCTASK_TOKEN") ?? "") !== "";
   // Secrets leave the process's environment once read, so that nothing started later inherits
-  // them. (The copy the kernel keeps for /proc/<pid>/environ stays: see docs/operations.md.)
+  // them. (The copy the kernel keeps for /proc/<pid>/environ stays: runServe hides it, hide.ts.)
   Deno.env.delete("ASYNCTASK_TOKEN");
   for (const t of options.tasks ?? []) {
     if (t.kind === "command") {
       for (const v of t.hideEnv ?? []) Deno.env.delete(v);
     }
+  }
+  if (tokenFile !== undefined) {
+    const token = readFlagFile(tokenFile, "--token-file", 64 * 1024).split(/\r?\n/)[0].trim();
+    if (token === "") throw new UsageError(`--token-file ${tokenFile}: its first line is empty; put the token there`);
+    options.token = token;
   }
   if (options.maxResultBytes > options.maxOutput) {
     if (!defaulted.has("maxResultBytes")) {
@@ -96,7 +108,26 @@ export async function serveOptions(args: string[]): Promise<{
   if (tlsCert !== undefined && tlsKey !== undefined) {
     options.tls = { cert: readFlagFile(tlsCert, "--tls-cert"), key: readFlagFile(tlsKey, "--tls-key") };
   }
-  return { options, process: { help, logLevel, logFormat, logFile, shutdownTimeoutMs: v.shutdownTimeoutMs } };
+  return {
+    options,
+    process: {
+      help,
+      logLevel,
+      logFormat,
+      logFile,
+      shutdownTimeoutMs: v.shutdownTimeoutMs,
+      tokenFromEnv,
+    },
+  };
+}
+
+/** Whether this process is `deno run main.ts` (from a checkout), not the compiled binary. */
+function underDenoRun(): boolean {
+  try {
+    return /^deno(\.exe)?$/i.test(Deno.execPath().replace(/^.*[\\/]/, ""));
+  } catch {
+    return false; // no --allow-read: the path is hidden; say nothing
+  }
 }
 
 /**
@@ -116,6 +147,22 @@ export async function runServe(args: string[]): Promise<number> {
   const shutdownTimeout = p.shutdownTimeoutMs;
   await setupLogging({ level: p.logLevel, format: p.logFormat, file: p.logFile });
   const log = getLogger(["asynctask", "server"]);
+  const secrets = options.token !== undefined ||
+    (options.tasks ?? []).some((t) => t.kind === "webhook" && t.secret !== undefined);
+  if (secrets) {
+    // The environment the process started with stays in /proc/<pid>/environ, token and all.
+    const why = hideFromSameUser();
+    if (why === undefined) {
+      log.debug(
+        "secrets held: this process is not dumpable, so its environment is hidden from other processes of its user",
+      );
+    } else if (p.tokenFromEnv) {
+      log.warn(
+        "ASYNCTASK_TOKEN stays readable in /proc/{pid}/environ by every process of this user, command tasks included: {why}. Use --token-file, or run the server as a user of its own",
+        { pid: Deno.pid, why },
+      );
+    }
+  }
   const server = await TaskServer.start(options, {
     storeFailed: (why) => {
       log.fatal(why);
@@ -176,6 +223,17 @@ export async function runServe(args: string[]): Promise<number> {
   // Log rotation: after `mv asynctask.log asynctask.log.1`, SIGUSR1 starts a new file at the path.
   // The last line of the old file and the first of the new one say so.
   const onReopen = () => {
+    // Under `deno run` (not the compiled binary), Deno answers SIGUSR1 too, the way Node does: it
+    // opens its debugger on 127.0.0.1:9229 (and prints "Debugger listening on …" to stderr), where
+    // anyone on this machine could run code in the server. Close it at once, and again later, since
+    // Deno's own handler may run after this one. (Closing a debugger that is not open does nothing.)
+    closeDebugger();
+    for (const ms of [0, 100, 1000]) setTimeout(closeDebugger, ms);
+    if (underDenoRun()) {
+      log.warning(
+        "SIGUSR1 under `deno run`: Deno opens its debugger on 127.0.0.1:9229 when it gets this signal; the server closed it again (the compiled binary does not open it)",
+      );
+    }
     if (p.logFile === undefined) {
       log.info("SIGUSR1: logs go to stderr, not to a --log-file: nothing to reopen");
       return;

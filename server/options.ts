@@ -108,6 +108,14 @@ export const SERVE_OPTIONS = defineOptions({
     help:
       "require `/auth <secret>` as each connection's first request (prefer the environment variable: argv is visible to other users)",
   },
+  tokenFile: {
+    flag: "token-file",
+    kind: "string",
+    valueName: "path",
+    group: "Security",
+    help:
+      "read the token from this file's first line: unlike --token and ASYNCTASK_TOKEN, it is then in neither the command line nor the environment that /proc shows to processes of the same user, command tasks included",
+  },
   tlsCert: {
     flag: "tls-cert",
     kind: "string",
@@ -380,7 +388,7 @@ export type ServeOptionValues = OptionValues<typeof SERVE_OPTIONS>;
 export type ServeOptions =
   & Omit<
     ServeOptionValues,
-    "config" | "help" | "logLevel" | "logFormat" | "logFile" | "tlsCert" | "tlsKey" | "defaultTask"
+    "config" | "help" | "logLevel" | "logFormat" | "logFile" | "tlsCert" | "tlsKey" | "tokenFile" | "defaultTask"
   >
   & {
     /** The task of text lines and requests that name none; none: they must name one (a config whose tasks map lacks sms). */

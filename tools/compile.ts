@@ -45,6 +45,8 @@ export const PERMISSIONS: readonly string[] = [
   "--allow-write",
   "--allow-env",
   "--allow-run",
+  // prctl(PR_SET_DUMPABLE): hides the token in the environment from other processes of the user (server/hide.ts)
+  "--allow-ffi",
 ];
 
 /** The repository root, where `deno compile` runs. */
