@@ -216,8 +216,9 @@ export class Desk {
       );
     }
     // On disk before its ACCEPTED goes out: the connection waits for the store's commit before it writes.
-    const id = lifecycle.submit({ task: name, data, format, tag, connId: c.id, size }, c);
-    c.send(reply.accepted(format, id, tag, handler.accepted?.(data) ?? `${name} task queued`));
+    const summary = handler.accepted?.(data) ?? `${name} task queued`;
+    const id = lifecycle.submit({ task: name, data, format, tag, connId: c.id, size, summary }, c);
+    c.send(reply.accepted(format, id, tag, summary));
   }
 
   #status(c: Connection, format: Format, tag: Tag | undefined, taskId: number): void {

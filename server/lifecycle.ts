@@ -22,6 +22,7 @@ import type { Outcome } from "../task/messages.ts";
 import { type Job, type PoolOptions, WorkerPool } from "../task/pool.ts";
 import { newRecord, type ReplyTarget, TaskBook, type TaskRecord } from "./book.ts";
 import { type Format, reply, type Tag } from "./protocol.ts";
+import { LineBudget } from "./line_budget.ts";
 import { Counters } from "./stats.ts";
 import type { Recovered, TaskStore } from "./store/store.ts";
 
@@ -118,6 +119,8 @@ export interface Submission {
   tag?: Tag;
   /** Keeps a client's tasks on one worker in the `connection` dispatch mode. */
   connId: number;
+  /** What the log says of it when it is accepted: its handler's summary of its data ("sending SMS to 138…"). */
+  summary?: string;
   /** Bytes of the request, held until the task finishes (`--max-queue-bytes`). */
   size: number;
 }
@@ -140,8 +143,19 @@ export class TaskLifecycle {
   readonly #opts: LifecycleOptions;
   readonly #clock: Clock;
   readonly #retryTimers = new Set<unknown>();
-  /** Per-task start and end lines are `debug`: at full speed they would cost two thirds of the throughput. */
+  /** Per-task start lines are `debug`: at full speed they would cost two thirds of the throughput. */
   readonly #traceTasks = taskLog.isEnabledFor("debug");
+  /** Each task's accept and end are `info` lines, within a budget: 20 a second, then a count every 10 s. */
+  readonly #taskLines = taskLog.isEnabledFor("info");
+  readonly #budget = new LineBudget(
+    20,
+    10_000,
+    (held, ms) =>
+      taskLog.info("… and {held} more task lines in the last {interval} (at most 20 a second are written)", {
+        held: held.toLocaleString("en-US"),
+        interval: formatDuration(ms),
+      }),
+  );
   #lastId = 0;
   /** Bytes of request data held by unfinished tasks. */
   #dataBytes = 0;
@@ -242,6 +256,9 @@ export class TaskLifecycle {
       newRecord({ id, task: s.task, format: s.format, tag: s.tag, state: "queued", attempts: 0, target, size: s.size }),
     );
     this.#dataBytes += s.size;
+    if (this.#taskLines && this.#budget.take(this.#time())) {
+      taskLog.info("task {id} ({task}) accepted: {summary}", { id, task: s.task, summary: s.summary ?? "queued" });
+    }
     this.counts.accepted++;
     this.counts.of(s.task).accepted++;
     target.taskAccepted();
@@ -267,6 +284,11 @@ export class TaskLifecycle {
   allFinished(): Promise<void> {
     if (this.#book.live === 0) return Promise.resolve();
     return new Promise((resolve) => this.#finishedWaiters.push(resolve));
+  }
+
+  /** Writes the count of task lines held back by the log budget now (on a stop). */
+  flushLog(): void {
+    this.#budget.flush();
   }
 
   /** Ends every unfinished task as failed with `code` (a stop that could not wait); returns how many. */
@@ -450,15 +472,20 @@ export class TaskLifecycle {
           attempts: rec.attempts,
         }),
       );
-      taskLog.warn("task {id} ({task}) failed on worker {worker} after {ms} ms, attempt {attempt}: {code} {message}", {
-        id: rec.id,
-        task: rec.task,
-        worker: rec.worker,
-        ms,
-        attempt: rec.attempts,
-        code: error.code,
-        message: error.message,
-      });
+      if (this.#budget.take(this.#time())) {
+        taskLog.warn(
+          "task {id} ({task}) failed on worker {worker} after {ms} ms, attempt {attempt}: {code} {message}",
+          {
+            id: rec.id,
+            task: rec.task,
+            worker: rec.worker,
+            ms,
+            attempt: rec.attempts,
+            code: error.code,
+            message: error.message,
+          },
+        );
+      }
     } else {
       rec.state = "done";
       rec.json = json;
@@ -467,13 +494,14 @@ export class TaskLifecycle {
       target?.send(
         reply.done(rec.format, rec.id, rec.tag, json ?? "null", { worker: rec.worker, attempts: rec.attempts, ms }),
       );
-      if (this.#traceTasks) {
-        taskLog.debug("task {id} ({task}) done on worker {worker} in {ms} ms, attempt {attempt}", {
+      if (this.#taskLines && this.#budget.take(this.#time())) {
+        taskLog.info("task {id} ({task}) done in {ms} ms on worker {worker}, attempt {attempt}: {result}", {
           id: rec.id,
           task: rec.task,
           worker: rec.worker,
           ms,
           attempt: rec.attempts,
+          result: json === undefined ? "null" : json.length > 120 ? `${json.slice(0, 117)}…` : json,
         });
       }
     }

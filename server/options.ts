@@ -17,7 +17,7 @@
 import { defaults, defineOptions, type OptionValues } from "../cli/options.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "../cli/log.ts";
 import { DISPATCH_MODES } from "../task/dispatch.ts";
-import type { TaskSpec } from "../task/types.ts";
+import type { TaskSpec } from "../task/spec.ts";
 
 const MiB = 1024 * 1024;
 

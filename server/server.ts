@@ -13,7 +13,7 @@ import { getLogger } from "@logtape/logtape";
 import { formatDuration, formatSize } from "../cli/units.ts";
 import { createRegistry, type HandlerRegistry } from "../task/handlers/mod.ts";
 import type { TaskLimits } from "../task/pool.ts";
-import type { HandlerSettings } from "../task/types.ts";
+import type { HandlerSettings } from "../task/spec.ts";
 import { isLoopback, TokenCheck } from "./auth.ts";
 import { Desk } from "./desk.ts";
 import { StartError } from "./errors.ts";
@@ -324,6 +324,7 @@ export class TaskServer {
       : 0;
     await this.#http?.close();
     await this.#lifecycle.pool.close();
+    this.#lifecycle.flushLog();
     for (const t of this.#timers) clearInterval(t);
     await this.#listener.close();
     await this.#store.close();

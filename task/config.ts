@@ -20,7 +20,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseDuration, parseSize } from "../cli/units.ts";
 import { compileDataSchema } from "./data_schema.ts";
-import type { TaskSpec } from "./types.ts";
+import type { TaskSpec } from "./spec.ts";
 
 /** The handler kinds a declared task can have. */
 export const TASK_KINDS = ["command", "webhook", "module", "builtin"] as const;

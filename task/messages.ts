@@ -9,7 +9,8 @@
  *
  * @module
  */
-import type { HandlerSettings, TaskLogLevel } from "./types.ts";
+import type { TaskLogLevel } from "./types.ts";
+import type { HandlerSettings } from "./spec.ts";
 
 /** Values per job in a `run` message: id, attempt, task, data. */
 export const JOB_FIELDS = 4;
@@ -36,7 +37,6 @@ export interface JobMessage {
 export type ToWorker =
   | {
     type: "init";
-    workerId: number;
     settings: HandlerSettings;
     /** Results longer than this, as JSON text in UTF-8 bytes, fail their task (`--max-result`). */
     maxResultBytes: number;

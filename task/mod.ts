@@ -33,7 +33,8 @@ export {
   type TaskHandler,
   type TaskLogger,
   type TaskLogLevel,
-  testContext,
 } from "./types.ts";
+export { testContext } from "./testing.ts";
+export type { HandlerSettings, TaskSpec } from "./spec.ts";
 export { createRegistry, type HandlerRegistry } from "./handlers/mod.ts";
 export { type PoolEvents, type PoolOptions, type TaskLimits, WorkerPool, type WorkerStats } from "./pool.ts";

@@ -18,9 +18,9 @@ import {
   type TaskLogRecord,
 } from "./messages.ts";
 import { type Job, type MessageCounts, MIN_WORKER_HEAP, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
-import { Deque, type TaskQueue } from "./queue.ts";
+import { Deque } from "./queue.ts";
 import { formatDuration } from "../cli/units.ts";
-import type { HandlerSettings } from "./types.ts";
+import type { HandlerSettings } from "./spec.ts";
 
 export type { Job } from "./pool_worker.ts";
 
@@ -61,11 +61,6 @@ export interface PoolOptions {
   /** Per-task limits by task name (the config file's `timeout` and `concurrency`). */
   limits?: ReadonlyMap<string, TaskLimits>;
   settings: HandlerSettings;
-  /**
-   * Makes the queue(s) tasks wait in: one, or one per slot in `connection` mode. The default is
-   * the in-memory {@linkcode Deque}; a journal or a broker plugs in here.
-   */
-  createQueue?: () => TaskQueue<Job>;
 }
 
 /** What the pool tells its owner. `worker` is the slot id, 1-based. */
@@ -124,7 +119,7 @@ interface Slot {
   /** Replaced workers of this slot that still finish their tasks. */
   readonly retiring: Set<PoolWorker>;
   /** This slot's own queue in `connection` mode. */
-  readonly lane: TaskQueue<Job>;
+  readonly lane: Deque<Job>;
   /** Tasks in flight on the slot's workers, the retiring ones included. */
   readonly busy: number;
   done: number;
@@ -167,7 +162,7 @@ export class WorkerPool {
   #opts: PoolOptions;
   readonly #events: PoolEvents;
   readonly #slots: Slot[];
-  readonly #shared: TaskQueue<Job>;
+  readonly #shared = new Deque<Job>();
   readonly #cursor = { next: 0 };
   readonly #workerEvents: PoolWorkerEvents;
   /** Messages to and from the workers, for `/stats`. */
@@ -189,8 +184,6 @@ export class WorkerPool {
   constructor(opts: PoolOptions, events: PoolEvents) {
     this.#opts = opts;
     this.#events = events;
-    const createQueue = opts.createQueue ?? (() => new Deque<Job>());
-    this.#shared = createQueue();
     this.#workerEvents = {
       settled: (w, job, outcome) => this.#onSettled(w, job, outcome),
       crashed: (w, reason, blame) => this.#onCrashed(w, reason, blame),
@@ -202,7 +195,7 @@ export class WorkerPool {
       id: i + 1,
       worker: this.#spawn(i + 1),
       retiring: new Set<PoolWorker>(),
-      lane: createQueue(),
+      lane: new Deque<Job>(),
       get busy() {
         let n = this.worker.inflight.size;
         if (this.retiring.size > 0) { for (const w of this.retiring) n += w.inflight.size; }
@@ -329,9 +322,8 @@ export class WorkerPool {
       }
       return;
     }
-    const mode = this.#opts.dispatch;
     while (this.#shared.length > 0) {
-      const i = pickSlot(mode, this.#slots, concurrency, this.#cursor);
+      const i = this.#slotFor(this.#shared.peek()!);
       if (i < 0) return;
       this.#dispatch(this.#slots[i], this.#shared.shift()!);
     }

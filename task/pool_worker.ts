@@ -24,7 +24,7 @@ import {
   type TaskLogRecord,
   type ToWorker,
 } from "./messages.ts";
-import type { HandlerSettings } from "./types.ts";
+import type { HandlerSettings } from "./spec.ts";
 
 /** How long a worker may take to load its handlers before its tasks' timeouts count anyway. */
 export const START_GRACE_MS = 10_000;
@@ -158,7 +158,6 @@ export class PoolWorker {
     });
     this.#post({
       type: "init",
-      workerId: slot,
       settings: opts.settings,
       maxResultBytes: opts.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES,
       memoryLimit: heap,

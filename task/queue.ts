@@ -1,23 +1,9 @@
 /**
- * The queue of accepted tasks that wait for a worker.
- *
- * {@linkcode TaskQueue} is the interface the pool schedules from; {@linkcode Deque} is the
- * in-memory implementation (a ring buffer: O(1) push and shift, unlike `Array#shift`). A durable
- * journal records tasks beside this queue and re-fills it on start; an external broker can stand
- * in for it by implementing the same three members.
+ * The queue accepted tasks wait in for a worker: a ring buffer, O(1) push and shift (unlike
+ * `Array#shift`). The pool's queues, and the lifecycle's book of finished tasks, are these.
  *
  * @module
  */
-
-/** A FIFO of waiting tasks. */
-export interface TaskQueue<T> {
-  /** How many tasks wait. */
-  readonly length: number;
-  /** Appends a task at the tail. */
-  push(item: T): void;
-  /** Removes and returns the task at the head, if any. */
-  shift(): T | undefined;
-}
 
 /**
  * A growable ring buffer.
@@ -25,13 +11,15 @@ export interface TaskQueue<T> {
  * @example
  * ```ts
  * import { Deque } from "./queue.ts";
+ * import assert from "node:assert/strict";
  * const q = new Deque<number>();
  * q.push(1);
  * q.push(2);
- * console.log(q.shift(), q.length); // 1 1
+ * assert.equal(q.shift(), 1);
+ * assert.equal(q.length, 1);
  * ```
  */
-export class Deque<T> implements TaskQueue<T> {
+export class Deque<T> {
   #items: (T | undefined)[] = new Array(16);
   #head = 0;
   #length = 0;

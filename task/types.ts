@@ -5,70 +5,6 @@
  * @module
  */
 
-/** Settings that the operator gives the built-in handlers (`serve --sms-delay`, …). */
-export interface HandlerSettings {
-  /** How long the `sms` task pretends to send, in milliseconds. */
-  smsDelayMs: number;
-  /**
-   * URLs of extra handler modules, each exporting `handlers: TaskHandler[]`. Loaded on the server
-   * (to validate) and in every worker (to run).
-   */
-  modules?: string[];
-  /**
-   * The operator's tasks from the config file's `tasks` map (see `task/config.ts`). When given,
-   * they are the server's tasks: a built-in is served only if the map declares it (`builtin`).
-   */
-  tasks?: TaskSpec[];
-}
-
-/** What every declared task may set, whatever its kind. Durations in ms, sizes in bytes. */
-interface TaskSpecBase {
-  name: string;
-  /** Where it was declared, for messages: `config file /etc/asynctask.json: tasks.sms`. */
-  where?: string;
-  description?: string;
-  timeoutMs?: number;
-  retries?: number;
-  concurrency?: number;
-  /** A JSON Schema the task's data must match before it is accepted. */
-  schema?: Record<string, unknown> | boolean;
-}
-
-/** An operator's task, as the config file declares it (already checked and resolved). */
-export type TaskSpec =
-  & TaskSpecBase
-  & (
-    | {
-      kind: "command";
-      /** argv: the program (an absolute path, or a name looked up in PATH) and its arguments. */
-      command: string[];
-      cwd?: string;
-      env?: Record<string, string>;
-      /** Variables of the server's environment the program must not see (the webhooks' `secret-env`s). */
-      hideEnv?: string[];
-      /** Most bytes of stdout kept as the result. */
-      maxOutput: number;
-    }
-    | {
-      kind: "webhook";
-      url: string;
-      headers: Record<string, string>;
-      /** The HMAC-SHA256 key of the signature header; no signature without it. */
-      secret?: string;
-      /** Most bytes of the response body kept as the result. */
-      maxOutput: number;
-    }
-    | {
-      kind: "module";
-      /** The module's URL (`file:///…`). */
-      module: string;
-    }
-    | {
-      /** One of the built-in tasks (`sms`, `echo`, `sleep`), by its own name, with this entry's limits. */
-      kind: "builtin";
-    }
-  );
-
 /** Levels a handler may log at through {@linkcode TaskContext.logger}. */
 export type TaskLogLevel = "debug" | "info" | "warn" | "error";
 
@@ -96,40 +32,6 @@ export interface TaskContext {
   progress(percent: number, message?: string): void;
   /** Logs through the server's logger. */
   logger: TaskLogger;
-}
-
-/**
- * A context for calling a handler outside the server (tests, examples): progress and log calls
- * are collected in the returned arrays.
- *
- * @example
- * ```ts
- * import { testContext } from "./types.ts";
- * const ctx = testContext({ taskId: 7 });
- * ctx.progress(50, "half way");
- * console.log(ctx.reports); // [{ percent: 50, message: "half way" }]
- * ```
- */
-export function testContext(
-  over: Partial<Pick<TaskContext, "taskId" | "task" | "attempt" | "signal">> = {},
-): TaskContext & {
-  reports: { percent: number; message?: string }[];
-  logs: { level: TaskLogLevel; message: string }[];
-} {
-  const reports: { percent: number; message?: string }[] = [];
-  const logs: { level: TaskLogLevel; message: string }[] = [];
-  const at = (level: TaskLogLevel) => (message: string) => void logs.push({ level, message });
-  return {
-    taskId: 1,
-    task: "test",
-    attempt: 1,
-    signal: new AbortController().signal,
-    ...over,
-    progress: (percent, message) => void reports.push(message === undefined ? { percent } : { percent, message }),
-    logger: { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") },
-    reports,
-    logs,
-  };
 }
 
 /** One kind of task: `sms`, `echo`, `sleep`, or an operator's own. */

@@ -34,7 +34,8 @@ import {
   type TaskLogRecord,
   type ToWorker,
 } from "./messages.ts";
-import type { HandlerSettings, TaskContext, TaskLogger, TaskLogLevel } from "./types.ts";
+import type { TaskContext, TaskLogger, TaskLogLevel } from "./types.ts";
+import type { HandlerSettings } from "./spec.ts";
 
 /** How often the worker measures its memory while handlers run. */
 const MEMORY_SAMPLE_MS = 100;

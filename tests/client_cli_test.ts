@@ -3,7 +3,7 @@
  * `--json`, and the interactive mode driven through a pseudo-terminal (`script` from util-linux).
  */
 import assert from "node:assert/strict";
-import { FIXTURE_HANDLERS, openTerminal, ROOT, runCli, startServer } from "./helpers.ts";
+import { FIXTURE_HANDLERS, openTerminal, ROOT, runCli, startServer, terminalTest } from "./helpers.ts";
 import { parseTasks } from "../task/config.ts";
 
 /** Runs a terminal's command in English, whatever the locale of the test runner. */
@@ -165,72 +165,78 @@ Deno.test("client: when the server goes away with tasks outstanding, it says whi
   );
 });
 
-Deno.test("interactive client through a terminal: prompt, ACCEPTED, DONE without breaking the typed line, Ctrl-D waits", async () => {
-  const server = await startServer({ smsDelayMs: 600 });
-  const term = await openTerminal(
-    `${ENGLISH} ${Deno.execPath()} run -A ${ROOT}main.ts client --port ${server.addr.port}`,
-  );
-  try {
-    await term.waitFor(/phone number> /, "prompt");
-    await term.type("13800138000\r");
-    await term.waitFor(/ACCEPTED 1 sending SMS to 13800138000/, "ACCEPTED");
-    await term.type("1390"); // half a number typed when the DONE arrives
-    await term.waitFor(/DONE 1 \{"phone":"13800138000"/, "DONE");
-    const afterDone = term.screen.slice(term.screen.lastIndexOf("DONE 1"));
-    assert.match(afterDone, /phone number> 1390/, "the typed text is redrawn after the reply");
-    await term.type("0139000\r");
-    await term.waitFor(/ACCEPTED 2 sending SMS to 13900139000/, "second ACCEPTED");
-    await term.type("\x04"); // Ctrl-D with one result outstanding
-    await term.waitFor(/waiting for 1 outstanding result/, "wait message");
-    await term.waitFor(/2 accepted, 2 done, 0 failed, 0 refused/, "summary");
-    assert.ok(
-      term.screen.indexOf("DONE 2") > term.screen.indexOf("waiting for 1 outstanding"),
-      "DONE 2 came after Ctrl-D",
+terminalTest(
+  "interactive client through a terminal: prompt, ACCEPTED, DONE without breaking the typed line, Ctrl-D waits",
+  async () => {
+    const server = await startServer({ smsDelayMs: 600 });
+    const term = await openTerminal(
+      `${ENGLISH} ${Deno.execPath()} run -A ${ROOT}main.ts client --port ${server.addr.port}`,
     );
-    assert.equal((await term.status).code, 0);
-  } finally {
-    await term.close();
-    await server.shutdown(5000);
-  }
-});
+    try {
+      await term.waitFor(/phone number> /, "prompt");
+      await term.type("13800138000\r");
+      await term.waitFor(/ACCEPTED 1 sending SMS to 13800138000/, "ACCEPTED");
+      await term.type("1390"); // half a number typed when the DONE arrives
+      await term.waitFor(/DONE 1 \{"phone":"13800138000"/, "DONE");
+      const afterDone = term.screen.slice(term.screen.lastIndexOf("DONE 1"));
+      assert.match(afterDone, /phone number> 1390/, "the typed text is redrawn after the reply");
+      await term.type("0139000\r");
+      await term.waitFor(/ACCEPTED 2 sending SMS to 13900139000/, "second ACCEPTED");
+      await term.type("\x04"); // Ctrl-D with one result outstanding
+      await term.waitFor(/waiting for 1 outstanding result/, "wait message");
+      await term.waitFor(/2 accepted, 2 done, 0 failed, 0 refused/, "summary");
+      assert.ok(
+        term.screen.indexOf("DONE 2") > term.screen.indexOf("waiting for 1 outstanding"),
+        "DONE 2 came after Ctrl-D",
+      );
+      assert.equal((await term.status).code, 0);
+    } finally {
+      await term.close();
+      await server.shutdown(5000);
+    }
+  },
+);
 
-Deno.test("interactive client: PROGRESS shows as a live line per task with a bar, replaced by the final reply", async () => {
-  const dir = await Deno.makeTempDir();
-  const file = `${dir}/asynctask.json`;
-  await Deno.writeTextFile(
-    `${dir}/steps.ts`,
-    `export default async (_d: unknown, ctx: { progress(p: number, m?: string): void }) => {
+terminalTest(
+  "interactive client: PROGRESS shows as a live line per task with a bar, replaced by the final reply",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    const file = `${dir}/asynctask.json`;
+    await Deno.writeTextFile(
+      `${dir}/steps.ts`,
+      `export default async (_d: unknown, ctx: { progress(p: number, m?: string): void }) => {
   for (const p of [30, 70]) {
     ctx.progress(p, "step " + p);
     await new Promise((r) => setTimeout(r, 400));
   }
   return "finished";
 };`,
-  );
-  const server = await startServer({
-    tasks: parseTasks({ steps: { kind: "module", module: "./steps.ts" } }, file),
-    defaultTask: "steps",
-  });
-  const term = await openTerminal(
-    `${ENGLISH} ${Deno.execPath()} run -A ${ROOT}main.ts client --task steps --port ${server.addr.port}`,
-  );
-  try {
-    await term.waitFor(/steps payload> /, "prompt");
-    await term.type("go\r");
-    await term.waitFor(/task 1 \[███░░░░░░░\] {2}30% step 30/, "live line at 30%");
-    await term.waitFor(/task 1 \[███████░░░\] {2}70% step 70/, "live line at 70%");
-    await term.waitFor(/DONE 1 finished/, "DONE");
-    const tail = term.screen.slice(term.screen.lastIndexOf("70% step 70"));
-    // Before DONE is printed, the live line is erased (cursor up + erase line), then not drawn again.
-    assert.ok(tail.includes("\x1b[1A\x1b[2KDONE 1 finished"), JSON.stringify(tail));
-    assert.ok(!tail.slice(tail.indexOf("DONE 1")).includes("task 1 ["), "no live line after the final reply");
-    await term.type("\x04");
-    assert.equal((await term.status).code, 0);
-  } finally {
-    await term.close();
-    await server.shutdown(5000);
-  }
-});
+    );
+    const server = await startServer({
+      tasks: parseTasks({ steps: { kind: "module", module: "./steps.ts" } }, file),
+      defaultTask: "steps",
+    });
+    const term = await openTerminal(
+      `${ENGLISH} ${Deno.execPath()} run -A ${ROOT}main.ts client --task steps --port ${server.addr.port}`,
+    );
+    try {
+      await term.waitFor(/steps payload> /, "prompt");
+      await term.type("go\r");
+      await term.waitFor(/task 1 \[███░░░░░░░\] {2}30% step 30/, "live line at 30%");
+      await term.waitFor(/task 1 \[███████░░░\] {2}70% step 70/, "live line at 70%");
+      await term.waitFor(/DONE 1 finished/, "DONE");
+      const tail = term.screen.slice(term.screen.lastIndexOf("70% step 70"));
+      // Before DONE is printed, the live line is erased (cursor up + erase line), then not drawn again.
+      assert.ok(tail.includes("\x1b[1A\x1b[2KDONE 1 finished"), JSON.stringify(tail));
+      assert.ok(!tail.slice(tail.indexOf("DONE 1")).includes("task 1 ["), "no live line after the final reply");
+      await term.type("\x04");
+      assert.equal((await term.status).code, 0);
+    } finally {
+      await term.close();
+      await server.shutdown(5000);
+    }
+  },
+);
 
 Deno.test("client --window bounds what is in flight: a long input waits for results instead of flooding the queue", async () => {
   const server = await startServer({ workers: 1, concurrency: 100, queueSize: 5 });

@@ -5,7 +5,7 @@
  * missing the tests are reported as ignored, with the reason in their names.
  */
 import assert from "node:assert/strict";
-import { makeCertificates, openTerminal, ROOT, runCli, spawnServe } from "./helpers.ts";
+import { makeCertificates, NO_TERMINAL, openTerminal, ROOT, runCli, spawnServe } from "./helpers.ts";
 
 async function hasOpenssl(): Promise<boolean> {
   try {
@@ -55,8 +55,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: `interactive client on a TLS port: told before anything is typed, exit 2${skipped}`,
-  ignore: !openssl,
+  name: `interactive client on a TLS port: told before anything is typed, exit 2${skipped}${
+    NO_TERMINAL ? ` — SKIPPED: ${NO_TERMINAL}` : ""
+  }`,
+  ignore: !openssl || NO_TERMINAL !== "",
   fn: () =>
     withTlsServer(async (port) => {
       const term = await openTerminal(

@@ -44,7 +44,14 @@ Deno.test({
       try {
         await term.waitFor(/listening on 127\.0\.0\.1:\d+/, "the listening line", 120_000);
         const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(term.screen)![1]);
-        // A task makes every worker's code load: a lazy download would start by now.
+        /** The screen's non-empty lines, as a person sees them. */
+        const shown = () => replay(term.screen).lines.filter((l) => l.trim() !== "");
+        const LISTENING = /^\S+ INF asynctask\.server: listening on 127\.0\.0\.1:\d+ /;
+
+        // The workers start with the server: a lazy download would draw its bar over the last line by now.
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.match(shown().at(-1) ?? "", LISTENING, `as shown:\n${shown().join("\n")}`);
+        // A task makes the workers run their code.
         const client = await LineClient.connect(port);
         try {
           await client.send("/task echo hello");
@@ -63,15 +70,26 @@ Deno.test({
           `./deno says it caches the dependencies, before the server starts:\n${JSON.stringify(raw)}`,
         );
         assert.ok(!raw.slice(listening).includes("Download"), `nothing is downloaded after listening:\n${raw}`);
-        const lines = replay(raw).lines.filter((l) => l.trim() !== "");
-        assert.match(lines.at(-1) ?? "", /INF.* listening on 127\.0\.0\.1:\d+ /, `as shown:\n${lines.join("\n")}`);
+        // The listening line is still shown, and below it only the server's own log lines (the task's, at info).
+        const lines = shown();
+        const at = lines.findIndex((l) => LISTENING.test(l));
+        assert.ok(at >= 0, `the listening line is still shown:\n${lines.join("\n")}`);
+        for (const line of lines.slice(at + 1)) {
+          assert.match(line, /^\S+ (DBG|INF|WRN|ERR) asynctask\./, lines.join("\n"));
+        }
 
         await term.type("\x03"); // Ctrl-C: a graceful stop
         await term.waitFor(/stopped: every accepted task finished/, "the server's stop", 30_000);
         stopped = true;
         assert.equal((await term.status).code, 0, term.screen);
       } finally {
-        if (!stopped) await term.type("\x03").catch(() => {});
+        if (!stopped) {
+          // Ctrl-C, and time to stop: closing the terminal first would send the server SIGHUP (a reload), not a stop.
+          await term.type("\x03").catch(() => {});
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          await Promise.race([term.status, new Promise((r) => timer = setTimeout(r, 35_000))]);
+          clearTimeout(timer);
+        }
         await term.close();
       }
 

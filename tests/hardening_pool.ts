@@ -6,7 +6,7 @@
  */
 import type { Outcome } from "../task/messages.ts";
 import { type Job, type PoolOptions, WorkerPool } from "../task/pool.ts";
-import type { TaskSpec } from "../task/types.ts";
+import type { TaskSpec } from "../task/spec.ts";
 
 /** A fixture's module URL. */
 export function fixture(name: string): string {

@@ -329,6 +329,21 @@ export interface Terminal {
 }
 
 /** Runs `cmd` in a pseudo-terminal with `script` from util-linux (which .ci/run installs). */
+/** Why terminal tests cannot run here (`script` is missing), or "" when they can. */
+export const NO_TERMINAL: string = (() => {
+  try {
+    Deno.statSync("/usr/bin/script");
+    return "";
+  } catch {
+    return "`script` (util-linux) is missing; .ci/run installs it";
+  }
+})();
+
+/** A test that drives a program in a pseudo-terminal: reported skipped, with why, where `script` is missing. */
+export function terminalTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name: NO_TERMINAL ? `${name}: SKIPPED — ${NO_TERMINAL}` : name, ignore: NO_TERMINAL !== "", fn });
+}
+
 export async function openTerminal(cmd: string): Promise<Terminal> {
   const script = "/usr/bin/script";
   try {

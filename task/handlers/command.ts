@@ -20,7 +20,8 @@
  *
  * @module
  */
-import { PermanentError, type TaskContext, type TaskHandler, type TaskSpec } from "../types.ts";
+import { PermanentError, type TaskContext, type TaskHandler } from "../types.ts";
+import type { TaskSpec } from "../spec.ts";
 
 /** The `command` kind of {@linkcode TaskSpec}. */
 export type CommandSpec = Extract<TaskSpec, { kind: "command" }>;
@@ -182,7 +183,7 @@ export function commandResult(stdout: string): unknown {
  * @example
  * ```ts
  * import { createCommandHandler } from "./command.ts";
- * import { testContext } from "../types.ts";
+ * import { testContext } from "../testing.ts";
  * const upper = createCommandHandler({ kind: "command", name: "upper", command: ["tr", "a-z", "A-Z"], maxOutput: 1024 });
  * console.log(await upper.run("hi", testContext())); // "HI"
  * ```

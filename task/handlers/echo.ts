@@ -11,7 +11,7 @@ import type { TaskHandler } from "../types.ts";
  * @example
  * ```ts
  * import { echoHandler } from "./echo.ts";
- * import { testContext } from "../types.ts";
+ * import { testContext } from "../testing.ts";
  * console.log(await echoHandler.run("hi", testContext()));
  * ```
  */

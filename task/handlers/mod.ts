@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { type HandlerSettings, InvalidDataError, type TaskHandler, type TaskSpec } from "../types.ts";
+import { InvalidDataError, type TaskHandler } from "../types.ts";
+import type { HandlerSettings, TaskSpec } from "../spec.ts";
 import { echoHandler } from "./echo.ts";
 import { sleepHandler } from "./sleep.ts";
 import { createSmsHandler } from "./sms.ts";

@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { InvalidDataError, type TaskContext, type TaskHandler, type TaskSpec } from "../types.ts";
+import { InvalidDataError, type TaskContext, type TaskHandler } from "../types.ts";
+import type { TaskSpec } from "../spec.ts";
 
 /** The `module` kind of {@linkcode TaskSpec}. */
 export type ModuleSpec = Extract<TaskSpec, { kind: "module" }>;
@@ -20,7 +21,7 @@ export type ModuleSpec = Extract<TaskSpec, { kind: "module" }>;
  * @example
  * ```ts
  * import { createModuleHandler } from "./module.ts";
- * import { testContext } from "../types.ts";
+ * import { testContext } from "../testing.ts";
  * const file = await Deno.makeTempFile({ suffix: ".ts" });
  * await Deno.writeTextFile(file, "export default (data: { n: number }) => data.n * 2;");
  * const double = await createModuleHandler({ kind: "module", name: "double", module: `file://${file}` });

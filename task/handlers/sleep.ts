@@ -41,7 +41,7 @@ export function parseSleepMs(data: unknown): number {
  * @example
  * ```ts
  * import { sleepHandler } from "./sleep.ts";
- * import { testContext } from "../types.ts";
+ * import { testContext } from "../testing.ts";
  * const ms = sleepHandler.validate("5");
  * console.log(await sleepHandler.run(ms, testContext()));
  * ```

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { abortableDelay, type HandlerSettings, InvalidDataError, type TaskHandler } from "../types.ts";
+import { abortableDelay, InvalidDataError, type TaskHandler } from "../types.ts";
+import type { HandlerSettings } from "../spec.ts";
 
 /** The result of a "sent" SMS. */
 export interface SmsResult {
@@ -54,7 +55,7 @@ export function parsePhone(data: unknown): string {
  * @example
  * ```ts
  * import { createSmsHandler } from "./sms.ts";
- * import { testContext } from "../types.ts";
+ * import { testContext } from "../testing.ts";
  * const sms = createSmsHandler({ smsDelayMs: 1 });
  * const phone = sms.validate("13800138000");
  * const result = await sms.run(phone, testContext());

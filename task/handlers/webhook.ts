@@ -14,7 +14,8 @@
  *
  * @module
  */
-import { PermanentError, RetryLaterError, type TaskHandler, type TaskSpec } from "../types.ts";
+import { PermanentError, RetryLaterError, type TaskHandler } from "../types.ts";
+import type { TaskSpec } from "../spec.ts";
 import { commandResult } from "./command.ts";
 
 /** The `webhook` kind of {@linkcode TaskSpec}. */
@@ -179,7 +180,7 @@ function excerpt(text: string): string {
  * @example
  * ```ts
  * import { createWebhookHandler } from "./webhook.ts";
- * import { testContext } from "../types.ts";
+ * import { testContext } from "../testing.ts";
  * await using server = Deno.serve({ port: 0, onListen() {} }, async (req) => Response.json({ got: await req.json() }));
  * const hook = createWebhookHandler({ kind: "webhook", name: "mail", url: `http://127.0.0.1:${server.addr.port}/`, headers: {}, maxOutput: 65536 });
  * const result = await hook.run({ to: "a@example.com" }, testContext({ taskId: 5, task: "mail" })) as { got: { task_id: number } };
