@@ -16,9 +16,12 @@ const BUCKETS = LINEAR + 26 * SUB;
  * @example
  * ```ts
  * import { Histogram } from "./histogram.ts";
+ * import assert from "node:assert/strict";
  * const h = new Histogram();
  * for (let us = 1; us <= 1000; us++) h.record(us);
- * console.log(h.count, h.percentile(0.5), h.max); // 1000 500 1000
+ * assert.equal(h.count, 1000);
+ * assert.equal(h.percentile(0.5), 503); // not 500: the top of the bucket 500–503 that holds it (~1.5% precision)
+ * assert.equal(h.max, 1000);
  * ```
  */
 export class Histogram {

@@ -449,7 +449,7 @@ export class Lab {
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1", ...opts.env },
+      env: { NO_COLOR: "1", ASYNCTASK_TOKEN: "", ...opts.env }, // a token only where the finding gives one
     }).spawn();
     const listening = Promise.withResolvers<number | undefined>();
     const server: Server = new Server(child, () => {
@@ -1283,7 +1283,7 @@ const smallOnes: Finding = {
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-        env: { NO_COLOR: "1" },
+        env: { NO_COLOR: "1", ASYNCTASK_TOKEN: "" },
       }).spawn();
       const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
       const out = await child.output();
@@ -1317,7 +1317,7 @@ const smallOnes: Finding = {
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-        env: { NO_COLOR: "1" },
+        env: { NO_COLOR: "1", ASYNCTASK_TOKEN: "" },
       }).spawn();
       let running = true;
       const watch = (async () => {

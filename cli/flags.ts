@@ -100,7 +100,7 @@ function distance(a: string, b: string): number {
  * ```ts
  * import { suggest } from "./flags.ts";
  * import assert from "node:assert/strict";
- * assert.deepEqual(suggest("prot", ["port", "host"]), "port");
+ * assert.equal(suggest("prot", ["port", "host"]), "port");
  * ```
  */
 export function suggest(word: string, candidates: readonly string[]): string | undefined {
@@ -185,8 +185,8 @@ function example(spec: FlagSpec): string {
  *   { name: "port", kind: "int", default: 9501, help: "TCP port" },
  *   { name: "sms-delay", kind: "duration", default: 5000, help: "SMS wait" },
  * ], ["--port", "7000", "--sms-delay", "300ms"]);
- * assert.deepEqual(flags.num("port"), 7000);
- * assert.deepEqual(flags.num("sms-delay"), 300);
+ * assert.equal(flags.num("port"), 7000);
+ * assert.equal(flags.num("sms-delay"), 300);
  * ```
  * @throws {UsageError} for an unknown flag, a missing or bad value, or a bad config file.
  */
@@ -305,10 +305,11 @@ function readConfig(path: string, specs: readonly FlagSpec[], sections: readonly
  * @example
  * ```ts
  * import { renderHelp } from "./flags.ts";
+ * import assert from "node:assert/strict";
  * const text = renderHelp("asynctask serve", "Runs the server.", [
  *   { name: "port", kind: "int", default: 9501, help: "TCP port" },
  * ]);
- * console.log(text.includes("--port <int>")); // true
+ * assert.ok(text.includes("--port <int>"));
  * ```
  */
 export function renderHelp(usage: string, description: string, specs: readonly FlagSpec[]): string {
@@ -332,11 +333,10 @@ export function renderHelp(usage: string, description: string, specs: readonly F
  * @example
  * ```ts
  * import { readFlagFile } from "./flags.ts";
- * try {
- *   readFlagFile("/nonexistent.pem", "--ca");
- * } catch (e) {
- *   console.log((e as Error).message); // "cannot read --ca /nonexistent.pem: no such file"
- * }
+ * import assert from "node:assert/strict";
+ * assert.throws(() => readFlagFile("/nonexistent.pem", "--ca"), {
+ *   message: "cannot read --ca /nonexistent.pem: no such file",
+ * });
  * ```
  */
 export function readFlagFile(path: string, flag: string, maxBytes = 1024 * 1024): string {

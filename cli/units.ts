@@ -36,7 +36,7 @@ const SIZE_UNITS: Record<string, number> = {
  * ```ts
  * import { parseDuration } from "./units.ts";
  * import assert from "node:assert/strict";
- * assert.deepEqual(parseDuration("1.5s"), 1500);
+ * assert.equal(parseDuration("1.5s"), 1500);
  * ```
  * @throws {RangeError} with a message that says what was expected.
  */
@@ -65,7 +65,7 @@ export function parseDuration(text: string): number {
  * ```ts
  * import { parseSize } from "./units.ts";
  * import assert from "node:assert/strict";
- * assert.deepEqual(parseSize("1MiB"), 1048576);
+ * assert.equal(parseSize("1MiB"), 1048576);
  * ```
  * @throws {RangeError} with a message that says what was expected.
  */
@@ -87,7 +87,7 @@ export function parseSize(text: string): number {
  * ```ts
  * import { formatDuration } from "./units.ts";
  * import assert from "node:assert/strict";
- * assert.deepEqual(formatDuration(600_000), "10m");
+ * assert.equal(formatDuration(600_000), "10m");
  * ```
  */
 export function formatDuration(ms: number): string {
@@ -104,7 +104,7 @@ export function formatDuration(ms: number): string {
  * ```ts
  * import { formatSize } from "./units.ts";
  * import assert from "node:assert/strict";
- * assert.deepEqual(formatSize(1048576), "1MiB");
+ * assert.equal(formatSize(1048576), "1MiB");
  * ```
  */
 export function formatSize(bytes: number): string {

@@ -37,8 +37,9 @@ export const FINAL_TYPES: ReadonlySet<string> = new Set(["done", "failed"]);
  * @example
  * ```ts
  * import { parseReply } from "./replies.ts";
- * console.log(parseReply("DONE 3 hi").taskId); // 3
- * console.log(parseReply('{"type":"failed","task_id":4,"error":{"code":"timeout","message":"…"}}').code); // "timeout"
+ * import assert from "node:assert/strict";
+ * assert.equal(parseReply("DONE 3 hi").taskId, 3);
+ * assert.equal(parseReply('{"type":"failed","task_id":4,"error":{"code":"timeout","message":"…"}}').code, "timeout");
  * ```
  */
 export function parseReply(line: string): Reply {

@@ -19,9 +19,10 @@ export interface RequestOptions {
  * @example
  * ```ts
  * import { toRequest } from "./requests.ts";
- * console.log(toRequest("13800138000", { json: false })); // "13800138000"
- * console.log(toRequest("hi", { task: "echo", json: false })); // "/task echo hi"
- * console.log(toRequest("/status 4", { json: true })); // '{"cmd":"status","task_id":4}'
+ * import assert from "node:assert/strict";
+ * assert.equal(toRequest("13800138000", { json: false }), "13800138000");
+ * assert.equal(toRequest("hi", { task: "echo", json: false }), "/task echo hi");
+ * assert.equal(toRequest("/status 4", { json: true }), '{"cmd":"status","task_id":4}');
  * ```
  */
 export function toRequest(line: string, opts: RequestOptions): string {

@@ -26,11 +26,13 @@ const CLOSING_CODES: ReadonlySet<string> = new Set([
  * ```ts
  * import { Session } from "./session.ts";
  * import { parseReply } from "./replies.ts";
+ * import assert from "node:assert/strict";
  * const s = new Session();
  * s.sent();
  * s.received(parseReply("ACCEPTED 1 queued"));
  * s.received(parseReply("DONE 1 ok"));
- * console.log(s.settled, s.exitCode); // true 0
+ * assert.ok(s.settled);
+ * assert.equal(s.exitCode, 0);
  * ```
  *
  * @example A person's `/status` of an unknown id is not a refused task

@@ -45,8 +45,10 @@ export interface TaskRecord {
  * @example
  * ```ts
  * import { newRecord } from "./book.ts";
+ * import assert from "node:assert/strict";
  * const rec = newRecord({ id: 1, task: "echo", format: "text", state: "queued", attempts: 0 });
- * console.log(rec.worker, "tag" in rec); // 0 false
+ * assert.equal(rec.worker, 0);
+ * assert.ok(!("tag" in rec));
  * ```
  */
 export function newRecord(
@@ -84,10 +86,11 @@ const CHUNK = 4096;
  * @example
  * ```ts
  * import { TaskBook } from "./book.ts";
+ * import assert from "node:assert/strict";
  * const book = new TaskBook({ ttlMs: 60_000, max: 1000 });
  * const rec = book.add({ id: 1, task: "echo", format: "text", state: "queued", attempts: 0, worker: 0, size: 0, finishedAt: 0 });
  * book.finish(rec, Date.now());
- * console.log(book.get(1)?.state); // "queued": finish() only files it for expiry; the caller sets the state
+ * assert.equal(book.get(1)?.state, "queued"); // finish() only files it for expiry; the caller sets the state
  * ```
  */
 export class TaskBook {

@@ -87,8 +87,15 @@ const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
  * @example
  * ```ts
  * import { parseRequest } from "./protocol.ts";
- * console.log(parseRequest("13800138000")); // { kind: "submit", format: "text", task: undefined, data: "13800138000" }
- * console.log(parseRequest('{"task":"echo","data":[1],"id":"a"}'));
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseRequest("13800138000"), { kind: "submit", format: "text", task: undefined, data: "13800138000" });
+ * assert.deepEqual(parseRequest('{"task":"echo","data":[1],"id":"a"}'), {
+ *   kind: "submit",
+ *   format: "json",
+ *   task: "echo",
+ *   data: [1],
+ *   tag: "a",
+ * });
  * ```
  */
 export function parseRequest(line: string): Request | undefined {
@@ -261,8 +268,9 @@ function tagged(type: string, tag: Tag | undefined): Record<string, unknown> {
  * @example
  * ```ts
  * import { reply } from "./protocol.ts";
- * console.log(reply.accepted("text", 17, undefined, "queued")); // "ACCEPTED 17 queued"
- * console.log(reply.accepted("json", 17, "a", "queued")); // '{"type":"accepted","id":"a","task_id":17}'
+ * import assert from "node:assert/strict";
+ * assert.equal(reply.accepted("text", 17, undefined, "queued"), "ACCEPTED 17 queued");
+ * assert.equal(reply.accepted("json", 17, "a", "queued"), '{"type":"accepted","id":"a","task_id":17}');
  * ```
  */
 export const reply = {

@@ -62,7 +62,8 @@ const STRINGS = { type: "object", additionalProperties: { type: "string" } };
  * @example
  * ```ts
  * import { TASKS_JSON_SCHEMA } from "./config.ts";
- * console.log(TASKS_JSON_SCHEMA.type); // "object"
+ * import assert from "node:assert/strict";
+ * assert.equal(TASKS_JSON_SCHEMA.type, "object");
  * ```
  */
 export const TASKS_JSON_SCHEMA = {
@@ -147,8 +148,11 @@ const realHost: TaskConfigHost = {
  * @example
  * ```ts
  * import { parseTasks } from "./config.ts";
+ * import assert from "node:assert/strict";
  * const [sms] = parseTasks({ sms: { kind: "command", command: ["cat"], retries: 2, timeout: "30s" } }, "/etc/asynctask.json");
- * console.log(sms.kind, sms.retries, sms.timeoutMs); // "command" 2 30000
+ * assert.equal(sms.kind, "command");
+ * assert.equal(sms.retries, 2);
+ * assert.equal(sms.timeoutMs, 30000);
  * ```
  * @throws {TaskConfigError} naming the file and the key of the first mistake.
  */

@@ -22,14 +22,15 @@ const ajv = new Ajv({ allErrors: false, strict: false, verbose: true });
  * @example
  * ```ts
  * import { compileDataSchema } from "./data_schema.ts";
+ * import assert from "node:assert/strict";
  * const check = compileDataSchema({
  *   type: "object",
  *   required: ["to"],
  *   properties: { to: { type: "string", format: "email", description: "the recipient's address" } },
  * });
- * console.log(check({})); // "data must have required property 'to'"
- * console.log(check({ to: "nobody" })); // 'data/to must match format "email" — the recipient\'s address'
- * console.log(check({ to: "a@b.co" })); // undefined
+ * assert.equal(check({}), "data must have required property 'to'");
+ * assert.equal(check({ to: "nobody" }), 'data/to must match format "email" — the recipient\'s address');
+ * assert.equal(check({ to: "a@b.co" }), undefined);
  * ```
  * @throws {Error} when `schema` is not a valid JSON Schema.
  */

@@ -27,8 +27,9 @@ export interface Candidate {
  * @example
  * ```ts
  * import { pickSlot } from "./dispatch.ts";
+ * import assert from "node:assert/strict";
  * const cursor = { next: 0 };
- * console.log(pickSlot("least-busy", [{ busy: 3 }, { busy: 1 }], 10, cursor)); // 1
+ * assert.equal(pickSlot("least-busy", [{ busy: 3 }, { busy: 1 }], 10, cursor), 1);
  * ```
  */
 export function pickSlot(
@@ -66,7 +67,8 @@ export function pickSlot(
  * @example
  * ```ts
  * import { connectionSlot } from "./dispatch.ts";
- * console.log(connectionSlot(7, 4)); // 3
+ * import assert from "node:assert/strict";
+ * assert.equal(connectionSlot(7, 4), 3);
  * ```
  */
 export function connectionSlot(connId: number, slotCount: number): number {

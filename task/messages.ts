@@ -122,7 +122,9 @@ export type FromWorker =
  * @example
  * ```ts
  * import { sizeText } from "./messages.ts";
- * console.log(sizeText(1.1 * 1024 ** 3), sizeText(512 * 1024 ** 2)); // "1.1 GiB" "512 MiB"
+ * import assert from "node:assert/strict";
+ * assert.equal(sizeText(1.1 * 1024 ** 3), "1.1 GiB");
+ * assert.equal(sizeText(512 * 1024 ** 2), "512 MiB");
  * ```
  */
 export function sizeText(bytes: number): string {
@@ -143,9 +145,12 @@ export function sizeText(bytes: number): string {
  * @example
  * ```ts
  * import { encodeResult } from "./messages.ts";
- * console.log(encodeResult({ n: 1 }, 1024)); // { ok: true, json: '{"n":1}' }
- * console.log(encodeResult(undefined, 1024)); // { ok: true, json: "null" }
- * console.log(encodeResult({ total: 10n }, 1024).ok); // false: "… BigInt value 10n at result.total …"
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(encodeResult({ n: 1 }, 1024), { ok: true, json: '{"n":1}' });
+ * assert.deepEqual(encodeResult(undefined, 1024), { ok: true, json: "null" });
+ * const big = encodeResult({ total: 10n }, 1024);
+ * assert.equal(big.ok, false);
+ * if (!big.ok) assert.match(big.message, /BigInt value 10n at result\.total/);
  * ```
  */
 export function encodeResult(

@@ -12,9 +12,10 @@ import type { TaskContext, TaskLogLevel } from "./types.ts";
  * @example
  * ```ts
  * import { testContext } from "./testing.ts";
+ * import assert from "node:assert/strict";
  * const ctx = testContext({ taskId: 7 });
  * ctx.progress(50, "half way");
- * console.log(ctx.reports); // [{ percent: 50, message: "half way" }]
+ * assert.deepEqual(ctx.reports, [{ percent: 50, message: "half way" }]);
  * ```
  */
 export function testContext(

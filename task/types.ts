@@ -63,8 +63,9 @@ export interface TaskHandler<D = unknown, R = unknown> {
  * @example
  * ```ts
  * import { InvalidDataError } from "./types.ts";
+ * import assert from "node:assert/strict";
  * const err = new InvalidDataError("a phone number has 5 to 20 digits");
- * console.log(err.message);
+ * assert.equal(err.message, "a phone number has 5 to 20 digits");
  * ```
  */
 export class InvalidDataError extends Error {
@@ -78,8 +79,9 @@ export class InvalidDataError extends Error {
  * @example
  * ```ts
  * import { PermanentError } from "./types.ts";
+ * import assert from "node:assert/strict";
  * const err = new PermanentError("no such mailbox");
- * console.log(err.permanent); // true
+ * assert.ok(err.permanent);
  * ```
  */
 export class PermanentError extends Error {
@@ -94,8 +96,9 @@ export class PermanentError extends Error {
  * @example
  * ```ts
  * import { RetryLaterError } from "./types.ts";
+ * import assert from "node:assert/strict";
  * const err = new RetryLaterError("HTTP 429 Too Many Requests", 30_000);
- * console.log(err.retryAfterMs); // 30000
+ * assert.equal(err.retryAfterMs, 30000);
  * ```
  */
 export class RetryLaterError extends Error {

@@ -124,7 +124,9 @@ export async function runCli(
     stdin: opts.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...opts.env },
+    // A token only when the test gives one: another test module of this process may have one set for
+    // an in-process server of its own (modules run in parallel, and share the environment).
+    env: { NO_COLOR: "1", ASYNCTASK_TOKEN: "", ...opts.env },
   }).spawn();
   if (opts.stdin !== undefined) {
     const w = child.stdin.getWriter();
@@ -166,7 +168,9 @@ export async function spawnServe(
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...opts.env },
+    // A token only when the test gives one: another test module of this process may have one set for
+    // an in-process server of its own (modules run in parallel, and share the environment).
+    env: { NO_COLOR: "1", ASYNCTASK_TOKEN: "", ...opts.env },
   }).spawn();
   let log = "";
   const listening = Promise.withResolvers<number>();
@@ -358,7 +362,7 @@ export async function openTerminal(cmd: string): Promise<Terminal> {
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", TERM: "xterm" },
+    env: { NO_COLOR: "1", TERM: "xterm", ASYNCTASK_TOKEN: "" },
   }).spawn();
   let screen = "";
   const reader = (async () => {

@@ -21,7 +21,7 @@ const hasChromium = (() => {
   }
 })();
 const skipped = hasChromium ? "" : ` — SKIPPED: no Chromium at ${CHROMIUM} (apt-get install chromium)`;
-const ARTIFACTS = `${ROOT}tests/artifacts`;
+const SCREENSHOTS = `${ROOT}tests/artifacts`;
 
 async function withBrowser(fn: (browser: Browser) => Promise<void>): Promise<void> {
   const browser = await chromium.launch({
@@ -68,7 +68,7 @@ async function waitForText(page: Page, selector: string, expected: RegExp, timeo
 }
 
 async function dashboardUrl(server: TaskServer): Promise<string> {
-  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  await Deno.mkdir(SCREENSHOTS, { recursive: true });
   return `http://127.0.0.1:${server.httpAddr!.port}/`;
 }
 
@@ -133,7 +133,7 @@ Deno.test({
         await page.click("#task-submit");
         assert.match((await page.locator("#task-line").textContent())!, /^The data is not JSON/);
 
-        await page.screenshot({ path: `${ARTIFACTS}/dashboard.png`, fullPage: true });
+        await page.screenshot({ path: `${SCREENSHOTS}/dashboard.png`, fullPage: true });
         const phone = await browser.newContext({
           viewport: { width: 390, height: 844 },
           deviceScaleFactor: 2,
@@ -148,7 +148,7 @@ Deno.test({
         assert.ok(overflow <= 0, `the page fits a phone's width (it overflows by ${overflow} px)`);
         const bg = String(await small.evaluate("getComputedStyle(document.body).backgroundColor"));
         assert.equal(bg, "rgb(17, 21, 28)", "the dark theme");
-        await small.screenshot({ path: `${ARTIFACTS}/dashboard-phone-dark.png`, fullPage: true });
+        await small.screenshot({ path: `${SCREENSHOTS}/dashboard-phone-dark.png`, fullPage: true });
 
         // Stopping: the page says so within a second, while the last task drains.
         const d = await LineClient.connect(server.addr.port);
@@ -207,6 +207,54 @@ Deno.test({
         await context.close();
       });
     } finally {
+      await server.shutdown(5000);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `dashboard: once run times and failures are reported, the latency chart, the p50/p99 columns and the failure list fill${skipped}`,
+  ignore: !hasChromium,
+  fn: async () => {
+    const server = await startServer({ http: "127.0.0.1:0", workers: 1 });
+    // What the lifecycle reports as tasks run (server/metrics.ts), made up here: 20 ms ± 10 runs.
+    let n = 0;
+    const feed = setInterval(() => {
+      for (let i = 0; i < 20; i++) {
+        server.metrics.taskStarted("echo", 1);
+        server.metrics.taskEnded("echo", "done", 10 + (n++ % 21));
+      }
+    }, 100);
+    server.metrics.taskEnded("sms", "handler_error", 30);
+    server.metrics.taskFailed(41, "sms", "handler_error", "the gateway said <b>no</b>");
+    try {
+      const url = await dashboardUrl(server);
+      await withBrowser(async (browser) => {
+        const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+        const problems = watch(page);
+        await page.goto(url);
+        await waitForText(page, '#tasks tr[data-task="echo"] td:nth-child(7)', /^\d+(\.\d+)?$/);
+        const p50 = Number(await page.locator('#tasks tr[data-task="echo"] td:nth-child(7)').textContent());
+        const p99 = Number(await page.locator('#tasks tr[data-task="echo"] td:nth-child(8)').textContent());
+        assert.ok(p50 >= 10 && p50 <= 30, `p50 ${p50} ms`);
+        assert.ok(p99 >= p50 && p99 <= 50, `p99 ${p99} ms`);
+        assert.equal(await page.locator("#latency-note").isHidden(), true);
+        const failure = page.locator("#failures li").first();
+        assert.equal(await failure.locator("code").textContent(), "handler_error");
+        assert.match(
+          (await failure.textContent())!,
+          /^task 41 \(sms\) handler_error the gateway said <b>no<\/b> /,
+          "shown as text",
+        );
+        await waitForText(page, "#tile-rate .value", /^\d/);
+        await page.waitForTimeout(2500); // a few points on the latency chart
+        await page.screenshot({ path: `${SCREENSHOTS}/dashboard-latency.png`, fullPage: true });
+        assert.deepEqual(problems, []);
+        await page.close();
+      });
+    } finally {
+      clearInterval(feed);
       await server.shutdown(5000);
     }
   },

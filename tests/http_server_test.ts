@@ -4,6 +4,7 @@
  * and start-up errors. Against a real server in this process and real sockets.
  */
 import assert from "node:assert/strict";
+import { submitOverLine } from "../server/http/submit.ts";
 import { StartError } from "../server/mod.ts";
 import type { TaskServer } from "../server/mod.ts";
 import { LineClient, makeCertificates, spawnServe, startServer } from "./helpers.ts";
@@ -267,6 +268,30 @@ Deno.test({
         const login = await fetch(`${url}/login`, { client, redirect: "manual" });
         assert.equal(login.status, 303);
         await login.body?.cancel();
+        // The pin holds: a TLS port that shows another certificate (even one a trusted CA signed) gets no request.
+        const other = await makeCertificates(await Deno.makeTempDir({ dir }));
+        const impostor = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: other.cert, key: other.key });
+        const heard: string[] = [];
+        const accepting = (async () => {
+          for await (const conn of impostor) {
+            const buf = new Uint8Array(1024);
+            const n = await conn.read(buf).catch(() => null);
+            if (n) heard.push(new TextDecoder().decode(buf.subarray(0, n)));
+            conn.close();
+          }
+        })();
+        const stream = submitOverLine(
+          { hostname: "127.0.0.1", port: impostor.addr.port, tlsCert: certs.cert },
+          { task: "echo", data: "secret" },
+        );
+        const said = await new Response(stream).text();
+        assert.match(
+          said,
+          /"code":"unavailable","message":"the server at 127\.0\.0\.1:\d+ did not show this server's certificate"/,
+        );
+        impostor.close();
+        await accepting;
+        assert.deepEqual(heard, [], "nothing was sent to it");
       } finally {
         client.close();
         await server.shutdown(5000);

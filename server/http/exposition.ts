@@ -78,7 +78,7 @@ export class ExpositionWriter {
 }
 
 /** What the process itself uses: memory, CPU, file descriptors, when it started. */
-export interface ProcessFacts {
+export interface ProcessUsage {
   residentBytes: number;
   virtualBytes?: number;
   heapUsedBytes: number;
@@ -97,19 +97,19 @@ function readText(path: string): string | undefined {
 }
 
 /**
- * The process's facts of the moment: resident and virtual memory from `/proc/self/status` (else
+ * What the process uses at the moment: resident and virtual memory from `/proc/self/status` (else
  * `Deno.memoryUsage()`), CPU time from `getrusage` (user and system, every thread), open file
  * descriptors from `/proc/self/fd` and their limit from `/proc/self/limits` (Linux only).
  *
  * @example
  * ```ts
- * import { processFacts } from "./exposition.ts";
+ * import { processUsage } from "./exposition.ts";
  * import assert from "node:assert/strict";
- * const p = processFacts();
+ * const p = processUsage();
  * assert.ok(p.residentBytes > 0 && p.cpuSeconds > 0);
  * ```
  */
-export function processFacts(): ProcessFacts {
+export function processUsage(): ProcessUsage {
   const mem = Deno.memoryUsage();
   const status = readText("/proc/self/status");
   const kib = (field: string) => {
@@ -141,7 +141,7 @@ export function processFacts(): ProcessFacts {
 export interface ExpositionInput {
   stats: ServerStats;
   metrics: Metrics;
-  process: ProcessFacts;
+  process: ProcessUsage;
   /** Whether the server keeps a journal (its commit times are shown even before the first commit). */
   journal: boolean;
   /** Dashboard live feeds open now. */
@@ -204,9 +204,7 @@ export function exposition(input: ExpositionInput): string {
     const measured = [...metrics.tasks()];
     w.family("asynctask_task_failures_total", "counter", "Tasks that ended failed, by task name and failure code.");
     for (const [task, t] of measured) {
-      for (const [code, n] of t.outcomes) {
-        if (code !== "done") w.sample("asynctask_task_failures_total", { task, code }, n);
-      }
+      for (const [code, n] of t.outcomes) w.sample("asynctask_task_failures_total", { task, code }, n);
     }
     w.family(
       "asynctask_task_duration_seconds",
@@ -274,8 +272,6 @@ export function exposition(input: ExpositionInput): string {
       "How long a journal group commit took, from its hand-off to the journal thread to its fsync.",
     );
     w.histogram("asynctask_journal_commit_seconds", {}, metrics.journalCommits);
-    w.family("asynctask_journal_rows_total", "counter", "Rows written by journal commits.");
-    w.sample("asynctask_journal_rows_total", undefined, metrics.journalRows);
   }
 
   // --- the process

@@ -135,6 +135,7 @@ export class LiveFeed {
   #lastAt = 0;
   #last: Snapshot | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
   readonly #scratch = new Float64Array(64);
 
   constructor(source: LiveSource) {
@@ -251,10 +252,11 @@ export class LiveFeed {
 
   /**
    * A new feed: the history, the latest snapshot, then one snapshot a second until the client
-   * goes or {@linkcode close} is called. Undefined when {@linkcode MAX_FEEDS} are open.
+   * goes or {@linkcode close} is called. Undefined when {@linkcode MAX_FEEDS} are open, or after
+   * {@linkcode close}.
    */
   open(): ReadableStream<Uint8Array> | undefined {
-    if (this.#feeds.size >= MAX_FEEDS) return undefined;
+    if (this.#closed || this.#feeds.size >= MAX_FEEDS) return undefined;
     let me: ReadableStreamDefaultController<Uint8Array> | undefined;
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
@@ -293,13 +295,16 @@ export class LiveFeed {
     }
   }
 
-  /** Tells every feed the server is stopping, now, with a last snapshot. */
+  /** Tells every feed at once that the server is stopping: the latest snapshot, marked so (no extra sample). */
   announce(): void {
-    if (this.#feeds.size > 0) this.#send("snapshot", JSON.stringify(this.sample()));
+    if (this.#feeds.size > 0) {
+      this.#send("snapshot", JSON.stringify({ ...this.snapshot, draining: true, ready: false }));
+    }
   }
 
   /** Stops sampling and ends every feed. */
   close(): void {
+    this.#closed = true;
     clearInterval(this.#timer);
     this.#timer = undefined;
     for (const feed of this.#feeds) {

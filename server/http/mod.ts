@@ -26,7 +26,7 @@ import { TokenCheck } from "../auth.ts";
 import type { Metrics } from "../metrics.ts";
 import type { ServerStats } from "../stats.ts";
 import { connectHost, type HttpAddress, urlHost } from "./address.ts";
-import { exposition, EXPOSITION_CONTENT_TYPE, processFacts } from "./exposition.ts";
+import { exposition, EXPOSITION_CONTENT_TYPE, processUsage } from "./exposition.ts";
 import { LiveFeed } from "./live.ts";
 import { Sessions } from "./session.ts";
 import { type LineTarget, submitOverLine } from "./submit.ts";
@@ -54,6 +54,8 @@ export interface HttpSource {
   stopping(): boolean;
   /** Worker slots the pool should have. */
   workers: number;
+  /** Slots whose worker has loaded its handlers, where the pool can tell; else every slot that exists counts. */
+  workersReady?(): number;
   /** The server's own line port, for the task form. */
   line: LineTarget;
 }
@@ -289,12 +291,15 @@ export class HttpServer {
   }
 
   #quickReady(): boolean {
-    return !this.#isDraining() && this.#source.stats().workers.length >= this.#source.workers;
+    return !this.#isDraining() && this.#workersUp() >= this.#source.workers;
+  }
+
+  #workersUp(): number {
+    return this.#source.workersReady?.() ?? this.#source.stats().workers.length;
   }
 
   /** `/readyz`'s checks: listening, workers, store. */
   async readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; detail: string }> }> {
-    const stats = this.#source.stats();
     const line = this.#source.line;
     const draining = this.#isDraining();
     const listening = {
@@ -303,10 +308,10 @@ export class HttpServer {
         ? "draining: the server is stopping and takes no new tasks"
         : `accepting connections on ${urlHost(line.hostname, line.port)}`,
     };
-    const up = stats.workers.length;
+    const up = this.#workersUp();
     const workers = {
       ok: up >= this.#source.workers,
-      detail: `${up} of ${this.#source.workers} worker slots`,
+      detail: `${up} of ${this.#source.workers} worker slots${this.#source.workersReady ? " ready" : ""}`,
     };
     let timer: ReturnType<typeof setTimeout> | undefined;
     const store = await Promise.race([
@@ -379,11 +384,15 @@ export class HttpServer {
         return respond(this.#metricsText(), 200, { "content-type": EXPOSITION_CONTENT_TYPE });
       case "/api/snapshot":
         if (method !== "GET") return this.#notAllowed("GET");
-        return json(this.live.sample());
+        return json(this.live.snapshot);
       case "/api/events": {
         if (method !== "GET") return this.#notAllowed("GET");
         const body = this.live.open();
-        if (!body) return text("too many live feeds open; close a dashboard and retry\n", 503, { "retry-after": "5" });
+        if (!body) {
+          return this.#closed
+            ? text("the server is stopping\n", 503)
+            : text("too many live feeds open; close a dashboard and retry\n", 503, { "retry-after": "5" });
+        }
         return respond(body, 200, { "content-type": "text/event-stream; charset=utf-8", "x-accel-buffering": "no" });
       }
       case "/api/tasks":
@@ -400,7 +409,7 @@ export class HttpServer {
     return exposition({
       stats: this.#source.stats(),
       metrics: this.#source.metrics(),
-      process: processFacts(),
+      process: processUsage(),
       journal: this.#opts.journal,
       dashboardClients: this.live.feeds,
       ready: this.#quickReady(),

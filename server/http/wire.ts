@@ -26,6 +26,8 @@ export interface ServerParts {
   /** Resolves once what the store recorded is on disk. */
   storeWritable(): Promise<void>;
   stopping(): boolean;
+  /** Worker slots whose worker has loaded its handlers, where the pool can tell. */
+  workersReady?(): number;
   /** Where the line protocol listens. */
   lineAddr: Deno.NetAddr;
 }
@@ -74,6 +76,7 @@ export async function startHttp(opts: ServeOptions & { http: string }, parts: Se
       tasks,
       storeWritable: parts.storeWritable,
       stopping: parts.stopping,
+      ...(parts.workersReady ? { workersReady: parts.workersReady } : {}),
       workers: opts.workers,
       line: {
         hostname: connectHost(parts.lineAddr.hostname),

@@ -20,10 +20,11 @@ const CR = 13;
  * @example
  * ```ts
  * import { LineSplitter } from "./lines.ts";
+ * import assert from "node:assert/strict";
  * const s = new LineSplitter(1024);
  * const events = s.push(new TextEncoder().encode("a\r\nb\nc"));
- * console.log(events); // [{ line: "a" }, { line: "b" }]
- * console.log(s.push(new TextEncoder().encode("\n"))); // [{ line: "c" }]
+ * assert.deepEqual(events, [{ line: "a" }, { line: "b" }]);
+ * assert.deepEqual(s.push(new TextEncoder().encode("\n")), [{ line: "c" }]);
  * ```
  */
 export class LineSplitter {

@@ -28,11 +28,12 @@ export const POLL_INTERVAL_MS = 20;
  * @example
  * ```ts
  * import { PollGate } from "./poll_gate.ts";
+ * import assert from "node:assert/strict";
  * const gate = await PollGate.open(20);
  * await new Promise((r) => setTimeout(r, 30)); // "busy" for longer than the interval
  * const wait = gate.pass(); // a promise: the loop has not been seen polling for 30 ms
  * if (wait) await wait; // resolves once the loop has polled
- * console.log(gate.pass() === undefined); // true: it just polled
+ * assert.equal(gate.pass(), undefined); // it just polled
  * gate.close();
  * ```
  */

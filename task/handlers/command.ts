@@ -42,8 +42,9 @@ const PROGRESS_LINE = /^progress:\s*(\d+(?:\.\d+)?)%?(?:\s+(.*))?$/i;
  * @example
  * ```ts
  * import { parseProgressLine } from "./command.ts";
- * console.log(parseProgressLine("progress: 40 dialing the gateway")); // { percent: 40, message: "dialing the gateway" }
- * console.log(parseProgressLine("warning: slow")); // undefined
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseProgressLine("progress: 40 dialing the gateway"), { percent: 40, message: "dialing the gateway" });
+ * assert.equal(parseProgressLine("warning: slow"), undefined);
  * ```
  */
 export function parseProgressLine(line: string): { percent: number; message?: string } | undefined {
@@ -59,8 +60,12 @@ export function parseProgressLine(line: string): { percent: number; message?: st
  * @example
  * ```ts
  * import { commandEnv } from "./command.ts";
+ * import assert from "node:assert/strict";
  * const env = commandEnv({ PATH: "/bin", ASYNCTASK_TOKEN: "s3cret", MAILER_KEY: "k" }, { GATEWAY: "x" }, 7, "sms", 2, ["MAILER_KEY"]);
- * console.log(env.ASYNCTASK_TOKEN, env.MAILER_KEY, env.ASYNCTASK_TASK_ID, env.GATEWAY); // undefined undefined "7" "x"
+ * assert.equal(env.ASYNCTASK_TOKEN, undefined);
+ * assert.equal(env.MAILER_KEY, undefined);
+ * assert.equal(env.ASYNCTASK_TASK_ID, "7");
+ * assert.equal(env.GATEWAY, "x");
  * ```
  */
 export function commandEnv(
@@ -163,8 +168,9 @@ function killGroup(pid: number, signal: Deno.Signal): void {
  * @example
  * ```ts
  * import { commandResult } from "./command.ts";
- * console.log(commandResult('{"id": 3}\n')); // { id: 3 }
- * console.log(commandResult("sent\n")); // "sent"
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(commandResult('{"id": 3}\n'), { id: 3 });
+ * assert.equal(commandResult("sent\n"), "sent");
  * ```
  */
 export function commandResult(stdout: string): unknown {
@@ -184,8 +190,9 @@ export function commandResult(stdout: string): unknown {
  * ```ts
  * import { createCommandHandler } from "./command.ts";
  * import { testContext } from "../testing.ts";
+ * import assert from "node:assert/strict";
  * const upper = createCommandHandler({ kind: "command", name: "upper", command: ["tr", "a-z", "A-Z"], maxOutput: 1024 });
- * console.log(await upper.run("hi", testContext())); // "HI"
+ * assert.equal(await upper.run("hi", testContext()), "HI");
  * ```
  */
 export function createCommandHandler(spec: CommandSpec): TaskHandler {

@@ -23,8 +23,9 @@ export type HandlerRegistry = ReadonlyMap<string, TaskHandler>;
  * @example
  * ```ts
  * import { createRegistry } from "./mod.ts";
+ * import assert from "node:assert/strict";
  * const registry = await createRegistry({ smsDelayMs: 5000 });
- * console.log([...registry.keys()]); // ["sms", "echo", "sleep"]
+ * assert.deepEqual([...registry.keys()], ["sms", "echo", "sleep"]);
  * ```
  * @throws {Error} naming the module when one cannot be loaded or does not export valid handlers.
  */
@@ -71,8 +72,9 @@ export async function createRegistry(
  * @example
  * ```ts
  * import { createTaskHandler } from "./mod.ts";
+ * import assert from "node:assert/strict";
  * const h = await createTaskHandler({ kind: "command", name: "upper", command: ["tr", "a-z", "A-Z"], maxOutput: 1024 });
- * console.log(h.name); // "upper"
+ * assert.equal(h.name, "upper");
  * ```
  */
 export async function createTaskHandler(

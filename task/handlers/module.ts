@@ -22,10 +22,11 @@ export type ModuleSpec = Extract<TaskSpec, { kind: "module" }>;
  * ```ts
  * import { createModuleHandler } from "./module.ts";
  * import { testContext } from "../testing.ts";
+ * import assert from "node:assert/strict";
  * const file = await Deno.makeTempFile({ suffix: ".ts" });
  * await Deno.writeTextFile(file, "export default (data: { n: number }) => data.n * 2;");
  * const double = await createModuleHandler({ kind: "module", name: "double", module: `file://${file}` });
- * console.log(await double.run({ n: 21 }, testContext())); // 42
+ * assert.equal(await double.run({ n: 21 }, testContext()), 42);
  * ```
  * @throws {Error} naming the module when it cannot be loaded or has no default export function.
  */

@@ -15,7 +15,8 @@ export const MAX_SLEEP_MS = 3_600_000;
  * @example
  * ```ts
  * import { parseSleepMs } from "./sleep.ts";
- * console.log(parseSleepMs("250")); // 250
+ * import assert from "node:assert/strict";
+ * assert.equal(parseSleepMs("250"), 250);
  * ```
  * @throws {InvalidDataError} when it is not a whole number of milliseconds in range.
  */
@@ -42,8 +43,9 @@ export function parseSleepMs(data: unknown): number {
  * ```ts
  * import { sleepHandler } from "./sleep.ts";
  * import { testContext } from "../testing.ts";
+ * import assert from "node:assert/strict";
  * const ms = sleepHandler.validate("5");
- * console.log(await sleepHandler.run(ms, testContext()));
+ * assert.deepEqual(await sleepHandler.run(ms, testContext()), { slept_ms: 5 });
  * ```
  */
 export const sleepHandler: TaskHandler<number, { slept_ms: number }> = {

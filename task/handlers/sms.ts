@@ -56,10 +56,11 @@ export function parsePhone(data: unknown): string {
  * ```ts
  * import { createSmsHandler } from "./sms.ts";
  * import { testContext } from "../testing.ts";
+ * import assert from "node:assert/strict";
  * const sms = createSmsHandler({ smsDelayMs: 1 });
  * const phone = sms.validate("13800138000");
  * const result = await sms.run(phone, testContext());
- * console.log(result.phone); // "13800138000"
+ * assert.equal(result.phone, "13800138000");
  * ```
  */
 export function createSmsHandler(settings: HandlerSettings): TaskHandler<string, SmsResult> {

@@ -43,8 +43,9 @@ function toHex(bytes: ArrayBuffer): string {
  * @example
  * ```ts
  * import { signBody } from "./webhook.ts";
+ * import assert from "node:assert/strict";
  * const header = await signBody("whsec_test", 1700000000, '{"task_id":1}');
- * console.log(header.startsWith("t=1700000000,v1=")); // true
+ * assert.ok(header.startsWith("t=1700000000,v1="));
  * ```
  */
 export async function signBody(secret: string, timestamp: number, body: string): Promise<string> {
@@ -60,10 +61,11 @@ export async function signBody(secret: string, timestamp: number, body: string):
  * @example
  * ```ts
  * import { signBody, verifySignature } from "./webhook.ts";
+ * import assert from "node:assert/strict";
  * const now = Math.floor(Date.now() / 1000);
  * const header = await signBody("whsec_test", now, "{}");
- * console.log(await verifySignature("whsec_test", header, "{}")); // true
- * console.log(await verifySignature("whsec_test", header, "{ }")); // false
+ * assert.ok(await verifySignature("whsec_test", header, "{}"));
+ * assert.ok(!await verifySignature("whsec_test", header, "{ }")); // a body changed by one byte fails
  * ```
  */
 export async function verifySignature(
@@ -89,8 +91,9 @@ export async function verifySignature(
  * @example
  * ```ts
  * import { parseRetryAfter } from "./webhook.ts";
- * console.log(parseRetryAfter("30")); // 30000
- * console.log(parseRetryAfter(null)); // undefined
+ * import assert from "node:assert/strict";
+ * assert.equal(parseRetryAfter("30"), 30000);
+ * assert.equal(parseRetryAfter(null), undefined);
  * ```
  */
 export function parseRetryAfter(value: string | null, now: number = Date.now()): number | undefined {
@@ -181,10 +184,11 @@ function excerpt(text: string): string {
  * ```ts
  * import { createWebhookHandler } from "./webhook.ts";
  * import { testContext } from "../testing.ts";
+ * import assert from "node:assert/strict";
  * await using server = Deno.serve({ port: 0, onListen() {} }, async (req) => Response.json({ got: await req.json() }));
  * const hook = createWebhookHandler({ kind: "webhook", name: "mail", url: `http://127.0.0.1:${server.addr.port}/`, headers: {}, maxOutput: 65536 });
  * const result = await hook.run({ to: "a@example.com" }, testContext({ taskId: 5, task: "mail" })) as { got: { task_id: number } };
- * console.log(result.got.task_id); // 5
+ * assert.equal(result.got.task_id, 5);
  * ```
  */
 export function createWebhookHandler(spec: WebhookSpec): TaskHandler {

@@ -30,7 +30,10 @@
       v /= 1024;
       i++;
     }
-    return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+    return `${v.toFixed(i === 0 || v >= 100 ? 0 : 1)} ${units[i]}`;
+  }
+  function ms(v) {
+    return v === null || v === undefined ? "–" : v >= 100 ? int.format(Math.round(v)) : String(Math.round(v * 10) / 10);
   }
   function duration(s) {
     const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
@@ -220,7 +223,9 @@
       const tr = document.createElement("tr");
       tr.dataset.worker = w.id;
       cell(tr, w.id);
-      cell(tr, w.running > 0 ? "busy" : "idle", w.running > 0 ? "busy" : "");
+      // The pool's own word on its worker, when /stats has one; else what its load says.
+      const ws = w.state ?? (w.running > 0 ? "busy" : "idle");
+      cell(tr, ws, ws === "busy" ? "busy" : "");
       cell(tr, num(w.running), "num");
       cell(tr, num(w.done), "num");
       cell(tr, num(w.failed), "num");
@@ -234,7 +239,9 @@
       const tr = document.createElement("tr");
       tr.dataset.task = t.name;
       cell(tr, t.name);
-      for (const v of [t.accepted, t.done, t.failed, t.retried, t.rate, t.p50, t.p99]) cell(tr, num(v), "num");
+      for (const v of [t.accepted, t.done, t.failed, t.retried, t.rate]) cell(tr, num(v), "num");
+      cell(tr, ms(t.p50), "num");
+      cell(tr, ms(t.p99), "num");
       tasks.append(tr);
     }
     $("tasks").querySelector("tbody").replaceWith(tasks);
