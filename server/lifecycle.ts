@@ -23,6 +23,7 @@ import { type Job, type PoolOptions, WorkerPool } from "../task/pool.ts";
 import { newRecord, type ReplyTarget, TaskBook, type TaskRecord } from "./book.ts";
 import { type Format, reply, type Tag } from "./protocol.ts";
 import { LineBudget } from "./line_budget.ts";
+import { Metrics } from "./metrics.ts";
 import { Counters } from "./stats.ts";
 import type { Recovered, TaskStore } from "./store/store.ts";
 
@@ -137,6 +138,8 @@ export interface Submission {
 export class TaskLifecycle {
   readonly pool: WorkerPool;
   readonly counts = new Counters();
+  /** Run and wait times, worker restarts, the last failures: what /metrics and the dashboard show. */
+  readonly metrics = new Metrics();
   readonly #store: TaskStore;
   readonly #book: TaskBook;
   readonly #catalog: TaskCatalog;
@@ -190,15 +193,19 @@ export class TaskLifecycle {
         }),
       settled: (job, outcome, worker) => this.#settled(job, outcome, worker),
       crashed: (worker, reason, failed, requeued) => {
+        this.metrics.workerRestarted("crashed");
         for (const job of requeued) this.#requeued(job);
         log.error(
           "worker {worker} crashed ({reason}); {failed} task(s) failed with worker_crashed, {requeued} other task(s) on it run again; worker replaced",
           { worker, reason, failed: failed.length, requeued: requeued.length },
         );
       },
-      recycled: (worker) =>
-        log.debug("worker {worker} recycled after {max} tasks", { worker, max: poolOptions.maxTasksPerWorker }),
+      recycled: (worker) => {
+        this.metrics.workerRestarted("recycled");
+        log.debug("worker {worker} recycled after {max} tasks", { worker, max: poolOptions.maxTasksPerWorker });
+      },
       killed: (worker, reason, requeued) => {
+        this.metrics.workerRestarted("killed");
         for (const job of requeued) this.#requeued(job);
         log.error("worker {worker} terminated and replaced: {reason}; {tasks} other task(s) on it run again", {
           worker,
@@ -372,6 +379,9 @@ export class TaskLifecycle {
     rec.worker = worker;
     rec.attempts = job.attempt;
     this.#store.started(job.id, job.attempt);
+    if (job.queuedAt !== undefined && job.startedAt !== undefined) {
+      this.metrics.taskStarted(job.task, job.startedAt - job.queuedAt);
+    }
     if (!this.#traceTasks) return;
     taskLog.debug("task {id} ({task}) started on worker {worker}, attempt {attempt}", {
       id: job.id,
@@ -451,6 +461,9 @@ export class TaskLifecycle {
 
   /** Records a task's end, sends its final reply, and files it for `/status`. Exactly once per task. */
   #finish(rec: TaskRecord, error: { code: string; message: string } | undefined, json?: string, ms = 0): void {
+    // A failure with no run (a stop, a poison pill) is counted, not timed.
+    this.metrics.taskEnded(rec.task, error ? error.code : "done", error && ms === 0 ? -1 : ms);
+    if (error) this.metrics.taskFailed(rec.id, rec.task, error.code, error.message);
     this.#store.ended(
       rec.id,
       error ? { state: "failed", attempts: rec.attempts, error } : {

@@ -20,7 +20,7 @@ import { StartError } from "./errors.ts";
 import type { HttpServer } from "./http/mod.ts";
 import { startHttp } from "./http/wire.ts";
 import { TaskLifecycle } from "./lifecycle.ts";
-import { Metrics } from "./metrics.ts";
+import type { Metrics } from "./metrics.ts";
 import { Listener, openListener } from "./listen.ts";
 import { PollGate } from "./net/poll_gate.ts";
 import type { SocketListener } from "./net/tls.ts";
@@ -119,8 +119,6 @@ export class TaskServer {
   #reloading: Promise<boolean> | undefined;
   /** The HTTP side (`--http`): dashboard, /metrics, probes. */
   #http: HttpServer | undefined;
-  /** Run and wait times, worker restarts, journal commits, the last failures (`metrics.ts`). */
-  readonly #metrics = new Metrics();
 
   private constructor(
     opts: ServeOptions,
@@ -208,6 +206,7 @@ export class TaskServer {
       opts,
     );
     lifecycle.recover(recovered);
+    if (store instanceof JournalStore) store.client.onCommit = (s) => lifecycle.metrics.journalCommit(s);
     const token = opts.token ? new TokenCheck(opts.token) : undefined;
     const desk = new Desk({
       lifecycle,
@@ -254,6 +253,7 @@ export class TaskServer {
         metrics: () => server.metrics,
         registry: () => server.#registry,
         storeWritable: () => store.commit(),
+        workersReady: () => lifecycle.pool.workersReady,
         stopping: () => server.#stopping,
         lineAddr: server.addr,
       }).catch(async (e: unknown) => {
@@ -266,7 +266,7 @@ export class TaskServer {
 
   /** What is measured beyond the counts: run and wait times, worker restarts, journal commits (`metrics.ts`). */
   get metrics(): Metrics {
-    return this.#metrics;
+    return this.#lifecycle.metrics;
   }
 
   /** Where the HTTP side listens (`--http`); undefined without it. */

@@ -237,6 +237,7 @@ export class WorkerPool {
    */
   submit(job: Job, force = false): boolean {
     if (this.#closed || (!force && !this.hasRoom)) return false;
+    job.queuedAt = performance.now();
     const lane = this.#opts.dispatch === "connection"
       ? this.#slots[connectionSlot(job.connId, this.#slots.length)].lane
       : this.#shared;
@@ -244,6 +245,13 @@ export class WorkerPool {
     this.#queued++;
     this.#drain();
     return true;
+  }
+
+  /** Workers that have loaded their handlers and take tasks. */
+  get workersReady(): number {
+    let n = 0;
+    for (const s of this.#slots) if (s.worker.ready) n++;
+    return n;
   }
 
   /** Per-slot counts. */

@@ -61,6 +61,8 @@ export interface Job extends JobMessage {
   connId: number;
   /** `performance.now()` when it was handed to a worker, for `--task-timeout`. */
   startedAt?: number;
+  /** `performance.now()` when it entered the queue (for the wait time in /metrics). */
+  queuedAt?: number;
   /** How often it went back to the queue because its worker was stopped under it. */
   requeues?: number;
   /**

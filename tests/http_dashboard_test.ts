@@ -6,9 +6,7 @@
  * themselves skipped, with the reason in their names.
  */
 import assert from "node:assert/strict";
-// Test-only: to move to deno.json's imports ("playwright-core") by its owner.
-// deno-lint-ignore no-import-prefix
-import { type Browser, chromium, type Page } from "npm:playwright-core@1.65.1";
+import { type Browser, chromium, type Page } from "playwright-core";
 import type { TaskServer } from "../server/mod.ts";
 import { LineClient, ROOT, startServer } from "./helpers.ts";
 

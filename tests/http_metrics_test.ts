@@ -5,9 +5,7 @@
  * fixed buckets, cumulative counts, quantiles, the ring of the last failures.
  */
 import assert from "node:assert/strict";
-// Test-only: to move to deno.json's imports ("parse-prometheus-text-format") by its owner.
-// deno-lint-ignore no-import-prefix
-import parsePrometheus from "npm:parse-prometheus-text-format@1.1.1";
+import parsePrometheus from "parse-prometheus-text-format";
 import { ExpositionWriter } from "../server/http/exposition.ts";
 import { Histogram, Metrics, quantile, RECENT_FAILURES, TASK_SECONDS_BUCKETS } from "../server/metrics.ts";
 import type { Snapshot } from "../server/http/live.ts";

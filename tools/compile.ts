@@ -38,6 +38,9 @@ export const WORKER_MODULES: readonly string[] = [
   "server/store/journal/thread.ts",
 ];
 
+/** Files the binary serves that are not modules: the dashboard's assets (`serve --http`). */
+export const EMBEDDED_FILES: readonly string[] = ["server/http/assets"];
+
 /** What the binary may do: what `deno task serve` allows. */
 export const PERMISSIONS: readonly string[] = [
   "--allow-net",
@@ -111,7 +114,7 @@ export function compileArgs(opts: CompileOptions, entry: string): string[] {
   return [
     "compile",
     ...PERMISSIONS,
-    ...[...WORKER_MODULES, ...opts.include].flatMap((m) => ["--include", m]),
+    ...[...WORKER_MODULES, ...EMBEDDED_FILES, ...opts.include].flatMap((m) => ["--include", m]),
     "--target",
     opts.target,
     "--output",

@@ -69,6 +69,8 @@ export class JournalClient {
   #scheduled = false;
   /** What the checks on opening found worth saying, short of refusing the journal. */
   warnings: string[] = [];
+  /** Told how long each group commit took, from hand-off to fsync, in seconds (for /metrics). */
+  onCommit: ((seconds: number) => void) | undefined;
 
   private constructor(readonly path: string, private onFatal: (message: string) => void) {
     this.#worker = new Worker(new URL("./thread.ts", import.meta.url), { name: "asynctask-journal" });
@@ -188,8 +190,10 @@ export class JournalClient {
     const batch = this.#buffer;
     this.#buffer = empty();
     this.#batchTime = undefined;
+    const t0 = performance.now();
     const done = this.#request({ type: "write", batch }).then(
       () => {
+        this.onCommit?.((performance.now() - t0) / 1000);
         this.#inflight = undefined;
         const next = this.#next;
         this.#next = undefined;
