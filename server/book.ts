@@ -34,6 +34,14 @@ export interface TaskRecord {
   size: number;
   /** The result's JSON text, once `done`. */
   json?: string;
+  /** Its data: held while it is unfinished, and kept after a failure (for a retry). */
+  data?: unknown;
+  /** `Date.now()` when it was accepted. */
+  acceptedAt: number;
+  /** The id it was retried under (`/retry`). */
+  retriedAs?: number;
+  /** The id of the failed task this one retries. */
+  retryOf?: number;
   error?: { code: string; message: string };
   /** `Date.now()` when it finished, for expiry. */
   finishedAt: number;
@@ -64,17 +72,83 @@ export function newRecord(
     attempts: fields.attempts,
     worker: fields.worker ?? 0,
     size: fields.size ?? 0,
+    data: fields.data,
+    acceptedAt: fields.acceptedAt ?? 0,
     json: fields.json,
     error: fields.error,
     finishedAt: fields.finishedAt ?? 0,
   };
   if (fields.tag !== undefined) (rec as { tag?: Tag }).tag = fields.tag;
+  if (fields.retryOf !== undefined) rec.retryOf = fields.retryOf;
   return rec;
 }
 
 /** What a finished record holds, in bytes, estimated: its result or error text, twice (UTF-16), and ~160 for the record. */
 function sizeOf(rec: TaskRecord): number {
   return 160 + 2 * ((rec.json?.length ?? 0) + (rec.error?.message.length ?? 0));
+}
+
+/**
+ * Failed tasks kept, with their data, for `--keep-failed` and at most `--keep-failed-size` bytes
+ * (oldest forgotten first): what `/tasks failed` lists and `/retry` runs again.
+ *
+ * @example
+ * ```ts
+ * import { FailedTasks, newRecord } from "./book.ts";
+ * import assert from "node:assert/strict";
+ * const failed = new FailedTasks({ keepMs: 60_000, maxBytes: 1 << 20 });
+ * const rec = newRecord({ id: 4, task: "sms", format: "text", state: "failed", attempts: 1, data: "138" });
+ * rec.finishedAt = 1000;
+ * failed.add(rec);
+ * assert.deepEqual(failed.newest(10).map((r) => r.id), [4]);
+ * failed.sweep(1000 + 60_000);
+ * assert.equal(failed.size, 0);
+ * ```
+ */
+export class FailedTasks {
+  /** By id, oldest failure first (insertion order). */
+  readonly #byId = new Map<number, { rec: TaskRecord; bytes: number }>();
+  #bytes = 0;
+
+  constructor(readonly limits: { keepMs: number; maxBytes: number }) {}
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  add(rec: TaskRecord): void {
+    const bytes = 200 + 2 * ((JSON.stringify(rec.data)?.length ?? 0) + (rec.error?.message.length ?? 0));
+    this.#byId.set(rec.id, { rec, bytes });
+    this.#bytes += bytes;
+    this.sweep(rec.finishedAt);
+  }
+
+  get(id: number): TaskRecord | undefined {
+    return this.#byId.get(id)?.rec;
+  }
+
+  delete(id: number): boolean {
+    const entry = this.#byId.get(id);
+    if (!entry) return false;
+    this.#byId.delete(id);
+    this.#bytes -= entry.bytes;
+    return true;
+  }
+
+  /** The newest `n` failures, newest first. */
+  newest(n: number): TaskRecord[] {
+    const all = [...this.#byId.values()];
+    return all.slice(Math.max(0, all.length - n)).reverse().map((e) => e.rec);
+  }
+
+  /** Forgets failures older than the keep time, or beyond the byte budget, oldest first. */
+  sweep(now: number): void {
+    for (const [id, { rec }] of this.#byId) {
+      if (now - rec.finishedAt < this.limits.keepMs && this.#bytes <= this.limits.maxBytes) break;
+      this.delete(id);
+      rec.data = undefined; // the book may keep the record a little longer for /status; not its data
+    }
+  }
 }
 
 /** Task ids per chunk of the book's index. */
@@ -153,6 +227,11 @@ export class TaskBook {
     if (!chunk || chunk.recs[id % CHUNK] === undefined) return;
     chunk.recs[id % CHUNK] = undefined;
     if (--chunk.count === 0) this.#chunks.delete(key);
+  }
+
+  /** Forgets a task at once (`/discard`): `/status` then says unknown. */
+  forget(id: number): void {
+    this.#delete(id);
   }
 
   /** Files a task that has just reached `done` or `failed`, and forgets what has expired. */

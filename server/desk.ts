@@ -117,6 +117,25 @@ export class Desk {
         c.send(reply.bye(req.format, req.tag));
         c.closeWhenFlushed();
         return;
+      case "cancel":
+      case "discard": {
+        const l = this.#p.lifecycle;
+        const refused = req.kind === "cancel"
+          ? l.cancel(req.taskId, `${c.remote} (connection ${c.id})`)
+          : l.discard(req.taskId);
+        if (refused) return this.#refuse(c, req.format, req.tag, refused.code, refused.message);
+        log.info("task {id} {what} by connection {conn} from {remote}", {
+          id: req.taskId,
+          what: req.kind === "cancel" ? "cancelled" : "discarded",
+          conn: c.id,
+          remote: c.remote,
+        });
+        return c.send(reply.opDone(req.format, req.tag, req.taskId, req.kind === "cancel" ? "cancelled" : "discarded"));
+      }
+      case "retry":
+        return this.#retry(c, req.format, req.tag, req.taskId, size);
+      case "tasks":
+        return c.send(reply.tasks(req.format, req.tag, req.state, this.#p.lifecycle.list(req.state, req.limit)));
     }
   }
 
@@ -221,6 +240,24 @@ export class Desk {
     c.send(reply.accepted(format, id, tag, summary));
   }
 
+  /** `/retry <id>`: the failed task runs again under a new id; its replies come to this connection. */
+  #retry(c: Connection, format: Format, tag: Tag | undefined, taskId: number, size: number): void {
+    const l = this.#p.lifecycle;
+    if (this.#p.stopping()) {
+      return this.#refuse(c, format, tag, "shutting_down", "the server is shutting down and takes no new tasks");
+    }
+    if (l.full(size) !== undefined) return this.#refuse(c, format, tag, "queue_full", this.#queueFullMessage);
+    const id = l.retry(taskId, { format, tag, connId: c.id }, c);
+    if (typeof id !== "number") return this.#refuse(c, format, tag, id.code, id.message);
+    log.info("task {old} retried as task {id} by connection {conn} from {remote}", {
+      old: taskId,
+      id,
+      conn: c.id,
+      remote: c.remote,
+    });
+    c.send(reply.accepted(format, id, tag, `retry of task ${taskId}`));
+  }
+
   #status(c: Connection, format: Format, tag: Tag | undefined, taskId: number): void {
     const last = this.#p.lifecycle.lastId;
     if (taskId > last) {
@@ -238,7 +275,7 @@ export class Desk {
     const detail = rec.state === "done"
       ? { result: JSON.parse(rec.json ?? "null"), attempts: rec.attempts }
       : rec.state === "failed"
-      ? { error: rec.error, attempts: rec.attempts }
+      ? { error: rec.error, attempts: rec.attempts, ...(rec.retriedAs ? { retried_as: rec.retriedAs } : {}) }
       : { attempts: rec.attempts };
     c.send(reply.status(format, tag, taskId, rec.state, detail));
   }

@@ -20,8 +20,8 @@ import { getLogger } from "@logtape/logtape";
 import { formatDuration } from "../cli/units.ts";
 import type { Outcome } from "../task/messages.ts";
 import { type Job, type PoolOptions, WorkerPool } from "../task/pool.ts";
-import { newRecord, type ReplyTarget, TaskBook, type TaskRecord } from "./book.ts";
-import { type Format, reply, type Tag } from "./protocol.ts";
+import { FailedTasks, newRecord, type ReplyTarget, TaskBook, type TaskRecord } from "./book.ts";
+import { type ErrorCode, type Format, type ListedState, reply, type Tag } from "./protocol.ts";
 import { LineBudget } from "./line_budget.ts";
 import { Metrics } from "./metrics.ts";
 import { Counters } from "./stats.ts";
@@ -55,6 +55,33 @@ export interface LifecycleOptions {
   maxResultsSize: number;
   /** Most bytes of request data held by unfinished tasks; 0 = no limit (`--max-queue-bytes`). */
   maxQueueBytes: number;
+  /** How long a failed task is kept, with its data, for a retry (`--keep-failed`). */
+  keepFailedMs: number;
+  /** Most bytes of failed tasks kept (`--keep-failed-size`). */
+  keepFailedSize: number;
+}
+
+/** Why an operation on a task (`/cancel`, `/retry`, `/discard`) was refused. */
+export interface Refusal {
+  code: ErrorCode;
+  message: string;
+}
+
+/** One task as `/tasks` lists it. */
+export interface ListedTask {
+  id: number;
+  task: string;
+  state: string;
+  attempts: number;
+  accepted_at: string;
+  finished_at?: string;
+  worker?: number;
+  error?: { code: string; message: string };
+  /** The data, where its JSON is at most 4 KiB; else its size. */
+  data?: unknown;
+  data_bytes?: number;
+  retried_as?: number;
+  retry_of?: number;
 }
 
 /** What the lifecycle needs to know of the tasks it runs. */
@@ -122,6 +149,8 @@ export interface Submission {
   connId: number;
   /** What the log says of it when it is accepted: its handler's summary of its data ("sending SMS to 138…"). */
   summary?: string;
+  /** The failed task this one retries (`/retry`). */
+  retryOf?: number;
   /** Bytes of the request, held until the task finishes (`--max-queue-bytes`). */
   size: number;
 }
@@ -145,7 +174,9 @@ export class TaskLifecycle {
   readonly #catalog: TaskCatalog;
   readonly #opts: LifecycleOptions;
   readonly #clock: Clock;
-  readonly #retryTimers = new Set<unknown>();
+  /** Tasks waiting out a retry backoff: their timers, by task id. */
+  readonly #retryTimers = new Map<number, unknown>();
+  readonly #failed: FailedTasks;
   /** Per-task start lines are `debug`: at full speed they would cost two thirds of the throughput. */
   readonly #traceTasks = taskLog.isEnabledFor("debug");
   /** Each task's accept and end are `info` lines, within a budget: 20 a second, then a count every 10 s. */
@@ -177,6 +208,7 @@ export class TaskLifecycle {
     this.#opts = opts;
     this.#clock = clock;
     this.#book = new TaskBook({ ttlMs: opts.resultTtlMs, max: opts.maxResults, maxBytes: opts.maxResultsSize });
+    this.#failed = new FailedTasks({ keepMs: opts.keepFailedMs, maxBytes: opts.keepFailedSize });
     this.pool = new WorkerPool(poolOptions, {
       started: (job, worker) => this.#started(job, worker),
       progress: (job, report) => {
@@ -259,9 +291,19 @@ export class TaskLifecycle {
   submit(s: Submission, target: ReplyTarget): number {
     const id = ++this.#lastId;
     this.#store.accepted({ id, task: s.task, data: s.data, format: s.format, tag: s.tag, attempts: 0 });
-    this.#book.add(
-      newRecord({ id, task: s.task, format: s.format, tag: s.tag, state: "queued", attempts: 0, target, size: s.size }),
-    );
+    this.#book.add(newRecord({
+      id,
+      task: s.task,
+      format: s.format,
+      tag: s.tag,
+      state: "queued",
+      attempts: 0,
+      target,
+      size: s.size,
+      data: s.data,
+      acceptedAt: this.#time(),
+      retryOf: s.retryOf,
+    }));
     this.#dataBytes += s.size;
     if (this.#taskLines && this.#budget.take(this.#time())) {
       taskLog.info("task {id} ({task}) accepted: {summary}", { id, task: s.task, summary: s.summary ?? "queued" });
@@ -275,14 +317,123 @@ export class TaskLifecycle {
 
   /** A task's record while it is known (queued, running, or finished within the TTL). */
   get(id: number): TaskRecord | undefined {
-    return this.#book.get(id);
+    return this.#book.get(id) ?? this.#failed.get(id);
+  }
+
+  /**
+   * Cancels a queued or running task: it ends `FAILED <id> cancelled`, to its own client. A running
+   * one has its handler's signal aborted (a command gets SIGTERM, then SIGKILL).
+   */
+  cancel(id: number, by: string): Refusal | undefined {
+    const rec = this.#book.get(id);
+    if (!rec) return this.#unknown(id);
+    if (rec.state === "done" || rec.state === "failed") {
+      return {
+        code: "conflict",
+        message: `task ${id} is ${rec.state} already: only a queued or running task can be cancelled`,
+      };
+    }
+    const message = `cancelled by ${by}`;
+    const backoff = this.#retryTimers.get(id);
+    if (backoff !== undefined) {
+      this.#clock.clearTimeout(backoff);
+      this.#retryTimers.delete(id);
+      this.#finish(rec, { code: "cancelled", message });
+      return undefined;
+    }
+    // Running: the pool has settled the run as cancelled (never retried), and that ended the task.
+    const where = this.pool.cancel(id, message);
+    if (where !== "running" && (rec.state === "queued" || rec.state === "running")) {
+      this.#finish(rec, { code: "cancelled", message });
+    }
+    return undefined;
+  }
+
+  /**
+   * Runs a failed task again under a new id, linked to the old one (`retry_of`): the new task's
+   * replies go to `target`. The old one leaves the failed list.
+   */
+  retry(id: number, s: Pick<Submission, "format" | "tag" | "connId">, target: ReplyTarget): number | Refusal {
+    const rec = this.get(id);
+    if (!rec) return this.#unknown(id);
+    if (rec.state !== "failed") {
+      return { code: "conflict", message: `task ${id} is ${rec.state}: only a failed task can be retried` };
+    }
+    if (rec.retriedAs !== undefined) {
+      return { code: "conflict", message: `task ${id} was retried already, as task ${rec.retriedAs}` };
+    }
+    if (!this.#failed.get(id)) {
+      return { code: "conflict", message: `task ${id}'s data is no longer kept (--keep-failed); submit it again` };
+    }
+    if (!this.#catalog.has(rec.task)) {
+      return { code: "unknown_task", message: `this server has no task "${rec.task}" any more` };
+    }
+    const size = JSON.stringify(rec.data)?.length ?? 4;
+    const newId = this.submit(
+      { task: rec.task, data: rec.data, ...s, size, retryOf: id, summary: `retry of ${id}` },
+      target,
+    );
+    rec.retriedAs = newId;
+    this.#failed.delete(id);
+    this.#store.discarded(id);
+    return newId;
+  }
+
+  /** Forgets a failed task: it leaves the failed list (and the journal); `/status` then says unknown. */
+  discard(id: number): Refusal | undefined {
+    const rec = this.get(id);
+    if (!rec) return this.#unknown(id);
+    if (rec.state !== "failed") {
+      return { code: "conflict", message: `task ${id} is ${rec.state}: only a failed task can be discarded` };
+    }
+    this.#failed.delete(id);
+    this.#book.forget(id);
+    this.#store.discarded(id);
+    return undefined;
+  }
+
+  /** Tasks in a state: the oldest `limit` queued or running ones (queue order), the newest failures. */
+  list(state: ListedState, limit: number): ListedTask[] {
+    const recs: TaskRecord[] = [];
+    if (state === "failed") recs.push(...this.#failed.newest(limit));
+    else {
+      for (const rec of this.#book.unfinished()) {
+        if (rec.state !== state) continue;
+        recs.push(rec);
+        if (recs.length >= limit) break;
+      }
+    }
+    return recs.map((rec) => {
+      const json = state === "failed" ? JSON.stringify(rec.data) ?? "null" : undefined;
+      return {
+        id: rec.id,
+        task: rec.task,
+        state: rec.state,
+        attempts: rec.attempts,
+        accepted_at: new Date(rec.acceptedAt).toISOString(),
+        ...(rec.finishedAt ? { finished_at: new Date(rec.finishedAt).toISOString() } : {}),
+        ...(rec.worker ? { worker: rec.worker } : {}),
+        ...(rec.error ? { error: rec.error } : {}),
+        ...(json === undefined ? {} : json.length <= 4096 ? { data: rec.data } : { data_bytes: json.length }),
+        ...(rec.retriedAs !== undefined ? { retried_as: rec.retriedAs } : {}),
+        ...(rec.retryOf !== undefined ? { retry_of: rec.retryOf } : {}),
+      };
+    });
+  }
+
+  #unknown(id: number): Refusal {
+    return id > this.#lastId
+      ? { code: "not_found", message: `no task ${id} has been accepted by this server (the last is ${this.#lastId})` }
+      : { code: "not_found", message: `task ${id} is not known any more (past --result-ttl or --keep-failed)` };
   }
 
   /** Forgets finished tasks past the TTL, in the book and the store. */
   sweep(): void {
     const now = this.#clock.now();
     this.#book.sweep(now);
-    this.#store.sweep(now - this.#opts.resultTtlMs, this.#opts.maxResults).catch((e: Error) =>
+    this.#failed.sweep(now);
+    const { resultTtlMs, maxResults, keepFailedMs } = this.#opts;
+    this.#store.sweep(now - resultTtlMs, maxResults, now - Math.max(keepFailedMs, resultTtlMs)).catch((e: Error) =>
       log.error("{store}: clean-up failed: {error}", { store: this.#store.name, error: e.message })
     );
   }
@@ -300,7 +451,7 @@ export class TaskLifecycle {
 
   /** Ends every unfinished task as failed with `code` (a stop that could not wait); returns how many. */
   failUnfinished(code: string, message: string): number {
-    for (const t of this.#retryTimers) this.#clock.clearTimeout(t);
+    for (const t of this.#retryTimers.values()) this.#clock.clearTimeout(t);
     this.#retryTimers.clear();
     let n = 0;
     for (const rec of [...this.#book.unfinished()]) {
@@ -320,6 +471,7 @@ export class TaskLifecycle {
     for (const t of finished) {
       const rec = this.#book.add(newRecord({ ...t, state: t.state }));
       this.#book.finish(rec, t.finishedAt);
+      if (t.state === "failed") this.#failed.add(rec);
     }
     const requeued: number[] = [];
     const poisoned: number[] = [];
@@ -447,10 +599,10 @@ export class TaskLifecycle {
       },
     );
     const timer = this.#clock.setTimeout(() => {
-      this.#retryTimers.delete(timer);
+      this.#retryTimers.delete(rec.id);
       this.pool.submit({ ...job, attempt: job.attempt + 1 }, true);
     }, delay);
-    this.#retryTimers.add(timer);
+    this.#retryTimers.set(rec.id, timer);
   }
 
   /** A task that was running on a stopped worker went back to the queue (not its fault). */
@@ -502,6 +654,7 @@ export class TaskLifecycle {
     } else {
       rec.state = "done";
       rec.json = json;
+      rec.data = undefined; // kept only for a failure's retry
       this.counts.done++;
       this.counts.of(rec.task).done++;
       target?.send(
@@ -520,6 +673,7 @@ export class TaskLifecycle {
     }
     this.#dataBytes -= rec.size;
     this.#book.finish(rec, this.#time());
+    if (error) this.#failed.add(rec);
     target?.taskEnded();
     if (this.#book.live === 0 && this.#finishedWaiters.length > 0) {
       const waiters = this.#finishedWaiters;

@@ -122,6 +122,7 @@ Deno.test("TaskLifecycle.recover() requeues queued tasks as they were, and fails
         attempts: 1,
         json: '"a"',
         finishedAt: 1_000_000,
+        acceptedAt: 999_000,
       }],
       unfinished: [
         { ...base, id: 2, interrupted: MAX_INTERRUPTED_RUNS + 1, wasRunning: true },

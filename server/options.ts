@@ -292,6 +292,23 @@ export const SERVE_OPTIONS = defineOptions({
     group: "Workers",
     help: "most bytes of request data held by unfinished tasks; beyond it: ERROR queue_full; 0 = no limit",
   },
+  keepFailedMs: {
+    flag: "keep-failed",
+    kind: "duration",
+    default: 7 * 24 * 3600_000,
+    min: 0,
+    group: "Results",
+    help:
+      "how long a failed task is kept, with its data, to be listed (/tasks failed), retried (/retry) or discarded; in the journal too",
+  },
+  keepFailedSize: {
+    flag: "keep-failed-size",
+    kind: "size",
+    default: 64 * MiB,
+    min: 0,
+    group: "Results",
+    help: "most bytes of failed tasks (data and error) kept in memory (oldest forgotten first)",
+  },
   // --- the journal
   journal: {
     flag: "journal",

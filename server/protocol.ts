@@ -13,6 +13,11 @@ export type Format = "text" | "json";
 export type Tag = string | number;
 
 /** Error codes of immediate `ERROR` replies (nothing was queued). */
+/** The states `/tasks` lists. */
+export type ListedState = "queued" | "running" | "failed";
+/** The most tasks one `/tasks` reply lists. */
+export const MAX_LISTED = 1000;
+
 export type ErrorCode =
   | "bad_json"
   | "bad_request"
@@ -24,7 +29,8 @@ export type ErrorCode =
   | "unauthorized"
   | "idle_timeout"
   | "shutting_down"
-  | "not_found";
+  | "not_found"
+  | "conflict";
 
 /** A parsed request line. */
 export type Request =
@@ -34,6 +40,10 @@ export type Request =
   | { kind: "ping"; format: Format; tag?: Tag }
   | { kind: "quit"; format: Format; tag?: Tag }
   | { kind: "auth"; format: Format; token: string; tag?: Tag }
+  /** `/cancel`, `/retry`, `/discard`: an operation on one task. */
+  | { kind: "cancel" | "retry" | "discard"; format: Format; taskId: number; tag?: Tag }
+  /** `/tasks <queued|running|failed> [n]` (and `/failed [n]`): the newest `limit` tasks in that state. */
+  | { kind: "tasks"; format: Format; state: ListedState; limit: number; tag?: Tag }
   | { kind: "invalid"; format: Format; code: ErrorCode; message: string; tag?: Tag };
 
 /** Task states reported by `/status`. */
@@ -75,7 +85,16 @@ function hasNonFinite(value: unknown): boolean {
   return false;
 }
 
-const TEXT_COMMANDS = "/task, /status, /stats, /ping, /quit";
+const TEXT_COMMANDS = "/task, /status, /stats, /ping, /quit, /cancel, /retry, /discard, /tasks, /failed";
+const LISTED: readonly ListedState[] = ["queued", "running", "failed"];
+
+/** `/tasks failed 20`, `/failed`: the state and how many, or why not. */
+function parseList(state: string | undefined, count: string | undefined): [ListedState, number] | string {
+  if (!LISTED.includes(state as ListedState)) return `usage: /tasks <queued|running|failed> [n]`;
+  const n = count === undefined || count === "" ? 20 : Number(count);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_LISTED) return `n must be a whole number from 1 to ${MAX_LISTED}`;
+  return [state as ListedState, n];
+}
 // C0 controls other than tab, and DEL: they have no place in a request and usually mean binary junk.
 // deno-lint-ignore no-control-regex
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
@@ -136,6 +155,20 @@ export function parseRequest(line: string): Request | undefined {
     case "/auth":
       if (rest === "") return invalid("text", "bad_request", "usage: /auth <token>");
       return { kind: "auth", format: "text", token: rest };
+    case "/cancel":
+    case "/retry":
+    case "/discard": {
+      const id = parseTaskId(rest);
+      if (id === undefined) return invalid("text", "bad_request", `usage: ${command} <task_id>`);
+      return { kind: command.slice(1) as "cancel" | "retry" | "discard", format: "text", taskId: id };
+    }
+    case "/tasks":
+    case "/failed": {
+      const words = rest === "" ? [] : rest.split(/\s+/);
+      const list = command === "/failed" ? parseList("failed", words[0]) : parseList(words[0], words[1]);
+      if (typeof list === "string") return invalid("text", "bad_request", list);
+      return { kind: "tasks", format: "text", state: list[0], limit: list[1] };
+    }
     default:
       return invalid("text", "bad_request", `unknown command ${command.slice(0, 40)}; commands are ${TEXT_COMMANDS}`);
   }
@@ -159,6 +192,10 @@ const COMMAND_FIELDS: Record<string, Set<string>> = {
   quit: new Set(["cmd", "id"]),
   status: new Set(["cmd", "id", "task_id"]),
   auth: new Set(["cmd", "id", "token"]),
+  cancel: new Set(["cmd", "id", "task_id"]),
+  retry: new Set(["cmd", "id", "task_id"]),
+  discard: new Set(["cmd", "id", "task_id"]),
+  tasks: new Set(["cmd", "id", "state", "limit"]),
 };
 
 function parseJsonRequest(text: string): Request {
@@ -212,6 +249,21 @@ function parseJsonRequest(text: string): Request {
       const id = parseTaskId(obj.task_id);
       if (id === undefined) return invalid("json", "bad_request", `"task_id" must be a positive whole number`, tag);
       return withTag({ kind: "status", format: "json", taskId: id }, tag);
+    }
+    if (cmd === "cancel" || cmd === "retry" || cmd === "discard") {
+      const id = parseTaskId(obj.task_id);
+      if (id === undefined) return invalid("json", "bad_request", `"task_id" must be a positive whole number`, tag);
+      return withTag({ kind: cmd, format: "json", taskId: id }, tag);
+    }
+    if (cmd === "tasks") {
+      const list = parseList(
+        typeof obj.state === "string" ? obj.state : undefined,
+        obj.limit === undefined ? undefined : String(obj.limit),
+      );
+      if (typeof list === "string") {
+        return invalid("json", "bad_request", list.replace("usage: /tasks", '"state" must be one of'), tag);
+      }
+      return withTag({ kind: "tasks", format: "json", state: list[0], limit: list[1] }, tag);
     }
     if (cmd === "auth") {
       if (typeof obj.token !== "string") return invalid("json", "bad_request", `"token" must be a string`, tag);
@@ -317,7 +369,7 @@ export const reply = {
     tag: Tag | undefined,
     taskId: number,
     state: TaskState,
-    detail?: { result?: unknown; error?: { code: string; message: string }; attempts?: number },
+    detail?: { result?: unknown; error?: { code: string; message: string }; attempts?: number; retried_as?: number },
   ): string {
     if (format === "json") return json({ ...tagged("status", tag), task_id: taskId, state, ...detail });
     const extra = detail?.error
@@ -338,5 +390,13 @@ export const reply = {
   },
   ok(format: Format, tag: Tag | undefined): string {
     return format === "text" ? "OK" : json(tagged("ok", tag));
+  },
+  /** A task operation done: `OK cancelled 7` / `{"type":"ok","task_id":7,"state":"cancelled"}`. */
+  opDone(format: Format, tag: Tag | undefined, taskId: number, state: string): string {
+    return format === "text" ? `OK ${state} ${taskId}` : json({ ...tagged("ok", tag), task_id: taskId, state });
+  },
+  /** `/tasks`: `TASKS [...]` / `{"type":"tasks","state":…,"tasks":[…]}`. */
+  tasks(format: Format, tag: Tag | undefined, state: ListedState, tasks: object[]): string {
+    return format === "text" ? `TASKS ${JSON.stringify(tasks)}` : json({ ...tagged("tasks", tag), state, tasks });
   },
 };

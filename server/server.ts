@@ -180,7 +180,7 @@ export class TaskServer {
     let socket: SocketListener;
     let recovered;
     try {
-      recovered = await store.load(Date.now() - opts.resultTtlMs);
+      recovered = await store.load(Date.now() - opts.resultTtlMs, Date.now() - opts.keepFailedMs);
       socket = await openListener(opts);
     } catch (e) {
       await store.close().catch(() => {});

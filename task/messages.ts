@@ -47,7 +47,7 @@ export type ToWorker =
   | { type: "abort"; ids: number[]; reason?: "timeout" | "shutdown" };
 
 /** Codes a task can end with besides success. */
-export type FailureCode = "handler_error" | "timeout" | "worker_crashed" | "shutting_down";
+export type FailureCode = "handler_error" | "timeout" | "worker_crashed" | "shutting_down" | "cancelled";
 
 /**
  * How one run of a task ended. `ms` is the handler's own run time. `permanent` marks a failure the

@@ -530,9 +530,49 @@ export class WorkerPool {
   }
 
   /** Ends one run of a task as a failure decided by the pool (not reported by the worker). */
-  #fail(slot: Slot, job: Job, code: FailureCode, message: string, ms = 0): void {
+  #fail(slot: Slot, job: Job, code: FailureCode, message: string, ms = 0, permanent = false): void {
     slot.failed++;
-    this.#events.settled(job, { id: job.id, ok: false, code, message, ms }, slot.id);
+    this.#events.settled(
+      job,
+      { id: job.id, ok: false, code, message, ms, ...(permanent ? { permanent } : {}) },
+      slot.id,
+    );
+  }
+
+  /**
+   * Cancels task `id`. Waiting: it leaves the queue (`"queued"`; the caller ends it). Running: its
+   * handler's signal is aborted (a command gets SIGTERM, then SIGKILL), and the run is settled at
+   * once as `cancelled`, a failure that is never retried (`"running"`); a handler that ignores the
+   * abort has its worker replaced, as after a timeout. Unknown to the pool: `undefined`.
+   */
+  cancel(id: number, message: string): "queued" | "running" | undefined {
+    const match = (job: Job) => job.id === id;
+    for (const q of [this.#shared, this.#probation, ...this.#slots.map((s) => s.lane)]) {
+      if (q.remove(match)) {
+        this.#queued--;
+        return "queued";
+      }
+    }
+    for (const waiting of this.#parked.values()) {
+      if (waiting.remove(match)) {
+        this.#queued--;
+        this.#parkedCount--;
+        return "queued";
+      }
+    }
+    for (const slot of this.#slots) {
+      for (const w of [slot.worker, ...slot.retiring]) {
+        const job = w.inflight.get(id);
+        if (!job) continue;
+        w.abort([id]);
+        this.#release(job);
+        this.#fail(slot, job, "cancelled", message, Math.round(performance.now() - (job.startedAt ?? 0)), true);
+        this.#endIfDone(w);
+        this.#drain();
+        return "running";
+      }
+    }
+    return undefined;
   }
 
   /** Terminates `w` and, if it still served its slot, puts a fresh worker there. */

@@ -48,6 +48,34 @@ export class Deque<T> {
     return this.#length === 0 ? undefined : this.#items[this.#head];
   }
 
+  /**
+   * Removes and returns the first item that `match` accepts (O(n): for a cancel, not the hot path).
+   *
+   * @example
+   * ```ts
+   * import { Deque } from "./queue.ts";
+   * import assert from "node:assert/strict";
+   * const q = new Deque<number>();
+   * for (const n of [1, 2, 3]) q.push(n);
+   * assert.equal(q.remove((n) => n === 2), 2);
+   * assert.deepEqual([q.shift(), q.shift(), q.length], [1, 3, 0]);
+   * ```
+   */
+  remove(match: (item: T) => boolean): T | undefined {
+    const mask = this.#items.length - 1;
+    for (let i = 0; i < this.#length; i++) {
+      const item = this.#items[(this.#head + i) & mask]!;
+      if (!match(item)) continue;
+      for (let j = i; j < this.#length - 1; j++) {
+        this.#items[(this.#head + j) & mask] = this.#items[(this.#head + j + 1) & mask];
+      }
+      this.#items[(this.#head + this.#length - 1) & mask] = undefined;
+      this.#length--;
+      return item;
+    }
+    return undefined;
+  }
+
   #grow(): void {
     const old = this.#items;
     const items: (T | undefined)[] = new Array(old.length * 2);

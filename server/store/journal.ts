@@ -67,8 +67,8 @@ export class JournalStore implements TaskStore {
     return new JournalStore(path, client);
   }
 
-  async load(since: number): Promise<Recovered> {
-    const { unfinished, finished, maxId } = await this.client.load(since);
+  async load(since: number, failedSince: number = since): Promise<Recovered> {
+    const { unfinished, finished, maxId } = await this.client.load(since, failedSince);
     return {
       maxId,
       unfinished: unfinished.map((t) => ({
@@ -90,7 +90,9 @@ export class JournalStore implements TaskStore {
         attempts: t.attempts,
         ...(t.json !== undefined ? { json: t.json } : {}),
         ...(t.error !== undefined ? { error: t.error } : {}),
+        ...(t.state === "failed" ? { data: t.data } : {}),
         finishedAt: t.finishedAt,
+        acceptedAt: t.acceptedAt,
       })),
     };
   }
@@ -107,11 +109,14 @@ export class JournalStore implements TaskStore {
   ended(id: number, end: TaskEnd): void {
     this.client.finish(id, end.state, end.attempts, end.json, end.error);
   }
+  discarded(id: number): void {
+    this.client.discard(id);
+  }
   commit(): Promise<void> {
     return this.client.commit();
   }
-  sweep(before: number, keep: number): Promise<void> {
-    return this.client.sweep(before, keep);
+  sweep(before: number, keep: number, failedBefore: number = before): Promise<void> {
+    return this.client.sweep(before, keep, failedBefore);
   }
   close(): Promise<void> {
     return this.client.close();

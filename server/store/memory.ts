@@ -24,17 +24,18 @@ const resolved = Promise.resolve();
 export class MemoryStore implements TaskStore {
   readonly name = "memory";
   readonly durable = false;
-  load(_since: number): Promise<Recovered> {
+  load(_since: number, _failedSince?: number): Promise<Recovered> {
     return Promise.resolve({ unfinished: [], finished: [], maxId: 0 });
   }
   accepted(_task: AcceptedTask): void {}
   started(_id: number, _attempt: number): void {}
   attemptFailed(_id: number, _attempt: number): void {}
   ended(_id: number, _end: TaskEnd): void {}
+  discarded(_id: number): void {}
   commit(): Promise<void> {
     return resolved;
   }
-  sweep(_before: number, _keep: number): Promise<void> {
+  sweep(_before: number, _keep: number, _failedBefore?: number): Promise<void> {
     return resolved;
   }
   close(): Promise<void> {

@@ -51,13 +51,16 @@ export interface RecoveredTask {
   wasRunning: boolean;
 }
 
-/** A finished task found on start, still within the result TTL. */
+/** A finished task found on start: within the result TTL, or a failure still kept (`--keep-failed`). */
 export interface FinishedTask extends TaskEnd {
   id: number;
   task: string;
   format: Format;
   tag?: Tag;
   finishedAt: number;
+  acceptedAt: number;
+  /** Its data: kept for failures, so that they can be retried. */
+  data?: unknown;
 }
 
 /** What a store holds on start. */
@@ -74,8 +77,11 @@ export interface TaskStore {
   readonly name: string;
   /** Whether replies must wait for {@linkcode TaskStore.commit} (false: records are never lost by a crash, because none survive it). */
   readonly durable: boolean;
-  /** What survived the last run: unfinished tasks, finished ones since `since`, the highest id. Called once, first. */
-  load(since: number): Promise<Recovered>;
+  /**
+   * What survived the last run: unfinished tasks, tasks finished since `since`, failed ones since
+   * `failedSince` (with their data), the highest id. Called once, first.
+   */
+  load(since: number, failedSince?: number): Promise<Recovered>;
   /** Records an accepted task. */
   accepted(task: AcceptedTask): void;
   /** Records that attempt `attempt` of a task started on a worker. */
@@ -84,10 +90,15 @@ export interface TaskStore {
   attemptFailed(id: number, attempt: number): void;
   /** Records a task's end. */
   ended(id: number, end: TaskEnd): void;
+  /** Forgets a finished task at once (a failure discarded, or retried under a new id). */
+  discarded(id: number): void;
   /** Resolves when everything recorded before the call is durable. */
   commit(): Promise<void>;
-  /** Forgets finished tasks that ended before `before`, and all but the newest `keep`. */
-  sweep(before: number, keep: number): Promise<void>;
+  /**
+   * Forgets tasks that ended well before `before`, and all but the newest `keep` of them; failed
+   * ones are kept until `failedBefore` instead (`--keep-failed`).
+   */
+  sweep(before: number, keep: number, failedBefore?: number): Promise<void>;
   /** Commits what is recorded and closes. */
   close(): Promise<void>;
 }

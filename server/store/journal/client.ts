@@ -29,9 +29,9 @@ export type JournalRequest =
   & { id: number }
   & (
     | { type: "open"; path: string; sync: JournalSync; reset: boolean }
-    | { type: "load"; since: number }
+    | { type: "load"; since: number; failedSince: number }
     | { type: "write"; batch: JournalBatch }
-    | { type: "sweep"; before: number; keep: number }
+    | { type: "sweep"; before: number; keep: number; failedBefore: number }
     | { type: "close" }
   );
 
@@ -42,7 +42,7 @@ export type JournalReply =
 
 type Distributive<T> = T extends unknown ? Omit<T, "id"> : never;
 
-const empty = (): JournalBatch => ({ accepted: [], started: [], attempts: [], ended: [] });
+const empty = (): JournalBatch => ({ accepted: [], started: [], attempts: [], ended: [], discarded: [] });
 
 /**
  * A journal file, written from its own thread.
@@ -118,8 +118,8 @@ export class JournalClient {
   }
 
   /** Unfinished tasks (the running ones counted as interrupted once more), finished ones since `since`, the highest id. */
-  load(since: number): Promise<LoadedJournal> {
-    return this.#request({ type: "load", since }) as Promise<LoadedJournal>;
+  load(since: number, failedSince: number = since): Promise<LoadedJournal> {
+    return this.#request({ type: "load", since, failedSince }) as Promise<LoadedJournal>;
   }
 
   /** Records an accepted task: durable once a later {@linkcode commit} resolves. */
@@ -152,6 +152,12 @@ export class JournalClient {
     this.#schedule();
   }
 
+  /** Records that a finished task is to be forgotten now. */
+  discard(id: number): void {
+    (this.#buffer.discarded ??= []).push(id);
+    this.#schedule();
+  }
+
   /** Commits what was recorded at the end of this turn, whether or not anyone waits for it. */
   #schedule(): void {
     if (this.#scheduled) return;
@@ -166,7 +172,10 @@ export class JournalClient {
   /** Resolves when everything recorded before this call is on disk. */
   commit(): Promise<void> {
     const b = this.#buffer;
-    if (b.accepted.length === 0 && b.started.length === 0 && b.attempts.length === 0 && b.ended.length === 0) {
+    if (
+      b.accepted.length === 0 && b.started.length === 0 && b.attempts.length === 0 && b.ended.length === 0 &&
+      (b.discarded?.length ?? 0) === 0
+    ) {
       return this.#inflight ?? Promise.resolve();
     }
     if (!this.#inflight) return this.#post();
@@ -175,8 +184,8 @@ export class JournalClient {
   }
 
   /** Forgets finished tasks that ended before `before`, and all but the newest `keep`. */
-  async sweep(before: number, keep: number): Promise<void> {
-    await this.#request({ type: "sweep", before, keep });
+  async sweep(before: number, keep: number, failedBefore: number = before): Promise<void> {
+    await this.#request({ type: "sweep", before, keep, failedBefore });
   }
 
   /** Commits what is recorded, closes the file and ends the thread. */

@@ -95,6 +95,8 @@ export interface JournalBatch {
   attempts: number[];
   /** {@linkcode EndedRow}s, flattened: {@linkcode ENDED_FIELDS} values each. */
   ended: JournalValue[];
+  /** Ids of finished tasks to forget now (discarded, or retried under a new id). */
+  discarded?: number[];
 }
 
 /**
@@ -164,6 +166,7 @@ export interface JournalTask {
   json?: string;
   error?: { code: string; message: string };
   finishedAt: number;
+  acceptedAt: number;
 }
 
 /** What {@linkcode Journal.load} returns. */
@@ -260,6 +263,8 @@ export class Journal {
   readonly #sweepAccepted: StatementSync;
   readonly #sweepEnded: StatementSync;
   readonly #sweepStarted: StatementSync;
+  readonly #discardAccepted: StatementSync;
+  readonly #discardEnded: StatementSync;
 
   private constructor(
     readonly path: string,
@@ -272,13 +277,20 @@ export class Journal {
     this.#rememberMaxId = db.prepare(
       "INSERT OR REPLACE INTO meta (key, value) SELECT 'max_id', MAX(id) FROM accepted HAVING MAX(id) IS NOT NULL",
     );
-    // Finished before ?1, or older than the newest ?2 finished ones.
-    const doomed =
-      "SELECT id FROM ended WHERE finished_at < ?1 OR id <= (SELECT id FROM ended ORDER BY id DESC LIMIT 1 OFFSET ?2)";
+    // Done (or failed and past --keep-failed) before ?1, or older than the newest ?2 of those that
+    // succeeded; failures are kept until ?3 (--keep-failed), whatever their number.
+    const doomed = `SELECT id FROM ended WHERE
+      (state != 'failed' AND (finished_at < ?1 OR id <= (SELECT id FROM ended WHERE state != 'failed' ORDER BY id DESC LIMIT 1 OFFSET ?2)))
+      OR (state = 'failed' AND finished_at < ?3)`;
     this.#sweepAccepted = db.prepare(`DELETE FROM accepted WHERE id IN (${doomed})`);
     this.#sweepEnded = db.prepare(`DELETE FROM ended WHERE id IN (${doomed})`);
     // A start matters only until its task ends.
     this.#sweepStarted = db.prepare("DELETE FROM started WHERE id IN (SELECT id FROM ended)");
+    // Only a finished task is forgotten this way: an unfinished one stays, whatever the caller says.
+    this.#discardAccepted = db.prepare(
+      "DELETE FROM accepted WHERE id = ?1 AND EXISTS (SELECT 1 FROM ended WHERE id = ?1)",
+    );
+    this.#discardEnded = db.prepare("DELETE FROM ended WHERE id = ?");
   }
 
   /**
@@ -401,11 +413,11 @@ export class Journal {
   }
 
   /**
-   * Every task that was accepted and has not finished, and every finished one since `since`. A
-   * task that was running when the server stopped (its start is recorded, and it had not failed
+   * Every task that was accepted and has not finished, every finished one since `since`, and
+   * every failed one since `failedSince` (kept for a retry, `--keep-failed`). A task that was running when the server stopped (its start is recorded, and it had not failed
    * that attempt) counts one more interruption; a queued one does not.
    */
-  load(since: number): LoadedJournal {
+  load(since: number, failedSince: number = since): LoadedJournal {
     this.#begin();
     const running = `SELECT a.id FROM accepted a JOIN started s ON s.id = a.id
       WHERE s.attempt > a.attempts AND a.id NOT IN (SELECT id FROM ended)`;
@@ -417,8 +429,8 @@ export class Journal {
     this.#db.exec("DELETE FROM started WHERE id NOT IN (SELECT id FROM ended)");
     this.#commit();
     const rows = this.#db.prepare(
-      "SELECT * FROM tasks WHERE state = 'queued' OR finished_at >= ? ORDER BY id",
-    ).all(since) as Record<string, unknown>[];
+      "SELECT * FROM tasks WHERE state = 'queued' OR finished_at >= ? OR (state = 'failed' AND finished_at >= ?) ORDER BY id",
+    ).all(since, failedSince) as Record<string, unknown>[];
     const tasks = rows.map((r): JournalTask => ({
       id: Number(r.id),
       task: String(r.task),
@@ -432,6 +444,7 @@ export class Journal {
       ...(r.result != null ? { json: String(r.result) } : {}),
       ...(r.error != null ? { error: JSON.parse(String(r.error)) } : {}),
       finishedAt: Number(r.finished_at ?? 0),
+      acceptedAt: Number(r.accepted_at ?? 0),
     }));
     // The highest id ever issued: the rows may have been swept, the id must not come back.
     const max = this.#db.prepare(
@@ -478,6 +491,10 @@ export class Journal {
           Array(n).fill("(?, ?, ?, ?, ?, ?)").join(", ")
         }`,
     );
+    for (const id of batch.discarded ?? []) {
+      this.#discardAccepted.run(id);
+      this.#discardEnded.run(id);
+    }
     this.#commit();
   }
 
@@ -502,13 +519,16 @@ export class Journal {
     }
   }
 
-  /** Forgets finished tasks that ended before `before` (ms since the epoch), and all but the newest `keep`. */
-  sweep(before: number, keep: number): void {
+  /**
+   * Forgets tasks that ended before `before` (ms since the epoch), and all but the newest `keep`
+   * that succeeded; failures until `failedBefore` (`--keep-failed`).
+   */
+  sweep(before: number, keep: number, failedBefore: number = before): void {
     this.#begin();
     // Remember the highest id first: after a sweep of everything, ids must still go on from it.
     this.#rememberMaxId.run();
-    this.#sweepAccepted.run(before, keep);
-    this.#sweepEnded.run(before, keep);
+    this.#sweepAccepted.run(before, keep, failedBefore);
+    this.#sweepEnded.run(before, keep, failedBefore);
     this.#sweepStarted.run();
     this.#commit();
   }

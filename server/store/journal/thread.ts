@@ -19,12 +19,12 @@ function handle(req: JournalRequest): unknown {
       journal = Journal.open(req.path, req.sync, req.reset);
       return journal.warnings;
     case "load":
-      return journal!.load(req.since);
+      return journal!.load(req.since, req.failedSince);
     case "write":
       journal!.write(req.batch);
       return null;
     case "sweep":
-      journal!.sweep(req.before, req.keep);
+      journal!.sweep(req.before, req.keep, req.failedBefore);
       return null;
     case "close":
       journal?.close();
