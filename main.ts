@@ -4,7 +4,8 @@
  *
  * The walk of the code: this file → `server/cli.ts` → `server/server.ts` → `server/desk.ts` →
  * `server/lifecycle.ts` → `task/pool.ts` → `task/worker.ts` → `task/handlers/*.ts`, and back; the
- * client is `client/cli.ts`.
+ * client is `client/cli.ts`, and the operator's commands (`status`, `tasks`, `retry`, `cancel`)
+ * are `client/admin.ts`.
  *
  * @module
  */
@@ -17,12 +18,26 @@ import { runServe, SERVE_OPTIONS } from "./server/mod.ts";
 import { StartError } from "./server/mod.ts";
 import { CLIENT_FLAGS, runClient } from "./client/cli.ts";
 import { BENCH_FLAGS, runBench } from "./bench/cli.ts";
+import {
+  CANCEL_FLAGS,
+  RETRY_FLAGS,
+  runCancel,
+  runRetry,
+  runStatus,
+  runTasks,
+  STATUS_FLAGS,
+  TASKS_FLAGS,
+} from "./client/admin.ts";
 
 export { VERSION };
 
 const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
   serve: { run: runServe, help: "run the task server (like the seed's Server.php)" },
   client: { run: runClient, help: "send tasks and print their results (like the seed's Client.php)" },
+  status: { run: runStatus, help: "a running server's counters: tasks, queue, workers (its /stats)" },
+  tasks: { run: runTasks, help: "list a server's failed, running or queued tasks" },
+  retry: { run: runRetry, help: "run failed tasks again under new ids, and wait for their results" },
+  cancel: { run: runCancel, help: "stop queued or running tasks" },
   bench: { run: runBench, help: "load-test a server: tasks/s, latency percentiles, lost tasks" },
   completions: {
     run: (args) => Promise.resolve(runCompletions(args, completedProgram())),
@@ -35,6 +50,10 @@ function completedProgram(): CompletedProgram {
   const tables: [string, readonly FlagSpec[]][] = [
     ["serve", flagSpecs(SERVE_OPTIONS)],
     ["client", CLIENT_FLAGS],
+    ["status", STATUS_FLAGS],
+    ["tasks", TASKS_FLAGS],
+    ["retry", RETRY_FLAGS],
+    ["cancel", CANCEL_FLAGS],
     ["bench", BENCH_FLAGS],
     ["completions", [HELP_FLAG]],
   ];
@@ -69,6 +88,7 @@ Flags:
 Quick start:
   asynctask serve                 # terminal 1: listen on 127.0.0.1:9501
   asynctask client                # terminal 2: type a phone number, get ACCEPTED, then DONE
+  asynctask tasks --failed        # what failed, with its error and data; then: asynctask retry <id>
 `;
 
 /**

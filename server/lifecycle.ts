@@ -226,7 +226,11 @@ export class TaskLifecycle {
       settled: (job, outcome, worker) => this.#settled(job, outcome, worker),
       crashed: (worker, reason, failed, requeued) => {
         this.metrics.workerRestarted("crashed");
-        for (const job of requeued) this.#requeued(job);
+        const suspects = failed.map((j) => j.id).join(", ");
+        const why = `worker ${worker} crashed under it (${reason})` +
+          (suspects ? `; the suspect is task ${suspects}` : "; no task was to blame") +
+          "; running it again, without spending a retry";
+        for (const job of requeued) this.#requeued(job, why);
         log.error(
           "worker {worker} crashed ({reason}); {failed} task(s) failed with worker_crashed, {requeued} other task(s) on it run again; worker replaced",
           { worker, reason, failed: failed.length, requeued: requeued.length },
@@ -238,7 +242,9 @@ export class TaskLifecycle {
       },
       killed: (worker, reason, requeued) => {
         this.metrics.workerRestarted("killed");
-        for (const job of requeued) this.#requeued(job);
+        for (const job of requeued) {
+          this.#requeued(job, `worker ${worker} was replaced under it (${reason}); running it again`);
+        }
         log.error("worker {worker} terminated and replaced: {reason}; {tasks} other task(s) on it run again", {
           worker,
           reason,
@@ -605,10 +611,12 @@ export class TaskLifecycle {
     this.#retryTimers.set(rec.id, timer);
   }
 
-  /** A task that was running on a stopped worker went back to the queue (not its fault). */
-  #requeued(job: Job): void {
+  /** A task that was running on a stopped worker went back to the queue (not its fault): its client hears why. */
+  #requeued(job: Job, why: string): void {
     const rec = this.#book.get(job.id);
-    if (rec) rec.state = "queued";
+    if (!rec) return;
+    rec.state = "queued";
+    rec.target?.send(reply.progress(rec.format, rec.id, rec.tag, 0, why));
   }
 
   /** Records a task's end, sends its final reply, and files it for `/status`. Exactly once per task. */

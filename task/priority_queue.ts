@@ -1,7 +1,7 @@
 /**
  * The queue waiting tasks are served from when tasks have priorities: higher priority first, first in
  * first out within a priority, O(log n) `push` and `shift`. It has the members of {@linkcode Deque}
- * that the pool uses (`length`, `push`, `shift`, `peek`), plus `remove` for cancelling.
+ * (`length`, `push`, `shift`, `peek`, `remove` for a cancel), plus `removeAll`.
  *
  * **Aging, against starvation.** A task's effective priority rises by 1 for every `agingMs` (default
  * 10 s) it has waited, so a stream of high-priority tasks cannot hold a low-priority one back forever:
@@ -43,7 +43,7 @@ export const DEFAULT_AGING_MS = 10_000;
 
 /**
  * A binary min-heap of items by a numeric key; equal keys come out in the order they went in.
- * `push` and `shift` are O(log n), `peek` and `peekKey` O(1), `remove` O(n).
+ * `push` and `shift` are O(log n), `peek` and `peekKey` O(1), `remove` and `removeAll` O(n).
  *
  * @example
  * ```ts
@@ -100,8 +100,35 @@ export class MinHeap<T> {
     return this.#length === 0 ? undefined : this.#keys[0];
   }
 
+  /**
+   * Removes and returns the item that `match` accepts and that `shift` would give first (a cancel), as
+   * {@linkcode Deque.remove} does. O(n).
+   */
+  remove(match: (item: T) => boolean): T | undefined {
+    let best = -1;
+    const keys = this.#keys, seqs = this.#seqs;
+    for (let i = 0; i < this.#length; i++) {
+      if (best >= 0 && (keys[i] > keys[best] || (keys[i] === keys[best] && seqs[i] > seqs[best]))) continue;
+      if (match(this.#items[i] as T)) best = i; // i < length: a slot in use
+    }
+    if (best < 0) return undefined;
+    const removed = this.#items[best];
+    const last = --this.#length;
+    const item = this.#items[last], key = keys[last], seq = seqs[last];
+    this.#items[last] = undefined;
+    if (best < last) {
+      const parent = (best - 1) >> 1;
+      if (best > 0 && (key < keys[parent] || (key === keys[parent] && seq < seqs[parent]))) {
+        this.#siftUp(best, item, key, seq);
+      } else {
+        this.#siftDown(best, item, key, seq);
+      }
+    }
+    return removed;
+  }
+
   /** Removes every item `predicate` accepts, and returns them (in no particular order). O(n). */
-  remove(predicate: (item: T) => boolean): T[] {
+  removeAll(predicate: (item: T) => boolean): T[] {
     const removed: T[] = [];
     let kept = 0;
     for (let i = 0; i < this.#length; i++) {
@@ -218,11 +245,11 @@ export interface PriorityQueueOptions {
  * // aging: after waiting 60 s, a priority -5 task goes before a fresh priority 0 one
  * q.push("new report", 0, 62_000);
  * assert.equal(q.shift(), "backup");
- * assert.deepEqual(q.remove((t) => t === "new report"), ["new report"]);
+ * assert.equal(q.remove((t) => t === "new report"), "new report");
  * assert.equal(q.length, 0);
  * ```
  */
-export class PriorityQueue<T> implements Pick<Deque<T>, "length" | "push" | "shift" | "peek"> {
+export class PriorityQueue<T> implements Pick<Deque<T>, "length" | "push" | "shift" | "peek" | "remove"> {
   readonly #heap = new MinHeap<T>();
   readonly #agingMs: number;
 
@@ -258,9 +285,17 @@ export class PriorityQueue<T> implements Pick<Deque<T>, "length" | "push" | "shi
     return this.#heap.peek();
   }
 
-  /** Removes every task `predicate` accepts (a cancel), and returns them. O(n). */
-  remove(predicate: (item: T) => boolean): T[] {
-    return this.#heap.remove(predicate);
+  /**
+   * Removes and returns the task `match` accepts that would be served first (a cancel), as
+   * {@linkcode Deque.remove} does. O(n).
+   */
+  remove(match: (item: T) => boolean): T | undefined {
+    return this.#heap.remove(match);
+  }
+
+  /** Removes every task `predicate` accepts, and returns them (in no particular order). O(n). */
+  removeAll(predicate: (item: T) => boolean): T[] {
+    return this.#heap.removeAll(predicate);
   }
 
   /** Removes every task. */

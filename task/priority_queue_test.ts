@@ -24,7 +24,7 @@ Deno.test("MinHeap gives keys in order, equal keys first in first out, across gr
       model.push(item);
     }
     if (round % 7 === 3) {
-      const gone = heap.remove((x) => x.n % 5 === 0).sort((a, b) => a.n - b.n);
+      const gone = heap.removeAll((x) => x.n % 5 === 0).sort((a, b) => a.n - b.n);
       const expected = model.filter((x) => x.n % 5 === 0).sort((a, b) => a.n - b.n);
       assert.deepEqual(gone, expected);
       model.splice(0, model.length, ...model.filter((x) => x.n % 5 !== 0));
@@ -49,7 +49,8 @@ Deno.test("MinHeap refuses a NaN key; entries lists what is in it; clear empties
   heap.push("a", 2);
   heap.push("b", -Infinity);
   assert.deepEqual([...heap.entries()].sort(), [["a", 2], ["b", -Infinity]]);
-  assert.deepEqual(heap.remove(() => false), []);
+  assert.deepEqual(heap.removeAll(() => false), []);
+  assert.equal(heap.remove(() => false), undefined);
   heap.clear();
   assert.equal(heap.length, 0);
   heap.push("c", 1);
@@ -73,7 +74,7 @@ Deno.test("PriorityQueue: higher priority first, FIFO within a priority", () => 
   assert.deepEqual(out, ["high-1", "high-2", "mid-1", "mid-2", "mid-3", "low-1", "low-2"]);
 });
 
-Deno.test("PriorityQueue: same time and priority keep push order; defaults are priority 0 and performance.now()", () => {
+Deno.test("PriorityQueue: same time and priority keep push order; defaults: priority 0, performance.now()", () => {
   const q = new PriorityQueue<number>();
   for (let i = 0; i < 100; i++) q.push(i, 3, 500);
   for (let i = 0; i < 100; i++) assert.equal(q.shift(), i);
@@ -124,7 +125,7 @@ Deno.test("PriorityQueue agrees with a model: order by (enqueuedAt - priority·a
       assert.equal(q.shift(), model.shift()!.n);
     }
     if (n % 1000 === 999) {
-      const gone = q.remove((x) => x % 3 === 0).sort((a, b) => a - b);
+      const gone = q.removeAll((x) => x % 3 === 0).sort((a, b) => a - b);
       assert.deepEqual(gone, model.filter((m) => m.n % 3 === 0).map((m) => m.n).sort((a, b) => a - b));
       model.splice(0, model.length, ...model.filter((m) => m.n % 3 !== 0));
     }
@@ -133,6 +134,32 @@ Deno.test("PriorityQueue agrees with a model: order by (enqueuedAt - priority·a
   assert.deepEqual([...q].sort((a, b) => a - b), model.map((m) => m.n).sort((a, b) => a - b));
   for (const m of model) assert.equal(q.shift(), m.n);
   assert.equal(q.length, 0);
+});
+
+Deno.test("remove takes out the matching item served first, and keeps the heap in order", () => {
+  const rnd = random(11);
+  const heap = new MinHeap<number>();
+  const model: { n: number; key: number }[] = [];
+  for (let n = 0; n < 3000; n++) {
+    const key = Math.floor(rnd() * 50);
+    heap.push(n, key);
+    model.push({ n, key });
+    if (n % 4 === 3) {
+      const mod = Math.floor(rnd() * 7);
+      const matches = model.filter((m) => m.n % 7 === mod).sort((a, b) => a.key - b.key || a.n - b.n);
+      assert.equal(heap.remove((x) => x % 7 === mod), matches[0]?.n);
+      if (matches[0]) model.splice(model.indexOf(matches[0]), 1);
+    }
+  }
+  model.sort((a, b) => a.key - b.key || a.n - b.n);
+  for (const m of model) assert.equal(heap.shift(), m.n);
+  assert.equal(heap.length, 0);
+
+  const q = new PriorityQueue<string>({ agingMs: Infinity });
+  for (const [t, p] of [["a", 0], ["b", 5], ["c", 5], ["d", 0]] as const) q.push(t, p);
+  assert.equal(q.remove((t) => t === "c" || t === "d"), "c"); // c is served before d
+  assert.equal(q.remove((t) => t === "zz"), undefined);
+  assert.deepEqual([q.shift(), q.shift(), q.shift(), q.length], ["b", "a", "d", 0]);
 });
 
 Deno.test("PriorityQueue refuses an agingMs that is not more than 0", () => {

@@ -1,12 +1,12 @@
 /**
  * The scheduling fields of a task request, read and checked before the task is accepted:
  *
- * | field        | what                                                                         | default       |
- * | ------------ | ---------------------------------------------------------------------------- | ------------- |
- * | `priority`   | a whole number from -100 to 100; higher runs sooner                          | `0`           |
- * | `delay`      | how long to wait before the task may start: `"30s"`, `"2m"`, `"1h30m"`, or ms | start at once |
- * | `run_at`     | when the task may start: RFC 3339 with an offset, `"2026-12-02T10:00:00+08:00"` | start at once |
- * | `unique_key` | 1 to 256 characters: at most one task with this key is waiting or running    | none          |
+ * | field        | what                                                                            | default |
+ * | ------------ | ------------------------------------------------------------------------------- | ------- |
+ * | `priority`   | a whole number from -100 to 100; higher runs sooner                             | `0`     |
+ * | `delay`      | how long to wait before the task may start: `"30s"`, `"2m"`, `"1h30m"`, or ms   | none    |
+ * | `run_at`     | when the task may start: RFC 3339 with an offset, `"2026-12-02T10:00:00+08:00"` | none    |
+ * | `unique_key` | 1 to 256 characters: at most one task with this key is waiting or running       | none    |
  *
  * `delay` and `run_at` exclude each other, and neither may reach past `now` + `--max-delay` (30 days by
  * default). A `run_at` in the past is due at once.
@@ -68,11 +68,8 @@ export function parsePriority(value: unknown): Result<number> {
   if (n !== undefined && Number.isInteger(n) && n >= PRIORITY_MIN && n <= PRIORITY_MAX) {
     return { ok: true, value: n === 0 ? 0 : n }; // no -0
   }
-  return fail(
-    `"priority" must be a whole number from ${PRIORITY_MIN} to ${PRIORITY_MAX} (higher runs sooner; default ${DEFAULT_PRIORITY}), not ${
-      show(value)
-    }`,
-  );
+  const range = `from ${PRIORITY_MIN} to ${PRIORITY_MAX} (higher runs sooner; default ${DEFAULT_PRIORITY})`;
+  return fail(`"priority" must be a whole number ${range}, not ${show(value)}`);
 }
 
 /**
@@ -371,7 +368,7 @@ export function compileTemplate(source: string, what = "the key template"): Resu
               `not an object with "${step}"`,
           );
         }
-        // v is a non-null object (or array); an own property only, never one of its prototype's
+        // an own property only, never one of its prototype's; the cast: v is a non-null object (or array)
         v = Object.hasOwn(v, step) ? (v as Record<string, unknown>)[step] : undefined;
       }
       if (v === undefined) {

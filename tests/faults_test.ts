@@ -44,9 +44,18 @@ Deno.test("a handler that never yields: FAILED timeout, its worker is replaced, 
     // Sent to the same worker while it is blocked: they cannot start, and are not to blame.
     await c.send("/task sleep 200", "/task echo queued behind");
     assert.deepEqual(await c.take(2), ["ACCEPTED 2 sleeping 200 ms", "ACCEPTED 3 echo queued"]);
-    const finals = await c.take(3, 20_000);
-    assert.equal(finals[0], "FAILED 1 timeout the task ran longer than --task-timeout 300ms");
-    assert.deepEqual(finals.slice(1).sort(), ['DONE 2 {"slept_ms":200}', "DONE 3 queued behind"]);
+    const lines = await c.take(5, 20_000);
+    assert.equal(lines[0], "FAILED 1 timeout the task ran longer than --task-timeout 300ms");
+    // The two beside it hear why they run again, then end.
+    const again = lines.filter((l) => l.startsWith("PROGRESS")).sort();
+    assert.deepEqual(again.map((l) => l.slice(0, 43)), [
+      "PROGRESS 2 0 worker 1 was replaced under it",
+      "PROGRESS 3 0 worker 1 was replaced under it",
+    ]);
+    assert.deepEqual(lines.filter((l) => l.startsWith("DONE")).sort(), [
+      'DONE 2 {"slept_ms":200}',
+      "DONE 3 queued behind",
+    ]);
     assert.equal(stats().workers[0].restarts, 1, "the blocked worker was replaced");
     await c.send('{"cmd":"status","task_id":2}');
     const status = json(await c.next());
@@ -104,8 +113,13 @@ Deno.test("a worker crash: the suspect spends a retry (or fails worker_crashed);
   await session({ workers: 1, retries: 1, retryBackoffMs: 10 }, async (c, stats) => {
     await c.send("/task sleep 300", "/task crash once");
     await c.take(2);
-    const lines = await c.take(3, 20_000);
-    const retried = lines.filter((l) => l.startsWith("PROGRESS"));
+    const lines = await c.take(4, 20_000);
+    const told = lines.find((l) => l.startsWith("PROGRESS 1 "));
+    assert.match(
+      told ?? "",
+      /^PROGRESS 1 0 worker 1 crashed under it \(.*boom.*\); the suspect is task 2; running it again/,
+    );
+    const retried = lines.filter((l) => l.startsWith("PROGRESS 2 "));
     assert.equal(retried.length, 1, lines.join("\n"));
     assert.match(retried[0], /^PROGRESS 2 0 attempt 1 of 2 failed \(worker_crashed: worker 1 crashed: .*boom/);
     const finals = lines.filter((l) => l.startsWith("DONE")).sort();
@@ -115,7 +129,9 @@ Deno.test("a worker crash: the suspect spends a retry (or fails worker_crashed);
   await session({ workers: 1 }, async (c) => {
     await c.send("/task sleep 300", "/task crash always");
     await c.take(2);
-    const finals = (await c.take(2, 20_000)).sort();
+    const lines = await c.take(3, 20_000);
+    assert.match(lines.find((l) => l.startsWith("PROGRESS")) ?? "", /^PROGRESS 1 0 worker 1 crashed under it/);
+    const finals = lines.filter((l) => !l.startsWith("PROGRESS")).sort();
     assert.equal(finals[0], 'DONE 1 {"slept_ms":300}', "the innocent task is not failed for its neighbour's crash");
     assert.match(finals[1], /^FAILED 2 worker_crashed worker 1 crashed: .*boom from a timer$/);
   });

@@ -155,8 +155,8 @@ Deno.test("metrics: /metrics follows the text format, and its numbers are the se
       );
       assert.ok(value(samples, "process_max_fds")! >= fds);
     }
-    // Until the lifecycle reports run times, the histograms are left out, not shown empty.
-    assert.equal(types.has("asynctask_task_duration_seconds"), false);
+    // The lifecycle reports run times: a histogram by task; without a journal, no commit times.
+    assert.equal(types.get("asynctask_task_duration_seconds"), "histogram");
     assert.equal(types.has("asynctask_journal_commit_seconds"), false, "no journal");
 
     // The npm parser reads the same. (It ships no types; this is the shape its README gives.)
@@ -243,7 +243,13 @@ Deno.test("metrics: a journaled server shows its commit-time histogram from the 
     const { types, samples } = strictParse(text);
     assert.equal(types.get("asynctask_journal_commit_seconds"), "histogram");
     assert.equal(value(samples, "asynctask_journal_commit_seconds_count"), 0);
-    const ready = await fetch(`http://127.0.0.1:${server.httpAddr!.port}/readyz`);
+    // Ready once the workers have loaded their handlers (a moment after the start).
+    let ready = await fetch(`http://127.0.0.1:${server.httpAddr!.port}/readyz`);
+    for (let i = 0; i < 100 && ready.status !== 200; i++) {
+      await ready.body?.cancel();
+      await new Promise((r) => setTimeout(r, 50));
+      ready = await fetch(`http://127.0.0.1:${server.httpAddr!.port}/readyz`);
+    }
     assert.equal(ready.status, 200);
     assert.equal((await ready.json()).checks.store.detail, "the journal's last commit is on disk");
   } finally {

@@ -71,7 +71,7 @@ Deno.test("http: /healthz 200; /readyz 200 with its checks, 503 while the server
   const checks = JSON.parse(ready.body);
   assert.equal(checks.ready, true);
   assert.deepEqual(Object.keys(checks.checks), ["listening", "workers", "store"]);
-  assert.equal(checks.checks.workers.detail, "2 of 2 worker slots");
+  assert.equal(checks.checks.workers.detail, "2 of 2 worker slots ready");
   assert.equal((await fetch(`${url}/readyz`, { method: "HEAD" })).status, 200, "HEAD works for probes");
 
   // A task that runs 1.5 s keeps the server draining for that long.

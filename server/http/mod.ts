@@ -13,6 +13,8 @@
  * | `/api/snapshot`    | the latest snapshot, as JSON                                                  | yes    |
  * | `/api/tasks`       | the tasks this server runs, with their JSON Schema where they have one       | yes    |
  * | `/api/submit`      | POST `{"task", "data"}`: submits over the line protocol, streams its replies (`submit.ts`) | yes |
+ * | `/api/operate`     | POST `{"op": "retry"\|"cancel"\|"discard", "task_id"}`: the same, for `/retry`, `/cancel`, `/discard` | yes |
+ * | `/api/list`        | GET `?state=running&state=queued&limit=20`: `/tasks` of each state, as JSON    | yes    |
  * | `/login` `/logout` | the sign-in form; signing out                                                 | —      |
  * | `/assets/…`        | the dashboard's files                                                         | no     |
  *
@@ -29,7 +31,7 @@ import { connectHost, type HttpAddress, urlHost } from "./address.ts";
 import { exposition, EXPOSITION_CONTENT_TYPE, processUsage } from "./exposition.ts";
 import { LiveFeed } from "./live.ts";
 import { Sessions } from "./session.ts";
-import { type LineTarget, submitOverLine } from "./submit.ts";
+import { type LineTarget, listOverLine, operateOverLine, OPERATIONS, submitOverLine } from "./submit.ts";
 
 export { HttpAddressError, parseHttpAddress } from "./address.ts";
 
@@ -75,6 +77,8 @@ export interface HttpOptions {
 export const STORE_PROBE_MS = 2000;
 /** Task forms in flight at once; one more is answered 503. */
 export const MAX_SUBMISSIONS = 32;
+/** The states `/api/list` asks `/tasks` for. */
+const LISTED_STATES: readonly string[] = ["queued", "running", "failed"];
 /** How long a failed sign-in is held back. */
 const LOGIN_FAILURE_DELAY_MS = 500;
 
@@ -401,6 +405,12 @@ export class HttpServer {
       case "/api/submit":
         if (method !== "POST") return this.#notAllowed("POST");
         return await this.#submit(req);
+      case "/api/operate":
+        if (method !== "POST") return this.#notAllowed("POST");
+        return await this.#operate(req);
+      case "/api/list":
+        if (method !== "GET") return this.#notAllowed("GET");
+        return await this.#list(url);
     }
     return text("not found\n", 404);
   }
@@ -506,8 +516,71 @@ export class HttpServer {
       return text('send {"task": "<name>", "data": …}\n', 400);
     }
     const data = "data" in parsed ? parsed.data : null;
-    const reader = submitOverLine(this.#source.line, { task: parsed.task, data }).getReader();
-    // Tracked until it ends, so that close() can end it.
+    return this.#stream(submitOverLine(this.#source.line, { task: parsed.task, data }));
+  }
+
+  /** A JSON request body of at most `--max-line` bytes, or the response that says why not. */
+  async #jsonBody(req: Request, shape: string): Promise<{ value: unknown } | Response> {
+    if (!(req.headers.get("content-type") ?? "").toLowerCase().startsWith("application/json")) {
+      return text(`send JSON: Content-Type: application/json, ${shape}\n`, 415);
+    }
+    const raw = await readBody(req, this.#opts.maxBody);
+    if (!raw) return text(`the request is larger than --max-line (${this.#opts.maxBody} bytes)\n`, 413);
+    try {
+      return { value: JSON.parse(new TextDecoder().decode(raw)) };
+    } catch (e) {
+      return text(`the body is not JSON: ${e instanceof Error ? e.message : String(e)}\n`, 400);
+    }
+  }
+
+  /**
+   * The dashboard's buttons: `/retry`, `/cancel` or `/discard` of one task over the line protocol,
+   * its replies streamed as NDJSON (for a retry, up to the new task's result).
+   */
+  async #operate(req: Request): Promise<Response> {
+    const shape = `{"op": "${OPERATIONS.join('" | "')}", "task_id": <id>}`;
+    if (this.#submissions.size >= MAX_SUBMISSIONS) {
+      return text(
+        `${MAX_SUBMISSIONS} requests from the dashboard are already waiting for their results; retry later\n`,
+        503,
+        {
+          "retry-after": "1",
+        },
+      );
+    }
+    const body = await this.#jsonBody(req, shape);
+    if (body instanceof Response) return body;
+    const v = body.value;
+    const op = typeof v === "object" && v !== null && "op" in v ? OPERATIONS.find((o) => o === v.op) : undefined;
+    const taskId = typeof v === "object" && v !== null && "task_id" in v ? v.task_id : undefined;
+    if (op === undefined || typeof taskId !== "number" || !Number.isSafeInteger(taskId) || taskId <= 0) {
+      return text(`send ${shape}\n`, 400);
+    }
+    return this.#stream(operateOverLine(this.#source.line, { op, taskId }));
+  }
+
+  /** The dashboard's running and queued lists: `/tasks <state> <limit>` of each `state` asked for, as JSON. */
+  async #list(url: URL): Promise<Response> {
+    if (this.#isDraining()) {
+      return json({ type: "error", error: { code: "shutting_down", message: "the server is stopping" } }, 503);
+    }
+    const states = [...new Set(url.searchParams.getAll("state"))];
+    const limitText = url.searchParams.get("limit") ?? "20";
+    const limit = /^\d{1,4}$/.test(limitText) ? Number(limitText) : NaN;
+    if (states.length === 0 || states.some((s) => !LISTED_STATES.includes(s)) || !(limit >= 1 && limit <= 1000)) {
+      return text(`ask ?state=<${LISTED_STATES.join("|")}> (one or more) and &limit=<1…1000>\n`, 400);
+    }
+    const answer = await listOverLine(this.#source.line, states, limit);
+    if ("error" in answer) {
+      const status = answer.error.code === "unavailable" || answer.error.code === "shutting_down" ? 503 : 502;
+      return json({ type: "error", error: answer.error }, status);
+    }
+    return json(answer.lists);
+  }
+
+  /** Passes a stream of replies on as the response's body; tracked until it ends, so that close() can end it. */
+  #stream(replies: ReadableStream<Uint8Array>): Response {
+    const reader = replies.getReader();
     const end = () => reader.cancel().catch(() => {});
     this.#submissions.add(end);
     const body = new ReadableStream<Uint8Array>({

@@ -1,7 +1,9 @@
 // The asynctask dashboard: one live feed of server-sent events (/api/events) — the last 15
-// minutes first, then a snapshot a second — drawn with uPlot; and a form that submits a task
-// (/api/submit) and shows its replies as they arrive. Plain script, no build step: every text
-// from the server is set with textContent, never as HTML.
+// minutes first, then a snapshot a second — drawn with uPlot; a form that submits a task
+// (/api/submit) and shows its replies as they arrive; the running and queued tasks (/api/list,
+// asked only while there are some) with a Cancel button each; and Retry and Discard buttons on
+// the recent failures (/api/operate), a retry showing the new task's result. Plain script, no
+// build step: every text from the server is set with textContent, never as HTML.
 "use strict";
 
 (() => {
@@ -248,30 +250,280 @@
 
     $("latency-note").hidden = detailed;
     const note = $("failures-note");
-    const list = $("failures");
-    list.replaceChildren();
     if (!detailed) {
       note.hidden = false;
       const failed = s.tasks.filter((t) => t.failed > 0).map((t) => `${t.name}: ${num(t.failed)}`);
       note.textContent = "This server does not keep failure details yet; failed tasks by name: " +
         (failed.length > 0 ? failed.join(", ") : "none") + ".";
+      renderFailures([]);
     } else if (s.failures.length === 0) {
       note.hidden = false;
       note.textContent = "No failures since the start.";
+      renderFailures([]);
     } else {
       note.hidden = true;
-      for (const f of s.failures) {
-        const li = document.createElement("li");
-        const code = document.createElement("code");
-        code.textContent = f.code;
-        li.append(`task ${f.id} (${f.task}) `, code, ` ${f.message} `);
-        const when = document.createElement("span");
-        when.className = "muted";
-        when.textContent = new Date(f.at).toLocaleTimeString();
-        li.append(when);
-        list.append(li);
+      renderFailures(s.failures);
+    }
+    pollRunning(s);
+  }
+
+  // --- acting on tasks: Retry and Discard on the failures, Cancel on the running and queued tasks
+
+  function toLogin() {
+    location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
+  }
+
+  /** Calls onReply with each JSON line of an NDJSON response, as it arrives. */
+  async function readReplies(r, onReply) {
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let rest = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      rest += value;
+      let nl;
+      while ((nl = rest.indexOf("\n")) >= 0) {
+        const line = rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+        if (line) onReply(JSON.parse(line));
       }
     }
+  }
+
+  /** POSTs an operation on task `id` (/api/operate); each reply goes to onReply, an HTTP refusal as an error reply. */
+  async function operate(op, id, onReply) {
+    const r = await fetch("/api/operate", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ op, task_id: id }),
+    });
+    if (r.status === 401) return toLogin();
+    if ((r.headers.get("content-type") ?? "").includes("ndjson")) return readReplies(r, onReply);
+    const text = await r.text();
+    try {
+      onReply(JSON.parse(text));
+    } catch {
+      onReply({ type: "error", error: { code: `HTTP ${r.status}`, message: text.trim() } });
+    }
+  }
+
+  /** What this page did to a task, by its id — `{ state, text, result? }` — kept while the page is open. */
+  const acted = new Map();
+  let failuresKey = "";
+
+  function actionButtons(id, ops) {
+    const box = document.createElement("span");
+    box.className = "actions";
+    for (const op of ops) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = op === "retry" ? "small" : "small secondary";
+      b.dataset.op = op;
+      b.dataset.id = id;
+      b.textContent = op[0].toUpperCase() + op.slice(1);
+      box.append(b);
+    }
+    return box;
+  }
+
+  function outcome(a) {
+    const div = document.createElement("div");
+    div.className = "outcome";
+    div.dataset.state = a.state;
+    const p = document.createElement("span");
+    p.textContent = a.text;
+    div.append(p);
+    if (a.result !== undefined) {
+      const pre = document.createElement("pre");
+      pre.textContent = typeof a.result === "string" ? a.result : JSON.stringify(a.result, null, 2);
+      div.append(pre);
+    }
+    return div;
+  }
+
+  /** The failures list; redrawn only when it or what was done to its tasks changed (a redraw would eat a click). */
+  function renderFailures(failures) {
+    const key = JSON.stringify([failures.map((f) => [f.id, f.at]), [...acted]]);
+    if (key === failuresKey) return;
+    failuresKey = key;
+    $("failures").replaceChildren(...failures.map((f) => {
+      const li = document.createElement("li");
+      li.dataset.id = f.id;
+      const code = document.createElement("code");
+      code.textContent = f.code;
+      li.append(`task ${f.id} (${f.task}) `, code, ` ${f.message} `);
+      const when = document.createElement("span");
+      when.className = "muted";
+      when.textContent = new Date(f.at).toLocaleTimeString();
+      li.append(when);
+      const a = acted.get(f.id);
+      // After a refusal the buttons stay, to try again; while it runs or once it is done, they go.
+      if (!a || a.state === "error") li.append(" ", actionButtons(f.id, ["retry", "discard"]));
+      if (a) li.append(outcome(a));
+      return li;
+    }));
+  }
+
+  function act(id, state, text, result) {
+    acted.set(id, { state, text, result });
+    if (last && last.detailed) renderFailures(last.failures);
+  }
+
+  async function retry(id) {
+    act(id, "pending", "Retrying…");
+    let newId;
+    let ended = false;
+    try {
+      await operate("retry", id, (m) => {
+        switch (m.type) {
+          case "accepted":
+            newId = m.task_id;
+            act(id, "running", `Retried as task ${newId}; waiting for its result…`);
+            break;
+          case "progress":
+            act(id, "running", `Retried as task ${newId}: ${m.progress}%${m.message ? ` — ${m.message}` : ""}`);
+            break;
+          case "done":
+            ended = true;
+            act(id, "done", `Retried as task ${m.task_id}: done in ${m.ms} ms on worker ${m.worker}`, m.result);
+            break;
+          case "failed":
+            ended = true;
+            act(id, "failed", `Retried as task ${m.task_id}: failed again — ${m.error.code}: ${m.error.message}`);
+            break;
+          case "error":
+            ended = true;
+            act(
+              id,
+              newId === undefined ? "error" : "failed",
+              `${newId === undefined ? "Not retried" : `Task ${newId}`}: ${m.error.code} — ${m.error.message}`,
+            );
+            break;
+        }
+      });
+      if (!ended && newId !== undefined) {
+        act(id, "failed", `Retried as task ${newId}; its result did not come: ask /status ${newId}`);
+      }
+    } catch (err) {
+      act(id, "error", `The request failed: ${err.message}`);
+    }
+  }
+
+  async function discard(id) {
+    act(id, "pending", "Discarding…");
+    try {
+      await operate("discard", id, (m) => {
+        if (m.type === "ok") act(id, "discarded", "Discarded: the server no longer keeps it.");
+        else if (m.type === "error") act(id, "error", `Not discarded: ${m.error.code} — ${m.error.message}`);
+      });
+    } catch (err) {
+      act(id, "error", `The request failed: ${err.message}`);
+    }
+  }
+
+  // The running and queued tasks: asked for while the counts say there are some (or the table still shows some).
+  const cancels = new Map();
+  let runningTasks = [];
+  let runningKey = "";
+  let listing = false;
+  let listedAt = 0;
+  let lastCounts = "";
+
+  function pollRunning(s) {
+    const counts = `${s.running}/${s.queued}/${s.retrying}`;
+    const changed = counts !== lastCounts;
+    lastCounts = counts;
+    const some = s.running + s.queued + (s.retrying ?? 0) > 0 || runningTasks.length > 0;
+    if (s.draining || !some || document.visibilityState !== "visible") return;
+    if (changed || Date.now() - listedAt >= 2000) listRunning();
+  }
+
+  async function listRunning() {
+    if (listing) return;
+    listing = true;
+    listedAt = Date.now();
+    try {
+      const r = await fetch("/api/list?state=running&state=queued&limit=20", {
+        headers: { accept: "application/json" },
+      });
+      if (r.status === 401) return toLogin();
+      const body = await r.json();
+      if (!r.ok) {
+        $("running-note").textContent = `The server did not list them: ${body.error.code} — ${body.error.message}`;
+        return;
+      }
+      renderRunning([...body.running, ...body.queued]);
+    } catch (err) {
+      $("running-note").textContent = `Could not list them: ${err.message}`;
+    } finally {
+      listing = false;
+    }
+  }
+
+  function age(t) {
+    return duration(Math.max(0, (Date.now() - Date.parse(t.accepted_at)) / 1000));
+  }
+
+  function renderRunning(list) {
+    runningTasks = list;
+    for (const id of cancels.keys()) if (!list.some((t) => t.id === id)) cancels.delete(id);
+    $("running-note").hidden = list.length > 0;
+    $("running-note").textContent = "Nothing is running or queued.";
+    $("running").hidden = list.length === 0;
+    const key = JSON.stringify([list.map((t) => [t.id, t.state, t.worker]), [...cancels]]);
+    if (key === runningKey) {
+      // The same tasks: only their ages move.
+      for (const tr of $("running").querySelectorAll("tbody tr")) {
+        const t = list.find((t) => String(t.id) === tr.dataset.id);
+        if (t) tr.querySelector(".age").textContent = age(t);
+      }
+      return;
+    }
+    runningKey = key;
+    const tbody = document.createElement("tbody");
+    for (const t of list) {
+      const tr = document.createElement("tr");
+      tr.dataset.id = t.id;
+      cell(tr, t.id, "num");
+      cell(tr, t.task);
+      cell(tr, t.state, t.state === "running" ? "busy" : "");
+      cell(tr, t.worker ?? "", "num");
+      cell(tr, age(t), "num age");
+      const td = document.createElement("td");
+      const c = cancels.get(t.id);
+      if (!c || c.state === "error") td.append(actionButtons(t.id, ["cancel"]));
+      if (c) td.append(outcome(c));
+      tr.append(td);
+      tbody.append(tr);
+    }
+    $("running").querySelector("tbody").replaceWith(tbody);
+  }
+
+  async function cancel(id) {
+    const mark = (state, text) => {
+      cancels.set(id, { state, text });
+      renderRunning(runningTasks);
+    };
+    mark("pending", "Cancelling…");
+    try {
+      await operate("cancel", id, (m) => {
+        if (m.type === "ok") mark("done", "Cancelled.");
+        else if (m.type === "error") mark("error", `Not cancelled: ${m.error.code} — ${m.error.message}`);
+      });
+      listRunning();
+    } catch (err) {
+      mark("error", `The request failed: ${err.message}`);
+    }
+  }
+
+  function onAction(e) {
+    const b = e.target.closest("button[data-op]");
+    if (!b) return;
+    const id = Number(b.dataset.id);
+    b.disabled = true;
+    if (b.dataset.op === "retry") retry(id);
+    else if (b.dataset.op === "discard") discard(id);
+    else if (b.dataset.op === "cancel") cancel(id);
   }
 
   function connect() {
@@ -315,10 +567,7 @@
 
   async function loadTasks() {
     const r = await fetch("/api/tasks", { headers: { accept: "application/json" } });
-    if (r.status === 401) {
-      location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
-      return;
-    }
+    if (r.status === 401) return toLogin();
     const body = await r.json();
     tasks = body.tasks;
     $("logout").hidden = !body.token;
@@ -391,10 +640,7 @@
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ task: $("task-select").value, data }),
       });
-      if (r.status === 401) {
-        location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
-        return;
-      }
+      if (r.status === 401) return toLogin();
       if (!(r.headers.get("content-type") ?? "").includes("ndjson")) {
         const text = await r.text();
         try {
@@ -404,19 +650,7 @@
         }
         return;
       }
-      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-      let rest = "";
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        rest += value;
-        let nl;
-        while ((nl = rest.indexOf("\n")) >= 0) {
-          const line = rest.slice(0, nl);
-          rest = rest.slice(nl + 1);
-          if (line) onReply(JSON.parse(line));
-        }
-      }
+      await readReplies(r, onReply);
     } catch (err) {
       output("error", `The request failed: ${err.message}`);
     } finally {
@@ -427,6 +661,8 @@
   $("task-select").addEventListener("change", chooseTask);
   $("task-data").addEventListener("input", () => (dataEdited = true));
   $("submit").addEventListener("submit", submit);
+  $("failures").addEventListener("click", onAction);
+  $("running").addEventListener("click", onAction);
 
   build();
   connect();
