@@ -294,7 +294,7 @@ interface Opened {
  * exit 2 (a {@linkcode Stop}) when it cannot.
  */
 async function open(flags: Flags): Promise<Opened> {
-  const host = flags.str("host")!;
+  const host = flags.str("host") ?? "127.0.0.1";
   const port = flags.num("port");
   const ca = flags.str("ca");
   const tls = flags.bool("tls") || ca !== undefined
@@ -344,7 +344,7 @@ async function open(flags: Flags): Promise<Opened> {
     }
     return out;
   };
-  const ask = async (tag: string, body: Record<string, unknown>) => (await askAll([[tag, body]]))[0]!;
+  const ask = async (tag: string, body: Record<string, unknown>) => check(await conn.requests([[tag, body]])[0]);
   if (token !== undefined) await ask("auth", { cmd: "auth", token });
   return { conn, address, ask, askAll };
 }

@@ -42,6 +42,10 @@ export interface TaskRecord {
   retriedAs?: number;
   /** The id of the failed task this one retries. */
   retryOf?: number;
+  /** Higher is served sooner (`priority`); 0 by default. */
+  priority: number;
+  /** When a delayed task may start (`delay`, `run_at`), ms since the epoch; 0 when it was not delayed. */
+  runAt: number;
   error?: { code: string; message: string };
   /** `Date.now()` when it finished, for expiry. */
   finishedAt: number;
@@ -74,6 +78,8 @@ export function newRecord(
     size: fields.size ?? 0,
     data: fields.data,
     acceptedAt: fields.acceptedAt ?? 0,
+    priority: fields.priority ?? 0,
+    runAt: fields.runAt ?? 0,
     json: fields.json,
     error: fields.error,
     finishedAt: fields.finishedAt ?? 0,
@@ -217,7 +223,9 @@ export class TaskBook {
   /** Every task still queued or running. */
   *unfinished(): Iterable<TaskRecord> {
     for (const chunk of this.#chunks.values()) {
-      for (const rec of chunk.recs) if (rec && (rec.state === "queued" || rec.state === "running")) yield rec;
+      for (const rec of chunk.recs) {
+        if (rec && (rec.state === "queued" || rec.state === "running" || rec.state === "scheduled")) yield rec;
+      }
     }
   }
 

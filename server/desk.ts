@@ -10,6 +10,7 @@ import { getLogger } from "@logtape/logtape";
 import { formatSize } from "../cli/units.ts";
 import type { HandlerRegistry } from "../task/handlers/mod.ts";
 import { InvalidDataError } from "../task/types.ts";
+import { parseTiming } from "../task/timing.ts";
 import { AuthThrottle, type TokenCheck } from "./auth.ts";
 import type { TaskLifecycle } from "./lifecycle.ts";
 import type { Connection } from "./net/connection.ts";
@@ -35,6 +36,8 @@ export interface DeskParts {
   token?: TokenCheck;
   queueSize: number;
   maxQueueBytes: number;
+  /** How far ahead a task may be put (`--max-delay`). */
+  maxDelayMs: number;
   maxLine: number;
   stats(): ServerStats;
   /** Whether the server is stopping (new tasks are refused). */
@@ -120,20 +123,43 @@ export class Desk {
       case "cancel":
       case "discard": {
         const l = this.#p.lifecycle;
-        const refused = req.kind === "cancel"
-          ? l.cancel(req.taskId, `${c.remote} (connection ${c.id})`)
-          : l.discard(req.taskId);
+        // The answer first: a cancelled task's own FAILED may go to this same connection.
+        const refused = req.kind === "cancel" ? l.cancellable(req.taskId) : l.discard(req.taskId);
         if (refused) return this.#refuse(c, req.format, req.tag, refused.code, refused.message);
+        c.send(reply.opDone(req.format, req.tag, req.taskId, req.kind === "cancel" ? "cancelled" : "discarded"));
+        if (req.kind === "cancel") l.cancel(req.taskId, `${c.remote} (connection ${c.id})`);
         log.info("task {id} {what} by connection {conn} from {remote}", {
           id: req.taskId,
           what: req.kind === "cancel" ? "cancelled" : "discarded",
           conn: c.id,
           remote: c.remote,
         });
-        return c.send(reply.opDone(req.format, req.tag, req.taskId, req.kind === "cancel" ? "cancelled" : "discarded"));
+        return;
       }
       case "retry":
         return this.#retry(c, req.format, req.tag, req.taskId, size);
+      case "pause":
+      case "resume": {
+        const l = this.#p.lifecycle;
+        if (req.task !== undefined && !this.#p.registry().has(req.task)) {
+          return this.#refuse(
+            c,
+            req.format,
+            req.tag,
+            "unknown_task",
+            `no task named "${req.task.slice(0, 64)}"; this server runs ${this.#known()}`,
+          );
+        }
+        const paused = req.kind === "pause" ? l.pause(req.task) : l.resume(req.task);
+        log.info("{what} {task} by connection {conn} from {remote}; paused now: {paused}", {
+          what: req.kind === "pause" ? "paused" : "resumed",
+          task: req.task ?? "every task",
+          conn: c.id,
+          remote: c.remote,
+          paused: paused.length ? paused.join(", ") : "nothing",
+        });
+        return c.send(reply.paused(req.format, req.tag, req.kind, req.task, paused));
+      }
       case "tasks":
         return c.send(reply.tasks(req.format, req.tag, req.state, this.#p.lifecycle.list(req.state, req.limit)));
     }
@@ -235,8 +261,18 @@ export class Desk {
       );
     }
     // On disk before its ACCEPTED goes out: the connection waits for the store's commit before it writes.
-    const summary = handler.accepted?.(data) ?? `${name} task queued`;
-    const id = lifecycle.submit({ task: name, data, format, tag, connId: c.id, size, summary }, c);
+    let priority = 0;
+    let runAt: number | undefined;
+    if (req.timing) {
+      const now = Date.now();
+      const timing = parseTiming(req.timing, { now, maxDelayMs: this.#p.maxDelayMs });
+      if (!timing.ok) return this.#refuse(c, format, tag, "invalid_data", timing.message);
+      priority = timing.value.priority;
+      if (timing.value.delayed) runAt = timing.value.dueAt;
+    }
+    const summary = (handler.accepted?.(data) ?? `${name} task queued`) +
+      (runAt !== undefined ? `; it runs at ${new Date(runAt).toISOString()}` : "");
+    const id = lifecycle.submit({ task: name, data, format, tag, connId: c.id, size, summary, priority, runAt }, c);
     c.send(reply.accepted(format, id, tag, summary));
   }
 
@@ -272,7 +308,9 @@ export class Desk {
     }
     const rec = this.#p.lifecycle.get(taskId);
     if (!rec) return c.send(reply.status(format, tag, taskId, "unknown"));
-    const detail = rec.state === "done"
+    const detail = rec.state === "scheduled"
+      ? { attempts: rec.attempts, run_at: new Date(rec.runAt).toISOString() }
+      : rec.state === "done"
       ? { result: JSON.parse(rec.json ?? "null"), attempts: rec.attempts }
       : rec.state === "failed"
       ? { error: rec.error, attempts: rec.attempts, ...(rec.retriedAs ? { retried_as: rec.retriedAs } : {}) }

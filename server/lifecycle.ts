@@ -21,6 +21,7 @@ import { formatDuration } from "../cli/units.ts";
 import type { Outcome } from "../task/messages.ts";
 import { type Job, type PoolOptions, WorkerPool } from "../task/pool.ts";
 import { FailedTasks, newRecord, type ReplyTarget, TaskBook, type TaskRecord } from "./book.ts";
+import { MinHeap } from "../task/priority_queue.ts";
 import { type ErrorCode, type Format, type ListedState, reply, type Tag } from "./protocol.ts";
 import { LineBudget } from "./line_budget.ts";
 import { Metrics } from "./metrics.ts";
@@ -76,6 +77,9 @@ export interface ListedTask {
   accepted_at: string;
   finished_at?: string;
   worker?: number;
+  priority?: number;
+  /** When a scheduled task runs. */
+  run_at?: string;
   error?: { code: string; message: string };
   /** The data, where its JSON is at most 4 KiB; else its size. */
   data?: unknown;
@@ -153,6 +157,10 @@ export interface Submission {
   retryOf?: number;
   /** Bytes of the request, held until the task finishes (`--max-queue-bytes`). */
   size: number;
+  /** Higher is served sooner (-100…100); 0 by default. */
+  priority?: number;
+  /** When it may start, ms since the epoch (`delay`, `run_at`); absent or past: at once. */
+  runAt?: number;
 }
 
 /**
@@ -296,19 +304,31 @@ export class TaskLifecycle {
    */
   submit(s: Submission, target: ReplyTarget): number {
     const id = ++this.#lastId;
-    this.#store.accepted({ id, task: s.task, data: s.data, format: s.format, tag: s.tag, attempts: 0 });
-    this.#book.add(newRecord({
+    const delayed = s.runAt !== undefined && s.runAt > this.#clock.now();
+    this.#store.accepted({
+      id,
+      task: s.task,
+      data: s.data,
+      format: s.format,
+      tag: s.tag,
+      attempts: 0,
+      ...(s.priority ? { priority: s.priority } : {}),
+      ...(delayed ? { runAt: s.runAt } : {}),
+    });
+    const rec = this.#book.add(newRecord({
       id,
       task: s.task,
       format: s.format,
       tag: s.tag,
-      state: "queued",
+      state: delayed ? "scheduled" : "queued",
       attempts: 0,
       target,
       size: s.size,
       data: s.data,
       acceptedAt: this.#time(),
       retryOf: s.retryOf,
+      priority: s.priority ?? 0,
+      runAt: delayed ? s.runAt : 0,
     }));
     this.#dataBytes += s.size;
     if (this.#taskLines && this.#budget.take(this.#time())) {
@@ -317,8 +337,67 @@ export class TaskLifecycle {
     this.counts.accepted++;
     this.counts.of(s.task).accepted++;
     target.taskAccepted();
-    this.pool.submit({ id, task: s.task, data: s.data, attempt: 1, connId: s.connId }, true);
+    if (delayed) this.#schedule(rec);
+    else this.#queue(rec, 1, s.connId);
     return id;
+  }
+
+  /** Hands a task to the pool, at its priority. */
+  #queue(rec: TaskRecord, attempt: number, connId = 0): void {
+    rec.state = "queued";
+    const job = { id: rec.id, task: rec.task, data: rec.data, attempt, connId };
+    this.pool.submit(rec.priority ? { ...job, priority: rec.priority } : job, true);
+  }
+
+  /** Delayed tasks, by when they may start; one timer, for the first. */
+  readonly #scheduled = new MinHeap<TaskRecord>();
+  #scheduleTimer: unknown;
+  #scheduleTimerAt = Infinity;
+
+  /** Keeps a delayed task until its time. */
+  #schedule(rec: TaskRecord): void {
+    rec.state = "scheduled";
+    this.#scheduled.push(rec, rec.runAt);
+    this.#arm();
+  }
+
+  /** Sets the one timer for the first delayed task (at most an hour ahead: timers cannot wait 30 days). */
+  #arm(): void {
+    const first = this.#scheduled.peekKey();
+    if (first === undefined || first >= this.#scheduleTimerAt) return;
+    if (this.#scheduleTimer !== undefined) this.#clock.clearTimeout(this.#scheduleTimer);
+    this.#scheduleTimerAt = first;
+    const wait = Math.min(Math.max(0, first - this.#clock.now()), 3_600_000);
+    this.#scheduleTimer = this.#clock.setTimeout(() => {
+      this.#scheduleTimer = undefined;
+      this.#scheduleTimerAt = Infinity;
+      this.#due();
+    }, wait);
+  }
+
+  /** Queues every delayed task whose time has come, at its priority. */
+  #due(): void {
+    const now = this.#clock.now();
+    for (let at = this.#scheduled.peekKey(); at !== undefined && at <= now; at = this.#scheduled.peekKey()) {
+      const rec = this.#scheduled.shift()!;
+      if (rec.state === "scheduled") this.#queue(rec, rec.attempts + 1);
+    }
+    this.#arm();
+  }
+
+  /**
+   * Stops starting tasks of `task` (of every task, without one): they are still accepted, and wait.
+   * Returns what is paused now.
+   */
+  pause(task?: string): string[] {
+    this.pool.pause(task);
+    return this.pool.paused;
+  }
+
+  /** Starts tasks of `task` (of every task, without one) again. Returns what is still paused. */
+  resume(task?: string): string[] {
+    this.pool.resume(task);
+    return this.pool.paused;
   }
 
   /** A task's record while it is known (queued, running, or finished within the TTL). */
@@ -330,7 +409,8 @@ export class TaskLifecycle {
    * Cancels a queued or running task: it ends `FAILED <id> cancelled`, to its own client. A running
    * one has its handler's signal aborted (a command gets SIGTERM, then SIGKILL).
    */
-  cancel(id: number, by: string): Refusal | undefined {
+  /** Why task `id` cannot be cancelled now, or `undefined` when it can. */
+  cancellable(id: number): Refusal | undefined {
     const rec = this.#book.get(id);
     if (!rec) return this.#unknown(id);
     if (rec.state === "done" || rec.state === "failed") {
@@ -339,7 +419,19 @@ export class TaskLifecycle {
         message: `task ${id} is ${rec.state} already: only a queued or running task can be cancelled`,
       };
     }
+    return undefined;
+  }
+
+  cancel(id: number, by: string): Refusal | undefined {
+    const refused = this.cancellable(id);
+    if (refused) return refused;
+    const rec = this.#book.get(id)!;
     const message = `cancelled by ${by}`;
+    if (rec.state === "scheduled") {
+      this.#scheduled.remove((r) => r === rec);
+      this.#finish(rec, { code: "cancelled", message });
+      return undefined;
+    }
     const backoff = this.#retryTimers.get(id);
     if (backoff !== undefined) {
       this.#clock.clearTimeout(backoff);
@@ -419,6 +511,8 @@ export class TaskLifecycle {
         accepted_at: new Date(rec.acceptedAt).toISOString(),
         ...(rec.finishedAt ? { finished_at: new Date(rec.finishedAt).toISOString() } : {}),
         ...(rec.worker ? { worker: rec.worker } : {}),
+        ...(rec.priority ? { priority: rec.priority } : {}),
+        ...(rec.state === "scheduled" ? { run_at: new Date(rec.runAt).toISOString() } : {}),
         ...(rec.error ? { error: rec.error } : {}),
         ...(json === undefined ? {} : json.length <= 4096 ? { data: rec.data } : { data_bytes: json.length }),
         ...(rec.retriedAs !== undefined ? { retried_as: rec.retriedAs } : {}),
@@ -446,8 +540,22 @@ export class TaskLifecycle {
 
   /** Resolves when every accepted task has had its final reply. */
   allFinished(): Promise<void> {
-    if (this.#book.live === 0) return Promise.resolve();
+    if (this.#waitingFor() === 0) return Promise.resolve();
     return new Promise((resolve) => this.#finishedWaiters.push(resolve));
+  }
+
+  /**
+   * Tasks a graceful stop waits for: every unfinished one — but a delayed task not yet due, where
+   * the store keeps it for the next start.
+   */
+  #waitingFor(): number {
+    return this.#book.live - (this.#store.durable ? this.#scheduledCount() : 0);
+  }
+
+  #scheduledCount(): number {
+    let n = 0;
+    for (const [rec] of this.#scheduled.entries()) if (rec.state === "scheduled") n++;
+    return n;
   }
 
   /** Writes the count of task lines held back by the log budget now (on a stop). */
@@ -461,6 +569,8 @@ export class TaskLifecycle {
     this.#retryTimers.clear();
     let n = 0;
     for (const rec of [...this.#book.unfinished()]) {
+      // A delayed task stays in a durable store, for the next start.
+      if (rec.state === "scheduled" && this.#store.durable) continue;
       n++;
       this.#finish(rec, { code, message });
     }
@@ -485,7 +595,7 @@ export class TaskLifecycle {
     for (const t of unfinished) {
       const size = JSON.stringify(t.data)?.length ?? 4;
       this.#dataBytes += size;
-      const rec = this.#book.add(newRecord({ ...t, state: "queued", size }));
+      const rec = this.#book.add(newRecord({ ...t, state: "queued", size, data: t.data }));
       if (!this.#catalog.has(t.task)) {
         orphaned.push(t.id);
         this.#finish(rec, { code: "handler_error", message: `this server has no task "${t.task}" any more` });
@@ -498,7 +608,12 @@ export class TaskLifecycle {
         });
       } else {
         requeued.push(t.id);
-        this.pool.submit({ id: t.id, task: t.task, data: t.data, attempt: t.attempts + 1, connId: 0 }, true);
+        rec.priority = t.priority ?? 0;
+        rec.attempts = t.attempts;
+        if (t.runAt !== undefined && t.runAt > this.#clock.now()) {
+          rec.runAt = t.runAt;
+          this.#schedule(rec);
+        } else this.#queue(rec, t.attempts + 1);
       }
     }
     if (!this.#store.durable) return; // nothing survives a restart: nothing to say
@@ -683,7 +798,7 @@ export class TaskLifecycle {
     this.#book.finish(rec, this.#time());
     if (error) this.#failed.add(rec);
     target?.taskEnded();
-    if (this.#book.live === 0 && this.#finishedWaiters.length > 0) {
+    if (this.#finishedWaiters.length > 0 && this.#waitingFor() === 0) {
       const waiters = this.#finishedWaiters;
       this.#finishedWaiters = [];
       for (const resolve of waiters) resolve();

@@ -225,6 +225,14 @@ export const SERVE_OPTIONS = defineOptions({
     group: "Tasks",
     help: "a task running longer ends FAILED timeout (or is retried); its handler's signal is aborted; 0 = no limit",
   },
+  maxDelayMs: {
+    flag: "max-delay",
+    kind: "duration",
+    default: 30 * 24 * 3600_000,
+    min: 0,
+    group: "Tasks",
+    help: 'the furthest ahead a task may be put ("delay", "run_at"); beyond it: ERROR invalid_data',
+  },
   retries: {
     flag: "retries",
     kind: "int",

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { TimingFields } from "../task/timing.ts";
 
 /** Which form a request came in; its replies use the same form. */
 export type Format = "text" | "json";
@@ -14,7 +15,7 @@ export type Tag = string | number;
 
 /** Error codes of immediate `ERROR` replies (nothing was queued). */
 /** The states `/tasks` lists. */
-export type ListedState = "queued" | "running" | "failed";
+export type ListedState = "scheduled" | "queued" | "running" | "failed";
 /** The most tasks one `/tasks` reply lists. */
 export const MAX_LISTED = 1000;
 
@@ -34,7 +35,15 @@ export type ErrorCode =
 
 /** A parsed request line. */
 export type Request =
-  | { kind: "submit"; format: Format; task: string | undefined; data: unknown; tag?: Tag }
+  | {
+    kind: "submit";
+    format: Format;
+    task: string | undefined;
+    data: unknown;
+    tag?: Tag;
+    /** The scheduling fields as sent (`priority`, `delay`, `run_at`, `unique_key`), read by the desk. */
+    timing?: TimingFields;
+  }
   | { kind: "status"; format: Format; taskId: number; tag?: Tag }
   | { kind: "stats"; format: Format; tag?: Tag }
   | { kind: "ping"; format: Format; tag?: Tag }
@@ -42,12 +51,14 @@ export type Request =
   | { kind: "auth"; format: Format; token: string; tag?: Tag }
   /** `/cancel`, `/retry`, `/discard`: an operation on one task. */
   | { kind: "cancel" | "retry" | "discard"; format: Format; taskId: number; tag?: Tag }
+  /** `/pause [task]`, `/resume [task]`: stop or go on starting tasks of one name, or of all. */
+  | { kind: "pause" | "resume"; format: Format; task?: string; tag?: Tag }
   /** `/tasks <queued|running|failed> [n]` (and `/failed [n]`): the newest `limit` tasks in that state. */
   | { kind: "tasks"; format: Format; state: ListedState; limit: number; tag?: Tag }
   | { kind: "invalid"; format: Format; code: ErrorCode; message: string; tag?: Tag };
 
 /** Task states reported by `/status`. */
-export type TaskState = "queued" | "running" | "done" | "failed" | "unknown";
+export type TaskState = "scheduled" | "queued" | "running" | "done" | "failed" | "unknown";
 
 /** The longest client tag (`"id"`) accepted, in characters. */
 export const MAX_TAG_LENGTH = 256;
@@ -85,12 +96,13 @@ function hasNonFinite(value: unknown): boolean {
   return false;
 }
 
-const TEXT_COMMANDS = "/task, /status, /stats, /ping, /quit, /cancel, /retry, /discard, /tasks, /failed";
-const LISTED: readonly ListedState[] = ["queued", "running", "failed"];
+const TEXT_COMMANDS =
+  "/task, /status, /stats, /ping, /quit, /cancel, /retry, /discard, /tasks, /failed, /pause, /resume";
+const LISTED: readonly ListedState[] = ["scheduled", "queued", "running", "failed"];
 
 /** `/tasks failed 20`, `/failed`: the state and how many, or why not. */
 function parseList(state: string | undefined, count: string | undefined): [ListedState, number] | string {
-  if (!LISTED.includes(state as ListedState)) return `usage: /tasks <queued|running|failed> [n]`;
+  if (!LISTED.includes(state as ListedState)) return `usage: /tasks <scheduled|queued|running|failed> [n]`;
   const n = count === undefined || count === "" ? 20 : Number(count);
   if (!Number.isInteger(n) || n < 1 || n > MAX_LISTED) return `n must be a whole number from 1 to ${MAX_LISTED}`;
   return [state as ListedState, n];
@@ -137,8 +149,25 @@ export function parseRequest(line: string): Request | undefined {
   switch (command) {
     case "/task": {
       const m = /^(\S+)\s*([\s\S]*)$/.exec(rest);
-      if (!m) return invalid("text", "bad_request", "usage: /task <name> <payload>");
-      return { kind: "submit", format: "text", task: m[1], data: m[2] };
+      const usage = "usage: /task <name> [--priority N] [--delay D | --run-at T] [--unique KEY] <payload>";
+      if (!m) return invalid("text", "bad_request", usage);
+      // Options first, each with its value: --priority 5 --delay 30s …; the rest is the payload.
+      let payload = m[2];
+      let timing: TimingFields | undefined;
+      for (
+        let opt = /^(--[\w-]+)\s+(\S+)\s*([\s\S]*)$/.exec(payload);
+        opt;
+        opt = /^(--[\w-]+)\s+(\S+)\s*([\s\S]*)$/.exec(payload)
+      ) {
+        const field = TEXT_OPTIONS[opt[1]];
+        if (!field) return invalid("text", "bad_request", `unknown option ${opt[1].slice(0, 40)} of /task; ${usage}`);
+        (timing ??= {})[field] = opt[2];
+        payload = opt[3];
+      }
+      if (/^--[\w-]+$/.test(payload)) return invalid("text", "bad_request", `${payload} needs a value; ${usage}`);
+      return timing
+        ? { kind: "submit", format: "text", task: m[1], data: payload, timing }
+        : { kind: "submit", format: "text", task: m[1], data: payload };
     }
     case "/status": {
       const id = parseTaskId(rest);
@@ -161,6 +190,12 @@ export function parseRequest(line: string): Request | undefined {
       const id = parseTaskId(rest);
       if (id === undefined) return invalid("text", "bad_request", `usage: ${command} <task_id>`);
       return { kind: command.slice(1) as "cancel" | "retry" | "discard", format: "text", taskId: id };
+    }
+    case "/pause":
+    case "/resume": {
+      if (/\s/.test(rest)) return invalid("text", "bad_request", `usage: ${command} [task]`);
+      const kind = command.slice(1) as "pause" | "resume";
+      return rest === "" ? { kind, format: "text" } : { kind, format: "text", task: rest };
     }
     case "/tasks":
     case "/failed": {
@@ -185,7 +220,15 @@ function parseTaskId(value: unknown): number | undefined {
   return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
-const SUBMIT_FIELDS = new Set(["task", "data", "id"]);
+const SUBMIT_FIELDS = new Set(["task", "data", "id", "priority", "delay", "run_at", "unique_key"]);
+const TIMING_FIELDS = ["priority", "delay", "run_at", "unique_key"] as const;
+/** The text form's options of `/task`, and the field each sets. */
+const TEXT_OPTIONS: Record<string, keyof TimingFields> = {
+  "--priority": "priority",
+  "--delay": "delay",
+  "--run-at": "run_at",
+  "--unique": "unique_key",
+};
 const COMMAND_FIELDS: Record<string, Set<string>> = {
   stats: new Set(["cmd", "id"]),
   ping: new Set(["cmd", "id"]),
@@ -196,6 +239,8 @@ const COMMAND_FIELDS: Record<string, Set<string>> = {
   retry: new Set(["cmd", "id", "task_id"]),
   discard: new Set(["cmd", "id", "task_id"]),
   tasks: new Set(["cmd", "id", "state", "limit"]),
+  pause: new Set(["cmd", "id", "task"]),
+  resume: new Set(["cmd", "id", "task"]),
 };
 
 function parseJsonRequest(text: string): Request {
@@ -255,6 +300,14 @@ function parseJsonRequest(text: string): Request {
       if (id === undefined) return invalid("json", "bad_request", `"task_id" must be a positive whole number`, tag);
       return withTag({ kind: cmd, format: "json", taskId: id }, tag);
     }
+    if (cmd === "pause" || cmd === "resume") {
+      if ("task" in obj && typeof obj.task !== "string") {
+        return invalid("json", "bad_request", `"task" must be a task's name`, tag);
+      }
+      const req: Request = { kind: cmd, format: "json" };
+      if (typeof obj.task === "string") req.task = obj.task;
+      return withTag(req, tag);
+    }
     if (cmd === "tasks") {
       const list = parseList(
         typeof obj.state === "string" ? obj.state : undefined,
@@ -292,7 +345,9 @@ function parseJsonRequest(text: string): Request {
     );
   }
   const task = typeof obj.task === "string" ? obj.task : undefined;
-  return withTag({ kind: "submit", format: "json", task, data: obj.data ?? null }, tag);
+  const req: Request = { kind: "submit", format: "json", task, data: obj.data ?? null };
+  for (const f of TIMING_FIELDS) if (f in obj) (req.timing ??= {})[f] = obj[f];
+  return withTag(req, tag);
 }
 
 function withTag<T extends Request>(req: T, tag: Tag | undefined): T {
@@ -369,10 +424,18 @@ export const reply = {
     tag: Tag | undefined,
     taskId: number,
     state: TaskState,
-    detail?: { result?: unknown; error?: { code: string; message: string }; attempts?: number; retried_as?: number },
+    detail?: {
+      result?: unknown;
+      error?: { code: string; message: string };
+      attempts?: number;
+      retried_as?: number;
+      run_at?: string;
+    },
   ): string {
     if (format === "json") return json({ ...tagged("status", tag), task_id: taskId, state, ...detail });
-    const extra = detail?.error
+    const extra = detail?.run_at
+      ? ` ${detail.run_at}`
+      : detail?.error
       ? ` ${detail.error.code} ${oneLine(detail.error.message)}`
       : detail && "result" in detail
       ? ` ${oneLine(detail.result)}`
@@ -394,6 +457,20 @@ export const reply = {
   /** A task operation done: `OK cancelled 7` / `{"type":"ok","task_id":7,"state":"cancelled"}`. */
   opDone(format: Format, tag: Tag | undefined, taskId: number, state: string): string {
     return format === "text" ? `OK ${state} ${taskId}` : json({ ...tagged("ok", tag), task_id: taskId, state });
+  },
+  /** `/pause`, `/resume`: `OK paused sms` / `{"type":"ok","paused":["sms"]}`, with what is paused now. */
+  paused(
+    format: Format,
+    tag: Tag | undefined,
+    kind: "pause" | "resume",
+    task: string | undefined,
+    paused: string[],
+  ): string {
+    return format === "text"
+      ? `OK ${kind === "pause" ? "paused" : "resumed"} ${task ?? "*"}; paused now: ${
+        paused.length ? paused.join(" ") : "nothing"
+      }`
+      : json({ ...tagged("ok", tag), paused });
   },
   /** `/tasks`: `TASKS [...]` / `{"type":"tasks","state":…,"tasks":[…]}`. */
   tasks(format: Format, tag: Tag | undefined, state: ListedState, tasks: object[]): string {

@@ -215,6 +215,7 @@ export class TaskServer {
       token,
       queueSize: opts.queueSize,
       maxQueueBytes: opts.maxQueueBytes,
+      maxDelayMs: opts.maxDelayMs,
       maxLine: opts.maxLine,
       stats: () => made.server!.stats(),
       stopping: () => made.server ? made.server.#stopping : false,

@@ -18,7 +18,7 @@ import {
   type TaskLogRecord,
 } from "./messages.ts";
 import { type Job, type MessageCounts, MIN_WORKER_HEAP, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
-import { Deque } from "./queue.ts";
+import { Deque, PriorityLane } from "./queue.ts";
 import { formatDuration } from "../cli/units.ts";
 import type { HandlerSettings } from "./spec.ts";
 
@@ -90,6 +90,9 @@ export interface PoolEvents {
   killed?(worker: number, reason: string, requeued: Job[]): void;
 }
 
+/** When a job entered the queue: its place among jobs of its priority. */
+const queuedAt = (job: Job): number => job.queuedAt ?? 0;
+
 /** How long a worker may leave an `abort` unacknowledged before it is terminated. */
 export const ABORT_GRACE_MS = 1000;
 /** An abort not acknowledged within this many ms means the worker's event loop is blocked. */
@@ -119,7 +122,7 @@ interface Slot {
   /** Replaced workers of this slot that still finish their tasks. */
   readonly retiring: Set<PoolWorker>;
   /** This slot's own queue in `connection` mode. */
-  readonly lane: Deque<Job>;
+  readonly lane: PriorityLane<Job>;
   /** Tasks in flight on the slot's workers, the retiring ones included. */
   readonly busy: number;
   done: number;
@@ -162,7 +165,7 @@ export class WorkerPool {
   #opts: PoolOptions;
   readonly #events: PoolEvents;
   readonly #slots: Slot[];
-  readonly #shared = new Deque<Job>();
+  readonly #shared = new PriorityLane<Job>(queuedAt);
   readonly #cursor = { next: 0 };
   readonly #workerEvents: PoolWorkerEvents;
   /** Messages to and from the workers, for `/stats`. */
@@ -177,6 +180,9 @@ export class WorkerPool {
    * order, so that they do not block the tasks of other names behind them.
    */
   readonly #parked = new Map<string, Deque<Job>>();
+  /** Task names whose tasks are not started (`/pause`), or all of them. */
+  readonly #paused = new Set<string>();
+  #pausedAll = false;
   #parkedCount = 0;
   /** Tasks on probation (suspects of a crash) waiting for a worker that has none on board, in order. */
   readonly #probation = new Deque<Job>();
@@ -195,7 +201,7 @@ export class WorkerPool {
       id: i + 1,
       worker: this.#spawn(i + 1),
       retiring: new Set<PoolWorker>(),
-      lane: new Deque<Job>(),
+      lane: new PriorityLane<Job>(queuedAt),
       get busy() {
         let n = this.worker.inflight.size;
         if (this.retiring.size > 0) { for (const w of this.retiring) n += w.inflight.size; }
@@ -241,10 +247,33 @@ export class WorkerPool {
     const lane = this.#opts.dispatch === "connection"
       ? this.#slots[connectionSlot(job.connId, this.#slots.length)].lane
       : this.#shared;
-    lane.push(job);
+    lane.push(job, job.priority ?? 0);
     this.#queued++;
     this.#drain();
     return true;
+  }
+
+  /**
+   * Stops starting tasks of `task` (of every task, without one). Accepting goes on: they wait in
+   * the queue (and count against `--queue-size`); running ones finish.
+   */
+  pause(task?: string): void {
+    if (task === undefined) this.#pausedAll = true;
+    else this.#paused.add(task);
+  }
+
+  /** Starts tasks of `task` (of every task, without one) again. */
+  resume(task?: string): void {
+    if (task === undefined) {
+      this.#pausedAll = false;
+      this.#paused.clear();
+    } else this.#paused.delete(task);
+    this.#drain();
+  }
+
+  /** What is paused: `"*"` for everything, else task names. */
+  get paused(): string[] {
+    return this.#pausedAll ? ["*"] : [...this.#paused];
   }
 
   /** Workers that have loaded their handlers and take tasks. */
@@ -378,6 +407,7 @@ export class WorkerPool {
   }
 
   #atLimit(task: string): boolean {
+    if (this.#pausedAll || this.#paused.has(task)) return true;
     const max = this.#opts.limits?.get(task)?.concurrency;
     return max !== undefined && (this.#runs.get(task) ?? 0) >= max;
   }

@@ -65,6 +65,8 @@ export interface Job extends JobMessage {
   queuedAt?: number;
   /** How often it went back to the queue because its worker was stopped under it. */
   requeues?: number;
+  /** Higher is served sooner (-100…100; 0 by default): see `PriorityLane` in `queue.ts`. */
+  priority?: number;
   /**
    * Set when it was one of several suspects of a worker crash that nothing could pin on one task:
    * it runs again on probation (at most one such task per worker), and a second crash with it on

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { DEFAULT_AGING_MS, MinHeap } from "./priority_queue.ts";
 
 /**
  * A growable ring buffer.
@@ -82,5 +83,63 @@ export class Deque<T> {
     for (let i = 0; i < this.#length; i++) items[i] = old[(this.#head + i) & (old.length - 1)];
     this.#items = items;
     this.#head = 0;
+  }
+}
+
+/**
+ * The queue a pool serves tasks from: higher priorities first, in order within one, and a low
+ * priority never starved — a task's priority rises by one for every `agingMs` it waits (key:
+ * `queued at − priority × agingMs`, smallest first; see `priority_queue.ts`). Tasks of priority 0,
+ * the common case, stay in a plain {@linkcode Deque} (their keys only grow), so they cost what a
+ * FIFO costs; only other priorities go through the heap, and each `shift` takes the smaller key
+ * of the two heads.
+ *
+ * @example
+ * ```ts
+ * import { PriorityLane } from "./queue.ts";
+ * import assert from "node:assert/strict";
+ * const lane = new PriorityLane<{ id: number; at: number }>((t) => t.at, 10_000);
+ * lane.push({ id: 1, at: 0 }, 0);
+ * lane.push({ id: 2, at: 5 }, 0);
+ * lane.push({ id: 3, at: 10 }, 1); // one level up: served first
+ * assert.deepEqual([lane.shift()?.id, lane.shift()?.id, lane.shift()?.id], [3, 1, 2]);
+ * ```
+ */
+export class PriorityLane<T> {
+  readonly #plain = new Deque<T>();
+  readonly #ranked = new MinHeap<T>();
+
+  /**
+   * @param timeOf when an item was queued (ms, one clock for all: its place among equals).
+   * @param agingMs how long a task waits to rise one priority level.
+   */
+  constructor(private readonly timeOf: (item: T) => number, private readonly agingMs: number = DEFAULT_AGING_MS) {}
+
+  get length(): number {
+    return this.#plain.length + this.#ranked.length;
+  }
+
+  push(item: T, priority = 0): void {
+    if (priority === 0) this.#plain.push(item);
+    else this.#ranked.push(item, this.timeOf(item) - priority * this.agingMs);
+  }
+
+  #rankedFirst(): boolean {
+    if (this.#ranked.length === 0) return false;
+    if (this.#plain.length === 0) return true;
+    return this.#ranked.peekKey()! < this.timeOf(this.#plain.peek()!);
+  }
+
+  shift(): T | undefined {
+    return this.#rankedFirst() ? this.#ranked.shift() : this.#plain.shift();
+  }
+
+  peek(): T | undefined {
+    return this.#rankedFirst() ? this.#ranked.peek() : this.#plain.peek();
+  }
+
+  /** Removes and returns the first item `match` accepts (a cancel: O(n)). */
+  remove(match: (item: T) => boolean): T | undefined {
+    return this.#plain.remove(match) ?? this.#ranked.remove(match);
   }
 }

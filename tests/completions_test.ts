@@ -132,9 +132,13 @@ Deno.test("completions bash: serve --wor → --workers (and the other --wor… f
       "-V",
       "-h",
       "bench",
+      "cancel",
       "client",
       "completions",
+      "retry",
       "serve",
+      "status",
+      "tasks",
     ]);
     assert.deepEqual(await bash(path, dir, ["asynctask", "completions", "z"]), ["zsh"]);
     assert.deepEqual(await bash(path, dir, ["asynctask", "client", "--q"]), ["--quiet"]);
@@ -154,7 +158,7 @@ Deno.test({
       assert.deepEqual(await zshOffers(path, dir, "asynctask serve --wor"), WOR);
       assert.deepEqual(await zshOffers(path, dir, "asynctask serve --dispatch "), [...DISPATCH_MODES].sort());
       assert.deepEqual(await zshOffers(path, dir, "asynctask serve --config ta"), ["tasks.json"]);
-      assert.deepEqual(await zshOffers(path, dir, "asynctask "), ["bench", "client", "completions", "serve"]);
+      assert.deepEqual(await zshOffers(path, dir, "asynctask "), ["bench", "cancel", "client", "completions", "retry", "serve", "status", "tasks"]);
       assert.deepEqual(await zshOffers(path, dir, "asynctask bench --spawn -- --dispatch r"), ["round-robin"]);
     }),
 });

@@ -26,6 +26,16 @@ function base(server: TaskServer, scheme = "http"): string {
 }
 
 /** A fetch that reads the whole body (so that no resource leaks). */
+/** `/readyz` once the server is ready: its workers load their handlers a moment after the start (5 s at most). */
+async function ready(url: string): Promise<{ status: number; headers: Headers; body: string }> {
+  let r = await get(url);
+  for (let i = 0; i < 100 && r.status === 503; i++) {
+    await new Promise((done) => setTimeout(done, 50));
+    r = await get(url);
+  }
+  return r;
+}
+
 async function get(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; body: string }> {
   const r = await fetch(url, { redirect: "manual", ...init });
   return { status: r.status, headers: r.headers, body: await r.text() };
@@ -66,9 +76,9 @@ Deno.test("http: /healthz 200; /readyz 200 with its checks, 503 while the server
   const server = await startServer({ http: "127.0.0.1:0", workers: 2 });
   const url = base(server);
   assert.deepEqual(await get(`${url}/healthz`).then((r) => [r.status, r.body]), [200, "ok\n"]);
-  const ready = await get(`${url}/readyz`);
-  assert.equal(ready.status, 200, ready.body);
-  const checks = JSON.parse(ready.body);
+  const readyz = await ready(`${url}/readyz`);
+  assert.equal(readyz.status, 200, readyz.body);
+  const checks = JSON.parse(readyz.body);
   assert.equal(checks.ready, true);
   assert.deepEqual(Object.keys(checks.checks), ["listening", "workers", "store"]);
   assert.equal(checks.checks.workers.detail, "2 of 2 worker slots ready");
@@ -133,7 +143,7 @@ Deno.test("http: with --token, every page needs it (Bearer, or the login form's 
       assert.equal(r.headers.get("www-authenticate"), 'Bearer realm="asynctask"');
     }
     assert.equal((await get(`${url}/healthz`)).status, 200);
-    assert.equal((await get(`${url}/readyz`)).status, 200);
+    assert.equal((await ready(`${url}/readyz`)).status, 200);
     assert.equal((await get(`${url}/assets/app.css`)).status, 200, "the files of the sign-in page are open");
     // A page asked for by a browser goes to the sign-in form, and back after it.
     const page = await get(`${url}/`, { headers: { accept: "text/html" } });
@@ -380,7 +390,7 @@ Deno.test("http: serve --http from the command line says where the dashboard is"
       await new Promise((r) => setTimeout(r, 50));
     }
     assert.ok(m, server.log());
-    const r = await get(`http://127.0.0.1:${m[1]}/readyz`);
+    const r = await ready(`http://127.0.0.1:${m[1]}/readyz`);
     assert.equal(r.status, 200);
   } finally {
     server.child.kill("SIGTERM");

@@ -80,6 +80,8 @@ export class JournalStore implements TaskStore {
         attempts: t.attempts,
         interrupted: t.interrupted,
         wasRunning: t.wasRunning,
+        ...(t.priority !== 0 ? { priority: t.priority } : {}),
+        ...(t.runAt !== undefined ? { runAt: t.runAt } : {}),
       })),
       finished: finished.map((t) => ({
         id: t.id,

@@ -24,6 +24,10 @@ export interface AcceptedTask {
   tag?: Tag;
   /** Failed attempts so far (0 for a new task). */
   attempts: number;
+  /** Higher is served sooner; 0 by default. */
+  priority?: number;
+  /** When it may start (ms since the epoch), if it was delayed. */
+  runAt?: number;
 }
 
 /** How a task ended. */
@@ -49,6 +53,9 @@ export interface RecoveredTask {
   interrupted: number;
   /** Whether it was running when the server stopped (else it was queued, or waiting to retry). */
   wasRunning: boolean;
+  priority?: number;
+  /** When it may start (ms since the epoch), if it was delayed. */
+  runAt?: number;
 }
 
 /** A finished task found on start: within the result TTL, or a failure still kept (`--keep-failed`). */

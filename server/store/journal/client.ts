@@ -123,7 +123,18 @@ export class JournalClient {
   }
 
   /** Records an accepted task: durable once a later {@linkcode commit} resolves. */
-  accept(t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number }): void {
+  accept(
+    t: {
+      id: number;
+      task: string;
+      data: unknown;
+      format: Format;
+      tag?: Tag;
+      attempts: number;
+      priority?: number;
+      runAt?: number;
+    },
+  ): void {
     this.#buffer.accepted.push(...acceptedRow(t, this.#batchTime ??= Date.now()));
     this.#schedule();
   }

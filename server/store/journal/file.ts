@@ -23,19 +23,21 @@ import type { Format, Tag } from "../../protocol.ts";
 import { checkWal } from "./wal.ts";
 
 /** The schema version this code writes; a newer file is refused. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS accepted (
     id INTEGER PRIMARY KEY, task TEXT NOT NULL, data TEXT NOT NULL, format TEXT NOT NULL, tag TEXT,
-    attempts INTEGER NOT NULL, interrupted INTEGER NOT NULL DEFAULT 0, accepted_at INTEGER NOT NULL);
+    attempts INTEGER NOT NULL, interrupted INTEGER NOT NULL DEFAULT 0, accepted_at INTEGER NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0, run_at INTEGER);
   CREATE TABLE IF NOT EXISTS ended (
     id INTEGER PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL, result TEXT, error TEXT,
     finished_at INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS started (id INTEGER PRIMARY KEY, attempt INTEGER NOT NULL);
   CREATE VIEW IF NOT EXISTS tasks AS
     SELECT a.id, a.task, a.data, a.format, a.tag, COALESCE(e.state, 'queued') AS state,
-      COALESCE(e.attempts, a.attempts) AS attempts, a.interrupted, e.result, e.error, a.accepted_at, e.finished_at
+      COALESCE(e.attempts, a.attempts) AS attempts, a.interrupted, e.result, e.error, a.accepted_at, e.finished_at,
+      a.priority, a.run_at
     FROM accepted a LEFT JOIN ended e ON e.id = a.id;`;
 
 /** Version 1 kept one \`tasks\` table whose rows were updated when a task ended. */
@@ -66,18 +68,21 @@ export class JournalDamagedError extends JournalError {
   override name = "JournalDamagedError";
 }
 
-/** One accepted task as a journal row: id, task, data (JSON), format, tag (JSON or null), attempts, accepted at. */
-export type AcceptedRow = [number, string, string, string, string | null, number, number];
+/**
+ * One accepted task as a journal row: id, task, data (JSON), format, tag (JSON or null), attempts,
+ * accepted at, priority, run at (or null: at once).
+ */
+export type AcceptedRow = [number, string, string, string, string | null, number, number, number, number | null];
 /** One ended task as a journal row: id, state, attempts, result (JSON or null), error (JSON or null), finished at. */
 export type EndedRow = [number, string, number, string | null, string | null, number];
 
-/** Rows per multi-row INSERT, at most: 896 parameters for an accepted row's 7 (SQLite allows 32,766). */
+/** Rows per multi-row INSERT, at most: 1,152 parameters for an accepted row's 9 (SQLite allows 32,766). */
 const MAX_ROWS_PER_STATEMENT = 128;
 
 /** A value of a journal row. */
 export type JournalValue = string | number | null;
 /** Values in an {@linkcode AcceptedRow}. */
-export const ACCEPTED_FIELDS = 7;
+export const ACCEPTED_FIELDS = 9;
 /** Values in an {@linkcode EndedRow}. */
 export const ENDED_FIELDS = 6;
 
@@ -108,12 +113,21 @@ export interface JournalBatch {
  * import assert from "node:assert/strict";
  * assert.deepEqual(
  *   acceptedRow({ id: 1, task: "sms", data: "138", format: "text", attempts: 0 }, 5),
- *   [1, "sms", '"138"', "text", null, 0, 5],
+ *   [1, "sms", '"138"', "text", null, 0, 5, 0, null],
  * );
  * ```
  */
 export function acceptedRow(
-  t: { id: number; task: string; data: unknown; format: Format; tag?: Tag; attempts: number },
+  t: {
+    id: number;
+    task: string;
+    data: unknown;
+    format: Format;
+    tag?: Tag;
+    attempts: number;
+    priority?: number;
+    runAt?: number;
+  },
   now: number = Date.now(),
 ): AcceptedRow {
   return [
@@ -124,6 +138,8 @@ export function acceptedRow(
     t.tag === undefined ? null : JSON.stringify(t.tag),
     t.attempts,
     now,
+    t.priority ?? 0,
+    t.runAt ?? null,
   ];
 }
 
@@ -161,6 +177,9 @@ export interface JournalTask {
   interrupted: number;
   /** Whether it was running when the server stopped (only for an unfinished task). */
   wasRunning: boolean;
+  priority: number;
+  /** When it may start, if it was delayed (ms since the epoch). */
+  runAt?: number;
   state: "queued" | "done" | "failed";
   /** The result's JSON text. */
   json?: string;
@@ -342,6 +361,14 @@ export class Journal {
         );
       }
       if (version === 1) db.exec(MIGRATE_FROM_1);
+      // Version 4 added priority and run_at to accepted (the view is made again with them).
+      const columns = new Set(
+        (db.prepare("PRAGMA table_info(accepted)").all() as { name: string }[]).map((c) => c.name),
+      );
+      if (columns.size > 0 && !columns.has("priority")) {
+        db.exec(`ALTER TABLE accepted ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+          ALTER TABLE accepted ADD COLUMN run_at INTEGER; DROP VIEW IF EXISTS tasks;`);
+      }
       db.exec(SCHEMA);
       const setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
       setMeta.run("schema_version", String(SCHEMA_VERSION));
@@ -440,6 +467,8 @@ export class Journal {
       attempts: Number(r.attempts),
       interrupted: Number(r.interrupted),
       wasRunning: wasRunning.has(Number(r.id)),
+      priority: Number(r.priority ?? 0),
+      ...(r.run_at != null ? { runAt: Number(r.run_at) } : {}),
       state: r.state === "done" ? "done" : r.state === "failed" ? "failed" : "queued",
       ...(r.result != null ? { json: String(r.result) } : {}),
       ...(r.error != null ? { error: JSON.parse(String(r.error)) } : {}),
@@ -468,8 +497,8 @@ export class Journal {
       ACCEPTED_FIELDS,
       this.#inserts,
       (n) =>
-        `INSERT INTO accepted (id, task, data, format, tag, attempts, accepted_at) VALUES ${
-          Array(n).fill("(?, ?, ?, ?, ?, ?, ?)").join(", ")
+        `INSERT INTO accepted (id, task, data, format, tag, attempts, accepted_at, priority, run_at) VALUES ${
+          Array(n).fill("(?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
         }`,
     );
     this.#writeRows(

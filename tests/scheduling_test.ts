@@ -1,0 +1,136 @@
+/**
+ * Scheduling through real sockets and a real journal: priorities, delayed tasks (and a restart in
+ * the middle of a delay), pause and resume, and bad values refused.
+ */
+import assert from "node:assert/strict";
+import { FIXTURE_HANDLERS, LineClient, spawnServe, startServer } from "./helpers.ts";
+
+Deno.test("priority: among waiting tasks, higher ones start first; within one, in order", async () => {
+  const server = await startServer({ workers: 1, concurrency: 1, modules: [FIXTURE_HANDLERS] });
+  const c = await LineClient.connect(server.addr.port);
+  try {
+    await c.send("/task slow 300"); // holds the one slot while the others queue up
+    await c.next();
+    await c.send(
+      '{"task":"echo","data":"low-1","priority":-5}',
+      '{"task":"echo","data":"normal"}',
+      "/task echo --priority 10 high",
+      '{"task":"echo","data":"low-2","priority":-5}',
+    );
+    const lines = await c.take(9, 10_000);
+    const done = lines.filter((l) => l.startsWith("DONE") || /"type":"done"/.test(l));
+    const order = done.map((l) => /(low-1|low-2|normal|high|finished)/.exec(l)?.[1]);
+    assert.deepEqual(order, ["finished", "high", "normal", "low-1", "low-2"]);
+  } finally {
+    await c.close();
+    await server.shutdown(5000);
+  }
+});
+
+Deno.test("delay: ACCEPTED at once, /status says scheduled with the time, it runs when due; /cancel works on it", async () => {
+  const server = await startServer({ defaultTask: "echo" });
+  const c = await LineClient.connect(server.addr.port);
+  try {
+    const t0 = Date.now();
+    await c.send('{"task":"echo","data":"later","delay":"400ms"}', "/task echo --delay 10s never");
+    assert.match(await c.next(), /"type":"accepted","task_id":1/);
+    assert.match(await c.next(), /^ACCEPTED 2 echo queued; it runs at \d{4}-\d\d-\d\dT/);
+    await c.send("/status 1", "/tasks scheduled");
+    assert.match(await c.next(), /^STATUS 1 scheduled \d{4}-\d\d-\d\dT[\d:.]+Z$/);
+    assert.match(await c.next(), /^TASKS \[\{"id":1,.*"state":"scheduled".*"run_at":.*\{"id":2,/);
+    assert.match(await c.next(2000), /"type":"done","task_id":1,"result":"later"/);
+    assert.ok(Date.now() - t0 >= 400, "not before its time");
+    await c.send("/cancel 2");
+    assert.equal(await c.next(), "OK cancelled 2");
+    assert.match(await c.next(), /^FAILED 2 cancelled /);
+  } finally {
+    await c.close();
+    await server.shutdown(5000);
+  }
+});
+
+Deno.test("bad scheduling values are refused with invalid_data, saying what to send", async () => {
+  const server = await startServer({ defaultTask: "echo", maxDelayMs: 60_000 });
+  const c = await LineClient.connect(server.addr.port);
+  try {
+    await c.send(
+      '{"task":"echo","data":1,"delay":"-5s"}',
+      '{"task":"echo","data":1,"delay":"2m"}',
+      '{"task":"echo","data":1,"run_at":"tomorrow"}',
+      '{"task":"echo","data":1,"priority":1000}',
+      '{"task":"echo","data":1,"priority":1.5}',
+      '{"task":"echo","data":1,"delay":"1s","run_at":"2030-01-01T00:00:00Z"}',
+      "/task echo --later 5s x",
+    );
+    const replies = await c.take(7);
+    for (const r of replies.slice(0, 6)) assert.match(r, /"code":"invalid_data"/, r);
+    assert.match(replies[1], /past --max-delay 1m/);
+    assert.match(replies[6], /^ERROR bad_request unknown option --later of \/task/);
+    assert.equal(server.stats().accepted, 0);
+  } finally {
+    await c.close();
+    await server.shutdown(5000);
+  }
+});
+
+Deno.test("with --journal, a delayed task survives a restart in the middle of its delay, and runs then", async () => {
+  const dir = await Deno.makeTempDir();
+  const args = ["--journal", `${dir}/j.db`, "--task", "echo"];
+  try {
+    let server = await spawnServe(args);
+    let c = await LineClient.connect(server.port);
+    await c.send('{"task":"echo","data":"kept","delay":"2s"}');
+    assert.match(await c.next(), /"type":"accepted","task_id":1/);
+    await c.close();
+    const stop = performance.now();
+    server.child.kill("SIGTERM");
+    const { code, log } = await server.exited();
+    assert.equal(code, 0, log);
+    assert.ok(performance.now() - stop < 1500, "a graceful stop does not wait for a delayed task the journal keeps");
+    server = await spawnServe(args);
+    c = await LineClient.connect(server.port);
+    try {
+      await c.send("/status 1");
+      assert.match(await c.next(), /^STATUS 1 scheduled /);
+      let status = "";
+      for (let i = 0; i < 60 && !/done/.test(status); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        await c.send("/status 1");
+        status = await c.next();
+      }
+      assert.equal(status, "STATUS 1 done kept");
+    } finally {
+      await c.close();
+      server.child.kill("SIGTERM");
+      await server.exited();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("/pause a task: still accepted, not started; /resume: it runs", async () => {
+  const server = await startServer({ defaultTask: "echo" });
+  const c = await LineClient.connect(server.addr.port);
+  try {
+    await c.send("/pause echo", "waiting", "/status 1");
+    assert.equal(await c.next(), "OK paused echo; paused now: echo");
+    assert.equal(await c.next(), "ACCEPTED 1 echo queued");
+    assert.equal(await c.next(), "STATUS 1 queued");
+    await c.send("/pause nosuchtask");
+    assert.match(await c.next(), /^ERROR unknown_task no task named "nosuchtask"/);
+    await c.send('{"cmd":"resume","task":"echo"}');
+    assert.equal(await c.next(), '{"type":"ok","paused":[]}');
+    assert.equal(await c.next(), "DONE 1 waiting");
+    await c.send("/pause", "again", "/resume");
+    assert.deepEqual(await c.take(4), [
+      "OK paused *; paused now: *",
+      "ACCEPTED 2 echo queued",
+      "OK resumed *; paused now: nothing",
+      "DONE 2 again",
+    ]);
+  } finally {
+    await c.close();
+    await server.shutdown(5000);
+  }
+});
