@@ -158,7 +158,16 @@ Deno.test({
       assert.deepEqual(await zshOffers(path, dir, "asynctask serve --wor"), WOR);
       assert.deepEqual(await zshOffers(path, dir, "asynctask serve --dispatch "), [...DISPATCH_MODES].sort());
       assert.deepEqual(await zshOffers(path, dir, "asynctask serve --config ta"), ["tasks.json"]);
-      assert.deepEqual(await zshOffers(path, dir, "asynctask "), ["bench", "cancel", "client", "completions", "retry", "serve", "status", "tasks"]);
+      assert.deepEqual(await zshOffers(path, dir, "asynctask "), [
+        "bench",
+        "cancel",
+        "client",
+        "completions",
+        "retry",
+        "serve",
+        "status",
+        "tasks",
+      ]);
       assert.deepEqual(await zshOffers(path, dir, "asynctask bench --spawn -- --dispatch r"), ["round-robin"]);
     }),
 });
