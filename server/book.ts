@@ -46,6 +46,10 @@ export interface TaskRecord {
   priority: number;
   /** When a delayed task may start (`delay`, `run_at`), ms since the epoch; 0 when it was not delayed. */
   runAt: number;
+  /** Its unique key (`unique_key`, or its task's `unique` template), namespaced by task. */
+  uniqueKey?: string;
+  /** Other clients waiting for its final reply: duplicates that joined it, each in its own form. */
+  also?: { target: ReplyTarget; format: Format; tag?: Tag }[];
   error?: { code: string; message: string };
   /** `Date.now()` when it finished, for expiry. */
   finishedAt: number;

@@ -10,7 +10,8 @@ import { getLogger } from "@logtape/logtape";
 import { formatSize } from "../cli/units.ts";
 import type { HandlerRegistry } from "../task/handlers/mod.ts";
 import { InvalidDataError } from "../task/types.ts";
-import { parseTiming } from "../task/timing.ts";
+import { compileTemplate, parseTiming, type Template } from "../task/timing.ts";
+import type { TaskSpec } from "../task/spec.ts";
 import { AuthThrottle, type TokenCheck } from "./auth.ts";
 import type { TaskLifecycle } from "./lifecycle.ts";
 import type { Connection } from "./net/connection.ts";
@@ -38,6 +39,8 @@ export interface DeskParts {
   maxQueueBytes: number;
   /** How far ahead a task may be put (`--max-delay`). */
   maxDelayMs: number;
+  /** The tasks map's entries by name: their default priority, unique key template and window. */
+  specs: ReadonlyMap<string, TaskSpec>;
   maxLine: number;
   stats(): ServerStats;
   /** Whether the server is stopping (new tasks are refused). */
@@ -59,6 +62,8 @@ export class Desk {
   /** The hot refusal under overload: its text line is built once. */
   readonly #queueFullLine: string;
   readonly #throttle = new AuthThrottle();
+  /** The tasks' `unique` templates, compiled once. */
+  readonly #templates = new Map<string, Template>();
 
   constructor(parts: DeskParts) {
     this.#p = parts;
@@ -196,6 +201,17 @@ export class Desk {
     }, delayMs);
   }
 
+  #template(task: string, source: string): Template {
+    let t = this.#templates.get(task);
+    if (!t) {
+      const compiled = compileTemplate(source, `tasks.${task}.unique`);
+      // The config was checked when it was read: a template that does not compile never gets here.
+      if (!compiled.ok) throw new Error(compiled.message);
+      this.#templates.set(task, t = compiled.value);
+    }
+    return t;
+  }
+
   #known(): string {
     return [...this.#p.registry().keys()].join(", ");
   }
@@ -261,18 +277,45 @@ export class Desk {
       );
     }
     // On disk before its ACCEPTED goes out: the connection waits for the store's commit before it writes.
-    let priority = 0;
+    const spec = this.#p.specs.get(name);
+    let priority = spec?.priority ?? 0;
     let runAt: number | undefined;
+    let uniqueKey: string | undefined;
     if (req.timing) {
       const now = Date.now();
       const timing = parseTiming(req.timing, { now, maxDelayMs: this.#p.maxDelayMs });
       if (!timing.ok) return this.#refuse(c, format, tag, "invalid_data", timing.message);
-      priority = timing.value.priority;
+      if (req.timing.priority !== undefined) priority = timing.value.priority;
       if (timing.value.delayed) runAt = timing.value.dueAt;
+      uniqueKey = timing.value.uniqueKey;
+    }
+    if (uniqueKey === undefined && spec?.unique !== undefined) {
+      const key = this.#template(name, spec.unique).render(data);
+      if (!key.ok) return this.#refuse(c, format, tag, "invalid_data", `${name}'s unique key: ${key.message}`);
+      uniqueKey = key.value;
+    }
+    if (uniqueKey !== undefined) {
+      const existing = lifecycle.duplicateOf(name, uniqueKey, spec?.uniqueForMs ?? 0);
+      if (existing) {
+        lifecycle.counts.of(name).duplicates = (lifecycle.counts.of(name).duplicates ?? 0) + 1;
+        c.send(reply.accepted(
+          format,
+          existing.id,
+          tag,
+          `duplicate of task ${existing.id} (unique key ${
+            JSON.stringify(uniqueKey)
+          }), which is ${existing.state}; its final reply comes here too`,
+        ));
+        lifecycle.join(existing, c, format, tag);
+        return;
+      }
     }
     const summary = (handler.accepted?.(data) ?? `${name} task queued`) +
       (runAt !== undefined ? `; it runs at ${new Date(runAt).toISOString()}` : "");
-    const id = lifecycle.submit({ task: name, data, format, tag, connId: c.id, size, summary, priority, runAt }, c);
+    const id = lifecycle.submit(
+      { task: name, data, format, tag, connId: c.id, size, summary, priority, runAt, uniqueKey },
+      c,
+    );
     c.send(reply.accepted(format, id, tag, summary));
   }
 
@@ -292,6 +335,19 @@ export class Desk {
       remote: c.remote,
     });
     c.send(reply.accepted(format, id, tag, `retry of task ${taskId}`));
+  }
+
+  /** Why a queued task waits, if anything holds it: a rate limit, or a pause. */
+  #waiting(id: number, task: string, state: string): { waiting?: string } {
+    if (state !== "queued") return {};
+    const pool = this.#p.lifecycle.pool;
+    const rate = pool.waitReason(id);
+    if (rate) return { waiting: rate };
+    const paused = pool.paused;
+    if (paused.includes("*") || paused.includes(task)) {
+      return { waiting: `paused: ${paused.includes("*") ? "every task" : `task ${task}`} (/resume to go on)` };
+    }
+    return {};
   }
 
   #status(c: Connection, format: Format, tag: Tag | undefined, taskId: number): void {
@@ -314,7 +370,7 @@ export class Desk {
       ? { result: JSON.parse(rec.json ?? "null"), attempts: rec.attempts }
       : rec.state === "failed"
       ? { error: rec.error, attempts: rec.attempts, ...(rec.retriedAs ? { retried_as: rec.retriedAs } : {}) }
-      : { attempts: rec.attempts };
+      : { attempts: rec.attempts, ...this.#waiting(rec.id, rec.task, rec.state) };
     c.send(reply.status(format, tag, taskId, rec.state, detail));
   }
 }

@@ -161,6 +161,8 @@ export interface Submission {
   priority?: number;
   /** When it may start, ms since the epoch (`delay`, `run_at`); absent or past: at once. */
   runAt?: number;
+  /** Its unique key: a second task with it joins this one (see {@linkcode TaskLifecycle.duplicateOf}). */
+  uniqueKey?: string;
 }
 
 /**
@@ -314,7 +316,9 @@ export class TaskLifecycle {
       attempts: 0,
       ...(s.priority ? { priority: s.priority } : {}),
       ...(delayed ? { runAt: s.runAt } : {}),
+      ...(s.uniqueKey !== undefined ? { uniqueKey: s.uniqueKey } : {}),
     });
+    if (s.uniqueKey !== undefined) this.#unique.set(`${s.task}\u0000${s.uniqueKey}`, id);
     const rec = this.#book.add(newRecord({
       id,
       task: s.task,
@@ -329,6 +333,7 @@ export class TaskLifecycle {
       retryOf: s.retryOf,
       priority: s.priority ?? 0,
       runAt: delayed ? s.runAt : 0,
+      uniqueKey: s.uniqueKey,
     }));
     this.#dataBytes += s.size;
     if (this.#taskLines && this.#budget.take(this.#time())) {
@@ -340,6 +345,49 @@ export class TaskLifecycle {
     if (delayed) this.#schedule(rec);
     else this.#queue(rec, 1, s.connId);
     return id;
+  }
+
+  /** Task ids by task name and unique key, while they are unfinished (or within their `unique-for`). */
+  readonly #unique = new Map<string, number>();
+
+  /**
+   * The task a submission with `uniqueKey` duplicates: unfinished, or ended less than `forMs` ago
+   * (the task's `unique-for`).
+   */
+  duplicateOf(task: string, uniqueKey: string, forMs = 0): TaskRecord | undefined {
+    const k = `${task}\u0000${uniqueKey}`;
+    const id = this.#unique.get(k);
+    const rec = id === undefined ? undefined : this.#book.get(id);
+    if (rec && (rec.state !== "done" && rec.state !== "failed" || this.#clock.now() - rec.finishedAt < forMs)) {
+      return rec;
+    }
+    if (id !== undefined) this.#unique.delete(k);
+    return undefined;
+  }
+
+  /**
+   * A duplicate joins a task: its final reply goes to `target` too (in `format`, with `tag`) — at
+   * once, if the task has ended already.
+   */
+  join(rec: TaskRecord, target: ReplyTarget, format: Format, tag?: Tag): void {
+    if (rec.state === "done" || rec.state === "failed") {
+      target.send(this.#finalReply(rec, format, tag, 0));
+      return;
+    }
+    (rec.also ??= []).push(tag === undefined ? { target, format } : { target, format, tag });
+    target.taskAccepted();
+  }
+
+  /** A task's final reply, in one client's form. */
+  #finalReply(rec: TaskRecord, format: Format, tag: Tag | undefined, ms: number): string {
+    const error = rec.error;
+    if (rec.state === "failed" && error) {
+      const text = rec.attempts > 1 ? `${error.message} (after ${rec.attempts} attempts)` : error.message;
+      return reply.failed(format, rec.id, tag, error.code, format === "text" ? text : error.message, {
+        attempts: rec.attempts,
+      });
+    }
+    return reply.done(format, rec.id, tag, rec.json ?? "null", { worker: rec.worker, attempts: rec.attempts, ms });
   }
 
   /** Hands a task to the pool, at its priority. */
@@ -532,6 +580,8 @@ export class TaskLifecycle {
     const now = this.#clock.now();
     this.#book.sweep(now);
     this.#failed.sweep(now);
+    // Keys of tasks that are gone from the book: a duplicate would not find them anyway.
+    for (const [k, id] of this.#unique) if (!this.#book.get(id)) this.#unique.delete(k);
     const { resultTtlMs, maxResults, keepFailedMs } = this.#opts;
     this.#store.sweep(now - resultTtlMs, maxResults, now - Math.max(keepFailedMs, resultTtlMs)).catch((e: Error) =>
       log.error("{store}: clean-up failed: {error}", { store: this.#store.name, error: e.message })
@@ -608,6 +658,10 @@ export class TaskLifecycle {
         });
       } else {
         requeued.push(t.id);
+        if (t.uniqueKey !== undefined) {
+          rec.uniqueKey = t.uniqueKey;
+          this.#unique.set(`${t.task}\u0000${t.uniqueKey}`, t.id);
+        }
         rec.priority = t.priority ?? 0;
         rec.attempts = t.attempts;
         if (t.runAt !== undefined && t.runAt > this.#clock.now()) {
@@ -754,12 +808,7 @@ export class TaskLifecycle {
       rec.error = error;
       this.counts.failed++;
       this.counts.of(rec.task).failed++;
-      const text = rec.attempts > 1 ? `${error.message} (after ${rec.attempts} attempts)` : error.message;
-      target?.send(
-        reply.failed(rec.format, rec.id, rec.tag, error.code, rec.format === "text" ? text : error.message, {
-          attempts: rec.attempts,
-        }),
-      );
+      target?.send(this.#finalReply(rec, rec.format, rec.tag, ms));
       if (this.#budget.take(this.#time())) {
         taskLog.warn(
           "task {id} ({task}) failed on worker {worker} after {ms} ms, attempt {attempt}: {code} {message}",
@@ -780,9 +829,7 @@ export class TaskLifecycle {
       rec.data = undefined; // kept only for a failure's retry
       this.counts.done++;
       this.counts.of(rec.task).done++;
-      target?.send(
-        reply.done(rec.format, rec.id, rec.tag, json ?? "null", { worker: rec.worker, attempts: rec.attempts, ms }),
-      );
+      target?.send(this.#finalReply(rec, rec.format, rec.tag, ms));
       if (this.#taskLines && this.#budget.take(this.#time())) {
         taskLog.info("task {id} ({task}) done in {ms} ms on worker {worker}, attempt {attempt}: {result}", {
           id: rec.id,
@@ -798,6 +845,13 @@ export class TaskLifecycle {
     this.#book.finish(rec, this.#time());
     if (error) this.#failed.add(rec);
     target?.taskEnded();
+    if (rec.also) {
+      for (const a of rec.also) {
+        a.target.send(this.#finalReply(rec, a.format, a.tag, ms));
+        a.target.taskEnded();
+      }
+      rec.also = undefined;
+    }
     if (this.#finishedWaiters.length > 0 && this.#waitingFor() === 0) {
       const waiters = this.#finishedWaiters;
       this.#finishedWaiters = [];

@@ -430,11 +430,15 @@ export const reply = {
       attempts?: number;
       retried_as?: number;
       run_at?: string;
+      /** Why a queued task waits (a rate limit, a pause). */
+      waiting?: string;
     },
   ): string {
     if (format === "json") return json({ ...tagged("status", tag), task_id: taskId, state, ...detail });
     const extra = detail?.run_at
       ? ` ${detail.run_at}`
+      : detail?.waiting
+      ? ` ${oneLine(detail.waiting)}`
       : detail?.error
       ? ` ${detail.error.code} ${oneLine(detail.error.message)}`
       : detail && "result" in detail

@@ -13,7 +13,8 @@ import { getLogger } from "@logtape/logtape";
 import { formatDuration, formatSize } from "../cli/units.ts";
 import { createRegistry, type HandlerRegistry } from "../task/handlers/mod.ts";
 import type { TaskLimits } from "../task/pool.ts";
-import type { HandlerSettings } from "../task/spec.ts";
+import type { HandlerSettings, TaskSpec } from "../task/spec.ts";
+import { parseRateLimits, RateLimiter } from "../task/rate.ts";
 import { isLoopback, TokenCheck } from "./auth.ts";
 import { Desk } from "./desk.ts";
 import { StartError } from "./errors.ts";
@@ -57,8 +58,8 @@ function handlerSettings(opts: ServeOptions, modules: string[] = opts.modules): 
   return { smsDelayMs: opts.smsDelayMs, modules, tasks: opts.tasks };
 }
 
-/** The per-task limits the pool enforces, from the handlers that set their own. */
-function taskLimits(registry: HandlerRegistry): Map<string, TaskLimits> {
+/** The per-task limits the pool enforces: from the handlers that set their own, and the tasks map's rates. */
+function taskLimits(registry: HandlerRegistry, specs: TaskSpec[] = []): Map<string, TaskLimits> {
   const limits = new Map<string, TaskLimits>();
   for (const h of registry.values()) {
     if (h.timeoutMs === undefined && h.concurrency === undefined) continue;
@@ -66,6 +67,13 @@ function taskLimits(registry: HandlerRegistry): Map<string, TaskLimits> {
       ...(h.timeoutMs !== undefined ? { timeoutMs: h.timeoutMs } : {}),
       ...(h.concurrency !== undefined ? { concurrency: h.concurrency } : {}),
     });
+  }
+  for (const spec of specs) {
+    if (!spec.rate) continue;
+    const parsed = parseRateLimits(spec.rate, `tasks.${spec.name}.rate`);
+    if (!parsed.ok) throw new StartError(parsed.message); // checked when the config was read
+    const rates = parsed.value.map((r) => new RateLimiter(r, { name: spec.name }));
+    limits.set(spec.name, { ...limits.get(spec.name), rates });
   }
   return limits;
 }
@@ -201,7 +209,7 @@ export class TaskServer {
     const current = () => made.server ? made.server.#registry : registry;
     const lifecycle = new TaskLifecycle(
       store,
-      { ...opts, settings: handlerSettings(opts), limits: taskLimits(registry) },
+      { ...opts, settings: handlerSettings(opts), limits: taskLimits(registry, opts.tasks) },
       { has: (task) => current().has(task), retriesOf: (task) => current().get(task)?.retries },
       opts,
     );
@@ -216,6 +224,7 @@ export class TaskServer {
       queueSize: opts.queueSize,
       maxQueueBytes: opts.maxQueueBytes,
       maxDelayMs: opts.maxDelayMs,
+      specs: new Map((opts.tasks ?? []).map((t) => [t.name, t])),
       maxLine: opts.maxLine,
       stats: () => made.server!.stats(),
       stopping: () => made.server ? made.server.#stopping : false,

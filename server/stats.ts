@@ -17,6 +17,8 @@ export interface TaskCounts {
   failed: number;
   /** Failed attempts that run again. */
   retried: number;
+  /** Submissions that joined a task with the same unique key instead of running again. */
+  duplicates?: number;
 }
 
 /** What `/stats` reports. */

@@ -17,6 +17,8 @@
  * @module
  */
 import { dirname, isAbsolute, join, resolve } from "node:path";
+import { compileTemplate, PRIORITY_MAX, PRIORITY_MIN } from "./timing.ts";
+import { parseRateLimits } from "./rate.ts";
 import { pathToFileURL } from "node:url";
 import { parseDuration, parseSize } from "../cli/units.ts";
 import { compileDataSchema } from "./data_schema.ts";
@@ -36,7 +38,19 @@ export const DEFAULT_COMMAND_CONCURRENCY = 16;
 /** What a task name may look like: it travels in `/task <name> …` lines. */
 export const TASK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-const COMMON_KEYS = ["kind", "description", "timeout", "retries", "concurrency", "schema"];
+const COMMON_KEYS = [
+  "kind",
+  "description",
+  "timeout",
+  "retries",
+  "concurrency",
+  "schema",
+  "priority",
+  "unique",
+  "unique-for",
+  "rate",
+  "rate-key",
+];
 const KIND_KEYS: Record<(typeof TASK_KINDS)[number], string[]> = {
   command: ["command", "cwd", "env", "max-output"],
   webhook: ["url", "headers", "secret", "secret-env", "max-output"],
@@ -83,6 +97,33 @@ export const TASKS_JSON_SCHEMA = {
       retries: { type: "integer", minimum: 0, maximum: 100, description: "this task's retries; else --retries" },
       concurrency: { type: "integer", minimum: 1, maximum: 100000, description: "most runs of this task at once" },
       schema: { type: ["object", "boolean"], description: "a JSON Schema the task's data must match" },
+      priority: {
+        type: "integer",
+        minimum: -100,
+        maximum: 100,
+        description: "the priority of its tasks that give none (higher runs first); default 0",
+      },
+      unique: {
+        type: "string",
+        description:
+          'a key template over the data, such as "{phone}": one task per key at a time; a duplicate joins it',
+      },
+      "unique-for": {
+        ...DURATION,
+        description: "after a unique task ends, how long a duplicate still gets its result",
+      },
+      rate: {
+        description: 'starts allowed: "100/s", "10/min", "1000/h"; or { limit, key, burst }, or a list of these',
+        anyOf: [
+          { type: "string", pattern: "^\\s*\\d+\\s*/\\s*(s|min|h)\\s*$" },
+          { type: "object" },
+          { type: "array" },
+        ],
+      },
+      "rate-key": {
+        type: "string",
+        description: 'with a "rate": a key template, such as "{phone}": the limit is per key',
+      },
       command: {
         type: "array",
         items: { type: "string", minLength: 1 },
@@ -186,6 +227,35 @@ export function parseTasks(section: unknown, file: string, host: TaskConfigHost 
     if (t.timeout !== undefined) common.timeoutMs = measure(t.timeout, `${at}.timeout`, fail, DURATION_VALUE);
     if (t.retries !== undefined) common.retries = int(t.retries, `${at}.retries`, 0, 100, fail);
     if (t.concurrency !== undefined) common.concurrency = int(t.concurrency, `${at}.concurrency`, 1, 100_000, fail);
+    if (t.priority !== undefined) common.priority = int(t.priority, `${at}.priority`, PRIORITY_MIN, PRIORITY_MAX, fail);
+    if (t.unique !== undefined) {
+      const source = str(t.unique, `${at}.unique`, fail);
+      const compiled = compileTemplate(source, `${at}.unique`);
+      if (!compiled.ok) fail(`${at}.unique`, compiled.message);
+      common.unique = source;
+    }
+    if (t["unique-for"] !== undefined) {
+      if (t.unique === undefined) fail(`${at}.unique-for`, 'goes with "unique" (the key template)');
+      common.uniqueForMs = measure(t["unique-for"], `${at}.unique-for`, fail, DURATION_VALUE);
+    }
+    if (t["rate-key"] !== undefined && t.rate === undefined) {
+      fail(`${at}.rate-key`, 'goes with "rate", such as "1/min"');
+    }
+    if (t.rate !== undefined) {
+      const raw = t["rate-key"] !== undefined && typeof t.rate === "string"
+        ? { limit: t.rate, key: str(t["rate-key"], `${at}.rate-key`, fail) }
+        : t.rate;
+      const parsed = parseRateLimits(raw, `${at}.rate`);
+      if (!parsed.ok) fail(`${at}.rate`, parsed.message.replace(`${at}.rate: `, "").replace(`${at}.rate`, ""));
+      const list = Array.isArray(raw) ? raw : [raw];
+      common.rate = list.map((r) =>
+        typeof r === "string" ? { limit: r } : {
+          limit: String(r.limit),
+          ...(r.key ? { key: String(r.key) } : {}),
+          ...(r.burst ? { burst: Number(r.burst) } : {}),
+        }
+      );
+    }
     if (t.schema !== undefined) {
       if (!isObject(t.schema) && typeof t.schema !== "boolean") fail(`${at}.schema`, "must be a JSON Schema object");
       try {

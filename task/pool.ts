@@ -19,6 +19,8 @@ import {
 } from "./messages.ts";
 import { type Job, type MessageCounts, MIN_WORKER_HEAP, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
 import { Deque, PriorityLane } from "./queue.ts";
+import { MinHeap } from "./priority_queue.ts";
+import { type RateLimiter, tryStartAll } from "./rate.ts";
 import { formatDuration } from "../cli/units.ts";
 import type { HandlerSettings } from "./spec.ts";
 
@@ -26,6 +28,8 @@ export type { Job } from "./pool_worker.ts";
 
 /** One task's own limits, from the config file; each falls back to the pool's. */
 export interface TaskLimits {
+  /** Rate limits (the config's `rate`): a task over one waits for its next slot, in the queue. */
+  rates?: readonly RateLimiter[];
   /** A run longer than this ends as `timeout`; 0 = no limit. */
   timeoutMs?: number;
   /** Most runs of this task at once across the pool. */
@@ -320,6 +324,7 @@ export class WorkerPool {
   async close(graceMs = 500): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timeoutTimer);
+    clearTimeout(this.#rateTimer);
     const busy = this.#slots.flatMap((s) => [s.worker, ...s.retiring]).filter((w) => w.inflight.size > 0);
     for (const w of busy) w.abort([...w.inflight.keys()], "shutdown");
     const until = performance.now() + graceMs;
@@ -369,6 +374,7 @@ export class WorkerPool {
   /** Starts `job` on `slot`, unless its task is at its limit (parked) or it is on probation and the slot's worker has one. */
   #dispatch(slot: Slot, job: Job): void {
     if (this.#atLimit(job.task)) this.#park(job);
+    else if (!this.#rateAdmits(job)) return; // it waits for its slot (#rateWaiting)
     else if (job.suspected && this.#hasProbation(slot.worker)) this.#probation.push(job);
     else this.#start(slot, job);
   }
@@ -406,6 +412,69 @@ export class WorkerPool {
     return this.#slots[i].busy < concurrency ? i : -1;
   }
 
+  /**
+   * Tasks that wait for a rate limit's next slot, by when it comes; one timer, for the first. They
+   * count as queued; each says why it waits ({@linkcode waitReason}).
+   */
+  readonly #rateWaiting = new MinHeap<Job>();
+  readonly #waitReasons = new Map<number, string>();
+  #rateTimer: ReturnType<typeof setTimeout> | undefined;
+  #rateTimerAt = Infinity;
+
+  /** Why a queued task waits, if a rate limit holds it: `rate limit sms: 1/min per key "…": next slot at …`. */
+  waitReason(id: number): string | undefined {
+    return this.#waitReasons.get(id);
+  }
+
+  /** Takes a slot of every rate limit of the job's task, or parks it until the next one; true when it may start. */
+  #rateAdmits(job: Job): boolean {
+    const rates = this.#opts.limits?.get(job.task)?.rates;
+    if (!rates || rates.length === 0) return true;
+    const entries: [RateLimiter, string][] = [];
+    for (const limiter of rates) {
+      const key = limiter.keyFor(job.data);
+      // A key the data cannot fill (checked at the desk too): the task is limited as one key.
+      entries.push([limiter, key.ok ? key.value : ""]);
+    }
+    const got = tryStartAll(entries);
+    if (got.ok) {
+      this.#waitReasons.delete(job.id);
+      return true;
+    }
+    this.#waitReasons.set(job.id, got.message);
+    this.#rateWaiting.push(job, got.until);
+    if (got.until < this.#rateTimerAt) {
+      clearTimeout(this.#rateTimer);
+      this.#rateTimerAt = got.until;
+      this.#rateTimer = setTimeout(() => {
+        this.#rateTimer = undefined;
+        this.#rateTimerAt = Infinity;
+        this.#rateDue();
+      }, Math.max(0, Math.min(got.until - Date.now(), 3_600_000)));
+    }
+    return false;
+  }
+
+  /** Gives the tasks whose next slot has come back to the dispatcher (they take it, or wait again). */
+  #rateDue(): void {
+    const now = Date.now();
+    const due: Job[] = [];
+    for (let at = this.#rateWaiting.peekKey(); at !== undefined && at <= now; at = this.#rateWaiting.peekKey()) {
+      due.push(this.#rateWaiting.shift()!);
+    }
+    for (const job of due) this.#park(job);
+    if (this.#rateWaiting.length > 0) {
+      const next = this.#rateWaiting.peekKey()!;
+      this.#rateTimerAt = next;
+      this.#rateTimer = setTimeout(() => {
+        this.#rateTimer = undefined;
+        this.#rateTimerAt = Infinity;
+        this.#rateDue();
+      }, Math.max(0, Math.min(next - now, 3_600_000)));
+    }
+    this.#drain();
+  }
+
   #atLimit(task: string): boolean {
     if (this.#pausedAll || this.#paused.has(task)) return true;
     const max = this.#opts.limits?.get(task)?.concurrency;
@@ -427,6 +496,7 @@ export class WorkerPool {
         if (i < 0) break;
         this.#parkedCount--;
         const job = waiting.shift()!;
+        if (!this.#rateAdmits(job)) continue; // it waits for its slot (#rateWaiting)
         if (job.suspected && this.#hasProbation(this.#slots[i].worker)) this.#probation.push(job);
         else this.#start(this.#slots[i], job);
       }
@@ -582,6 +652,11 @@ export class WorkerPool {
         this.#queued--;
         return "queued";
       }
+    }
+    if (this.#rateWaiting.remove(match)) {
+      this.#queued--;
+      this.#waitReasons.delete(id);
+      return "queued";
     }
     for (const waiting of this.#parked.values()) {
       if (waiting.remove(match)) {

@@ -33,6 +33,14 @@ interface TaskSpecBase {
   concurrency?: number;
   /** A JSON Schema the task's data must match before it is accepted. */
   schema?: Record<string, unknown> | boolean;
+  /** The priority of its tasks that give none (-100…100). */
+  priority?: number;
+  /** A template over the data (`"{phone}"`): tasks with the same key run once at a time (`unique_key`). */
+  unique?: string;
+  /** How long after a unique task ends a duplicate still gets its result instead of running again. */
+  uniqueForMs?: number;
+  /** Rate limits: starts per second, minute or hour, per key where a template is given (checked already). */
+  rate?: { limit: string; key?: string; burst?: number }[];
 }
 
 /** An operator's task, as the config file declares it (already checked and resolved). */

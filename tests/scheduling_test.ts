@@ -116,7 +116,7 @@ Deno.test("/pause a task: still accepted, not started; /resume: it runs", async 
     await c.send("/pause echo", "waiting", "/status 1");
     assert.equal(await c.next(), "OK paused echo; paused now: echo");
     assert.equal(await c.next(), "ACCEPTED 1 echo queued");
-    assert.equal(await c.next(), "STATUS 1 queued");
+    assert.equal(await c.next(), "STATUS 1 queued paused: task echo (/resume to go on)");
     await c.send("/pause nosuchtask");
     assert.match(await c.next(), /^ERROR unknown_task no task named "nosuchtask"/);
     await c.send('{"cmd":"resume","task":"echo"}');
@@ -133,4 +133,66 @@ Deno.test("/pause a task: still accepted, not started; /resume: it runs", async 
     await c.close();
     await server.shutdown(5000);
   }
+});
+
+/** A server whose config file declares `tasks`. */
+async function withConfig(tasks: Record<string, unknown>, fn: (port: number, log: () => string) => Promise<void>) {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/asynctask.json`, JSON.stringify({ tasks }));
+  const server = await spawnServe(["--config", `${dir}/asynctask.json`, "--sms-delay", "300ms"]);
+  try {
+    await fn(server.port, server.log);
+  } finally {
+    server.child.kill("SIGTERM");
+    await server.exited();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("unique: a second submission with the key of a task that is not done joins it — one run, the reply to both", async () => {
+  await withConfig({ sms: { kind: "builtin", unique: "{data}", "unique-for": "2s" } }, async (port) => {
+    const a = await LineClient.connect(port);
+    const b = await LineClient.connect(port);
+    try {
+      await a.send("13800138000");
+      assert.equal(await a.next(), "ACCEPTED 1 sending SMS to 13800138000, the result will follow");
+      await b.send('{"task":"sms","data":"13800138000","id":"again"}', "13900139000");
+      assert.match(await b.next(), /"type":"accepted","id":"again","task_id":1/, "the same task, not a second one");
+      assert.equal(await b.next(), "ACCEPTED 2 sending SMS to 13900139000, the result will follow");
+      assert.match(await a.next(), /^DONE 1 \{"phone":"13800138000"/);
+      const both = await b.take(2);
+      assert.ok(both.some((l) => /"type":"done","id":"again","task_id":1/.test(l)), both.join("\n"));
+      // Within unique-for: the result at once, no new run.
+      await a.send("/task sms --unique other 13800138000", "13800138000");
+      assert.match(await a.next(), /^ACCEPTED 3 /, "an explicit unique_key is its own key");
+      assert.match(await a.next(), /^ACCEPTED 1 duplicate of task 1 \(unique key "13800138000"\), which is done/);
+      assert.match(await a.next(), /^DONE 1 /);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+Deno.test("rate limit per key: over the limit, tasks wait their turn (not refused) and /status says why and until when", async () => {
+  await withConfig({ sms: { kind: "builtin", rate: "1/min", "rate-key": "{data}" } }, async (port) => {
+    const c = await LineClient.connect(port);
+    try {
+      await c.send("13800138000", "13800138000", "13900139000");
+      const accepted = await c.take(3);
+      assert.ok(accepted.every((l) => l.startsWith("ACCEPTED")), accepted.join("\n"));
+      const done = await c.take(2, 5000);
+      assert.deepEqual(done.map((l) => /^DONE (\d+)/.exec(l)?.[1]).sort(), ["1", "3"], "one per number a minute");
+      await c.send("/status 2");
+      assert.match(
+        await c.next(),
+        /^STATUS 2 queued rate limit sms: 1\/min per key "13800138000": next slot at \d{4}-\d\d-\d\dT[\d:.]+Z \(in \d+s\)$/,
+      );
+      await c.send("/cancel 2");
+      assert.equal(await c.next(), "OK cancelled 2");
+      assert.match(await c.next(), /^FAILED 2 cancelled /);
+    } finally {
+      await c.close();
+    }
+  });
 });

@@ -82,6 +82,7 @@ export class JournalStore implements TaskStore {
         wasRunning: t.wasRunning,
         ...(t.priority !== 0 ? { priority: t.priority } : {}),
         ...(t.runAt !== undefined ? { runAt: t.runAt } : {}),
+        ...(t.uniqueKey !== undefined ? { uniqueKey: t.uniqueKey } : {}),
       })),
       finished: finished.map((t) => ({
         id: t.id,

@@ -28,6 +28,8 @@ export interface AcceptedTask {
   priority?: number;
   /** When it may start (ms since the epoch), if it was delayed. */
   runAt?: number;
+  /** Its unique key, if it has one. */
+  uniqueKey?: string;
 }
 
 /** How a task ended. */
@@ -56,6 +58,7 @@ export interface RecoveredTask {
   priority?: number;
   /** When it may start (ms since the epoch), if it was delayed. */
   runAt?: number;
+  uniqueKey?: string;
 }
 
 /** A finished task found on start: within the result TTL, or a failure still kept (`--keep-failed`). */

@@ -133,6 +133,7 @@ export class JournalClient {
       attempts: number;
       priority?: number;
       runAt?: number;
+      uniqueKey?: string;
     },
   ): void {
     this.#buffer.accepted.push(...acceptedRow(t, this.#batchTime ??= Date.now()));

@@ -29,7 +29,7 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS accepted (
     id INTEGER PRIMARY KEY, task TEXT NOT NULL, data TEXT NOT NULL, format TEXT NOT NULL, tag TEXT,
     attempts INTEGER NOT NULL, interrupted INTEGER NOT NULL DEFAULT 0, accepted_at INTEGER NOT NULL,
-    priority INTEGER NOT NULL DEFAULT 0, run_at INTEGER);
+    priority INTEGER NOT NULL DEFAULT 0, run_at INTEGER, unique_key TEXT);
   CREATE TABLE IF NOT EXISTS ended (
     id INTEGER PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL, result TEXT, error TEXT,
     finished_at INTEGER NOT NULL);
@@ -37,7 +37,7 @@ const SCHEMA = `
   CREATE VIEW IF NOT EXISTS tasks AS
     SELECT a.id, a.task, a.data, a.format, a.tag, COALESCE(e.state, 'queued') AS state,
       COALESCE(e.attempts, a.attempts) AS attempts, a.interrupted, e.result, e.error, a.accepted_at, e.finished_at,
-      a.priority, a.run_at
+      a.priority, a.run_at, a.unique_key
     FROM accepted a LEFT JOIN ended e ON e.id = a.id;`;
 
 /** Version 1 kept one \`tasks\` table whose rows were updated when a task ended. */
@@ -70,9 +70,20 @@ export class JournalDamagedError extends JournalError {
 
 /**
  * One accepted task as a journal row: id, task, data (JSON), format, tag (JSON or null), attempts,
- * accepted at, priority, run at (or null: at once).
+ * accepted at, priority, run at (or null: at once), unique key (or null).
  */
-export type AcceptedRow = [number, string, string, string, string | null, number, number, number, number | null];
+export type AcceptedRow = [
+  number,
+  string,
+  string,
+  string,
+  string | null,
+  number,
+  number,
+  number,
+  number | null,
+  string | null,
+];
 /** One ended task as a journal row: id, state, attempts, result (JSON or null), error (JSON or null), finished at. */
 export type EndedRow = [number, string, number, string | null, string | null, number];
 
@@ -82,7 +93,7 @@ const MAX_ROWS_PER_STATEMENT = 128;
 /** A value of a journal row. */
 export type JournalValue = string | number | null;
 /** Values in an {@linkcode AcceptedRow}. */
-export const ACCEPTED_FIELDS = 9;
+export const ACCEPTED_FIELDS = 10;
 /** Values in an {@linkcode EndedRow}. */
 export const ENDED_FIELDS = 6;
 
@@ -113,7 +124,7 @@ export interface JournalBatch {
  * import assert from "node:assert/strict";
  * assert.deepEqual(
  *   acceptedRow({ id: 1, task: "sms", data: "138", format: "text", attempts: 0 }, 5),
- *   [1, "sms", '"138"', "text", null, 0, 5, 0, null],
+ *   [1, "sms", '"138"', "text", null, 0, 5, 0, null, null],
  * );
  * ```
  */
@@ -127,6 +138,7 @@ export function acceptedRow(
     attempts: number;
     priority?: number;
     runAt?: number;
+    uniqueKey?: string;
   },
   now: number = Date.now(),
 ): AcceptedRow {
@@ -140,6 +152,7 @@ export function acceptedRow(
     now,
     t.priority ?? 0,
     t.runAt ?? null,
+    t.uniqueKey ?? null,
   ];
 }
 
@@ -180,6 +193,7 @@ export interface JournalTask {
   priority: number;
   /** When it may start, if it was delayed (ms since the epoch). */
   runAt?: number;
+  uniqueKey?: string;
   state: "queued" | "done" | "failed";
   /** The result's JSON text. */
   json?: string;
@@ -367,7 +381,8 @@ export class Journal {
       );
       if (columns.size > 0 && !columns.has("priority")) {
         db.exec(`ALTER TABLE accepted ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
-          ALTER TABLE accepted ADD COLUMN run_at INTEGER; DROP VIEW IF EXISTS tasks;`);
+          ALTER TABLE accepted ADD COLUMN run_at INTEGER; ALTER TABLE accepted ADD COLUMN unique_key TEXT;
+          DROP VIEW IF EXISTS tasks;`);
       }
       db.exec(SCHEMA);
       const setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
@@ -469,6 +484,7 @@ export class Journal {
       wasRunning: wasRunning.has(Number(r.id)),
       priority: Number(r.priority ?? 0),
       ...(r.run_at != null ? { runAt: Number(r.run_at) } : {}),
+      ...(r.unique_key != null ? { uniqueKey: String(r.unique_key) } : {}),
       state: r.state === "done" ? "done" : r.state === "failed" ? "failed" : "queued",
       ...(r.result != null ? { json: String(r.result) } : {}),
       ...(r.error != null ? { error: JSON.parse(String(r.error)) } : {}),
@@ -497,8 +513,8 @@ export class Journal {
       ACCEPTED_FIELDS,
       this.#inserts,
       (n) =>
-        `INSERT INTO accepted (id, task, data, format, tag, attempts, accepted_at, priority, run_at) VALUES ${
-          Array(n).fill("(?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
+        `INSERT INTO accepted (id, task, data, format, tag, attempts, accepted_at, priority, run_at, unique_key) VALUES ${
+          Array(n).fill("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
         }`,
     );
     this.#writeRows(
