@@ -169,10 +169,10 @@ const CHUNK = 4096;
  *
  * @example
  * ```ts
- * import { TaskBook } from "./book.ts";
+ * import { newRecord, TaskBook } from "./book.ts";
  * import assert from "node:assert/strict";
  * const book = new TaskBook({ ttlMs: 60_000, max: 1000 });
- * const rec = book.add({ id: 1, task: "echo", format: "text", state: "queued", attempts: 0, worker: 0, size: 0, finishedAt: 0 });
+ * const rec = book.add(newRecord({ id: 1, task: "echo", format: "text", state: "queued", attempts: 0 }));
  * book.finish(rec, Date.now());
  * assert.equal(book.get(1)?.state, "queued"); // finish() only files it for expiry; the caller sets the state
  * ```

@@ -99,7 +99,10 @@ Deno.test("every error code of the core gets one clear ERROR line, and the conne
       ["/nope", /^ERROR bad_request unknown command \/nope; commands are/],
       ["/status abc", /^ERROR bad_request usage: \/status <task_id>/],
       ["/status 999", /^ERROR not_found no task 999 has been accepted by this server \(none yet\)/],
-      ["/task", /^ERROR bad_request usage: \/task <name> <payload>/],
+      [
+        "/task",
+        /^ERROR bad_request usage: \/task <name> \[--priority N\] \[--delay D \| --run-at T\] \[--unique KEY\] <payload>/,
+      ],
       ["/task nosuch x", /^ERROR unknown_task no task named "nosuch"; this server runs sms, echo, sleep, fail/],
       ['{"task":"nosuch","id":3}', /^\{"type":"error","id":3,"error":\{"code":"unknown_task"/],
       ["hello", /^ERROR invalid_data "hello" is not a phone number/],
