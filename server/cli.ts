@@ -56,7 +56,9 @@ export async function serveOptions(args: string[]): Promise<{
     tokenFromEnv: boolean;
   };
 }> {
-  const { values: v, defaulted, config } = parseOptions("serve", SERVE_OPTIONS, args, { configSections: ["tasks"] });
+  const { values: v, defaulted, config } = parseOptions("serve", SERVE_OPTIONS, args, {
+    configSections: ["tasks", "schedules"],
+  });
   const { help, logLevel, logFormat, logFile, config: _config, tlsCert, tlsKey, tokenFile, ...rest } = v;
   const options: ServeOptions = {
     ...rest,
@@ -86,6 +88,14 @@ export async function serveOptions(args: string[]): Promise<{
     if (t.kind === "command") {
       for (const v of t.hideEnv ?? []) Deno.env.delete(v);
     }
+  }
+  if (config.sections.schedules !== undefined) {
+    const { parseSchedules } = await import("../task/schedule.ts");
+    // Task names are checked here against a tasks map; without one, at start against every handler.
+    const names = options.tasks?.map((t) => t.name);
+    const parsed = parseSchedules(config.sections.schedules, names ? { tasks: names } : {});
+    if (!parsed.ok) throw new UsageError(`config file ${config.path}: ${parsed.message}`);
+    options.schedules = parsed.value;
   }
   if (tokenFile !== undefined) {
     const token = readFlagFile(tokenFile, "--token-file", 64 * 1024).split(/\r?\n/)[0].trim();

@@ -18,6 +18,7 @@ import { defaults, defineOptions, type OptionValues } from "../cli/options.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "../cli/log.ts";
 import { DISPATCH_MODES } from "../task/dispatch.ts";
 import type { TaskSpec } from "../task/spec.ts";
+import type { ScheduleSpec } from "../task/schedule.ts";
 
 const MiB = 1024 * 1024;
 
@@ -420,6 +421,8 @@ export type ServeOptions =
     defaultTask?: string;
     /** The operator's tasks: the config file's `tasks` map (see `task/config.ts`). */
     tasks?: TaskSpec[];
+    /** Periodic tasks: the config file's `schedules` map (see `task/schedule.ts`). */
+    schedules?: ScheduleSpec[];
     /** PEM certificate chain and key: serve TLS instead of plain TCP. */
     tls?: { cert: string; key: string };
   };

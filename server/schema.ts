@@ -9,6 +9,7 @@ import type { FlagSpec } from "../cli/flags.ts";
 import { flagSpecs } from "../cli/options.ts";
 import { SERVE_OPTIONS } from "./options.ts";
 import { TASKS_JSON_SCHEMA } from "../task/config.ts";
+import { SCHEDULES_JSON_SCHEMA } from "../task/schedule.ts";
 
 /**
  * The schema object for a flag table.
@@ -61,6 +62,7 @@ export function configSchema(
     }
   }
   properties.tasks = TASKS_JSON_SCHEMA;
+  properties.schedules = SCHEDULES_JSON_SCHEMA;
   return {
     $schema: "https://json-schema.org/draft/2020-12/schema",
     title: "asynctask serve configuration",

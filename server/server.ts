@@ -20,7 +20,8 @@ import { Desk } from "./desk.ts";
 import { StartError } from "./errors.ts";
 import type { HttpServer } from "./http/mod.ts";
 import { startHttp } from "./http/wire.ts";
-import { TaskLifecycle } from "./lifecycle.ts";
+import { type ReplyTarget, TaskLifecycle } from "./lifecycle.ts";
+import { Scheduler, type ScheduleSpec } from "../task/schedule.ts";
 import type { Metrics } from "./metrics.ts";
 import { Listener, openListener } from "./listen.ts";
 import { PollGate } from "./net/poll_gate.ts";
@@ -58,6 +59,51 @@ function handlerSettings(opts: ServeOptions, modules: string[] = opts.modules): 
   return { smsDelayMs: opts.smsDelayMs, modules, tasks: opts.tasks };
 }
 
+/** A reply target for tasks nobody submitted over a connection (periodic runs): their end is logged and kept. */
+const NOBODY: ReplyTarget = { writable: false, send() {}, taskAccepted() {}, taskEnded() {} };
+
+/**
+ * Starts the `schedules` map: each run is an ordinary task (an id, the logs, `/status`, `/stats`),
+ * submitted as if by a client that went away. The last runs are kept by the store, so that after
+ * a restart a missed run follows its schedule's `missed` policy.
+ */
+function startSchedules(
+  specs: ScheduleSpec[],
+  lifecycle: TaskLifecycle,
+  store: TaskStore,
+  state: Record<string, string> | undefined,
+): Scheduler {
+  let lastRuns: Record<string, number> = {};
+  try {
+    lastRuns = JSON.parse(state?.schedules ?? "{}");
+  } catch {
+    log.warn("the schedules' last runs kept by {store} cannot be read; every schedule starts from now", {
+      store: store.name,
+    });
+  }
+  const scheduler: Scheduler = new Scheduler(specs, (spec, dueAt, run) => {
+    const data = spec.data;
+    const id = lifecycle.submit({
+      task: spec.task,
+      data,
+      format: "json",
+      connId: 0,
+      size: JSON.stringify(data)?.length ?? 4,
+      summary: `schedule ${spec.name}${run.catchUp ? " (a missed run, caught up)" : ""}`,
+      priority: spec.priority,
+    }, NOBODY);
+    log.info("schedule {name}: task {id} ({task}), due {due}", {
+      name: spec.name,
+      id,
+      task: spec.task,
+      due: new Date(dueAt).toISOString(),
+    });
+    store.saveState("schedules", JSON.stringify(scheduler.lastRuns()));
+  });
+  scheduler.start(lastRuns);
+  return scheduler;
+}
+
 /** The per-task limits the pool enforces: from the handlers that set their own, and the tasks map's rates. */
 function taskLimits(registry: HandlerRegistry, specs: TaskSpec[] = []): Map<string, TaskLimits> {
   const limits = new Map<string, TaskLimits>();
@@ -76,6 +122,13 @@ function taskLimits(registry: HandlerRegistry, specs: TaskSpec[] = []): Map<stri
     limits.set(spec.name, { ...limits.get(spec.name), rates });
   }
   return limits;
+}
+
+/** Each rate limiter with the key its state is kept under: `rate.<task>.<n>`. */
+function rateLimiters(limits: Map<string, TaskLimits>): [string, RateLimiter][] {
+  return [...limits].flatMap(([task, l]) =>
+    (l.rates ?? []).map((r, i): [string, RateLimiter] => [`rate.${task}.${i}`, r])
+  );
 }
 
 async function openStore(options: ServeOptions, hooks: ServerHooks): Promise<TaskStore> {
@@ -123,6 +176,15 @@ export class TaskServer {
   readonly #timers: ReturnType<typeof setInterval>[] = [];
   #registry: HandlerRegistry;
   #stopping = false;
+  /** The `schedules` map's timer, when there is one. */
+  #periodic: Scheduler | undefined;
+  /** The rate limiters, by the key their state is kept under. */
+  #limiters: [string, RateLimiter][] = [];
+
+  /** Keeps every rate limiter's state in the store (every 10 s, and on a stop). */
+  #saveRates(): void {
+    for (const [key, limiter] of this.#limiters) this.#store.saveState(key, JSON.stringify(limiter.export()));
+  }
   #reloads = 0;
   #reloading: Promise<boolean> | undefined;
   /** The HTTP side (`--http`): dashboard, /metrics, probes. */
@@ -179,6 +241,19 @@ export class TaskServer {
         "the config declares command tasks, but this process may not run programs — start it with --allow-run (deno task serve has it)",
       );
     }
+    for (const s of opts.schedules ?? []) {
+      const handler = registry.get(s.task);
+      if (!handler) {
+        throw new StartError(
+          `schedules.${s.name}.task: no task named "${s.task}"; this server runs ${[...registry.keys()].join(", ")}`,
+        );
+      }
+      try {
+        s.data = handler.validate(s.data); // as a client's would be, once: every run sends the same
+      } catch (e) {
+        throw new StartError(`schedules.${s.name}.data: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
     if (opts.defaultTask !== undefined && !registry.has(opts.defaultTask)) {
       throw new StartError(
         `--task "${opts.defaultTask}" is not a task this server knows; use one of ${[...registry.keys()].join(", ")}`,
@@ -207,13 +282,31 @@ export class TaskServer {
     const made: { server?: TaskServer } = {};
     // The handlers of the moment: a reload replaces them.
     const current = () => made.server ? made.server.#registry : registry;
+    const limits = taskLimits(registry, opts.tasks);
+    // Rate limits hold across a restart where the store keeps state: each limiter's next slots.
+    const limiters = rateLimiters(limits);
+    for (const [key, limiter] of limiters) {
+      const saved = recovered.state?.[key];
+      if (saved === undefined) continue;
+      try {
+        limiter.import(JSON.parse(saved));
+      } catch {
+        log.warn("the state of rate limit {key} kept by {store} cannot be read; it starts afresh", {
+          key,
+          store: store.name,
+        });
+      }
+    }
     const lifecycle = new TaskLifecycle(
       store,
-      { ...opts, settings: handlerSettings(opts), limits: taskLimits(registry, opts.tasks) },
+      { ...opts, settings: handlerSettings(opts), limits },
       { has: (task) => current().has(task), retriesOf: (task) => current().get(task)?.retries },
       opts,
     );
     lifecycle.recover(recovered);
+    const periodic = opts.schedules?.length
+      ? startSchedules(opts.schedules, lifecycle, store, recovered.state)
+      : undefined;
     if (store instanceof JournalStore) store.client.onCommit = (s) => lifecycle.metrics.journalCommit(s);
     const token = opts.token ? new TokenCheck(opts.token) : undefined;
     const desk = new Desk({
@@ -235,6 +328,9 @@ export class TaskServer {
       ...(store.durable ? { beforeWrite: () => store.commit() } : {}),
     }, gate);
     const server = made.server = new TaskServer(opts, registry, store, lifecycle, listener, gate);
+    server.#periodic = periodic;
+    server.#limiters = limiters;
+    if (limiters.length > 0) server.#timers.push(setInterval(() => server.#saveRates(), 10_000));
     if (!isLoopback(opts.host) && !opts.token) {
       log.warn(
         "listening on {host} without a token: anyone who can reach port {port} can run tasks here. Set --token (or the ASYNCTASK_TOKEN environment variable), or listen on 127.0.0.1",
@@ -317,6 +413,7 @@ export class TaskServer {
    */
   async shutdown(timeoutMs: number): Promise<ShutdownReport> {
     this.#stopping = true;
+    this.#periodic?.stop();
     // /readyz answers 503 from now on, while the tasks drain; the HTTP side closes before anything else does.
     this.#http?.drain();
     await this.#listener.stopAccepting();
@@ -335,6 +432,7 @@ export class TaskServer {
     await this.#http?.close();
     await this.#lifecycle.pool.close();
     this.#lifecycle.flushLog();
+    this.#saveRates();
     for (const t of this.#timers) clearInterval(t);
     await this.#listener.close();
     await this.#store.close();

@@ -3,7 +3,7 @@
  * the middle of a delay), pause and resume, and bad values refused.
  */
 import assert from "node:assert/strict";
-import { FIXTURE_HANDLERS, LineClient, spawnServe, startServer } from "./helpers.ts";
+import { FIXTURE_HANDLERS, LineClient, runCli, spawnServe, startServer } from "./helpers.ts";
 
 Deno.test("priority: among waiting tasks, higher ones start first; within one, in order", async () => {
   const server = await startServer({ workers: 1, concurrency: 1, modules: [FIXTURE_HANDLERS] });
@@ -195,4 +195,88 @@ Deno.test("rate limit per key: over the limit, tasks wait their turn (not refuse
       await c.close();
     }
   });
+});
+
+Deno.test("schedules: a periodic task runs as an ordinary task (an id, /status); its last run is kept by the journal", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/asynctask.json`,
+    JSON.stringify({ schedules: { heartbeat: { task: "echo", data: "beat", every: "1s" } } }),
+  );
+  const args = ["--config", `${dir}/asynctask.json`, "--journal", `${dir}/j.db`];
+  try {
+    const server = await spawnServe(args);
+    const c = await LineClient.connect(server.port);
+    try {
+      let status = "";
+      for (let i = 0; i < 40 && !/done/.test(status); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        await c.send("/status 1");
+        status = await c.next();
+      }
+      assert.equal(status, "STATUS 1 done beat");
+      assert.match(server.log(), /schedule heartbeat: task 1 \(echo\), due \d{4}-/);
+    } finally {
+      await c.close();
+      server.child.kill("SIGTERM");
+      await server.exited();
+    }
+    const db = new (await import("node:sqlite")).DatabaseSync(`${dir}/j.db`);
+    const row = db.prepare("SELECT value FROM meta WHERE key = 'state.schedules'").get() as { value: string };
+    db.close();
+    assert.ok(JSON.parse(row.value).heartbeat > 0, row.value);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("schedules: bad entries stop the start, naming the key as written", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (
+      const [schedules, message] of [
+        [{ x: { task: "echo", cron: "*/5 * * *x *" } }, /schedules\.x\.cron/],
+        [{ x: { task: "echo", cron: "0 * * * *", tz: "Mars/Olympus" } }, /schedules\.x\.tz/],
+        [{ x: { task: "nosuch", every: "1m" } }, /schedules\.x\.task: no task named "nosuch"/],
+      ] as const
+    ) {
+      await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify({ schedules }));
+      const r = await runCli(["serve", "--port", "0", "--config", `${dir}/c.json`]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, message);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("rate limits hold across a restart with the journal", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/asynctask.json`,
+    JSON.stringify({ tasks: { echo: { kind: "builtin", rate: "1/min", "rate-key": "{data}" } } }),
+  );
+  const args = ["--config", `${dir}/asynctask.json`, "--journal", `${dir}/j.db`, "--task", "echo"];
+  try {
+    let server = await spawnServe(args);
+    let c = await LineClient.connect(server.port);
+    await c.send("ana");
+    assert.deepEqual(await c.take(2), ["ACCEPTED 1 echo queued", "DONE 1 ana"]);
+    await c.close();
+    server.child.kill("SIGTERM");
+    await server.exited();
+    server = await spawnServe(args);
+    c = await LineClient.connect(server.port);
+    try {
+      await c.send("ana", "/status 2");
+      assert.equal(await c.next(), "ACCEPTED 2 echo queued");
+      assert.match(await c.next(), /^STATUS 2 queued rate limit echo: 1\/min per key "ana": next slot at /);
+    } finally {
+      await c.close();
+      server.child.kill("SIGKILL"); // a graceful stop would wait for task 2, for its minute (the journal keeps it)
+      await server.exited();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -68,9 +68,10 @@ export class JournalStore implements TaskStore {
   }
 
   async load(since: number, failedSince: number = since): Promise<Recovered> {
-    const { unfinished, finished, maxId } = await this.client.load(since, failedSince);
+    const { unfinished, finished, maxId, state } = await this.client.load(since, failedSince);
     return {
       maxId,
+      ...(Object.keys(state).length > 0 ? { state } : {}),
       unfinished: unfinished.map((t) => ({
         id: t.id,
         task: t.task,
@@ -114,6 +115,9 @@ export class JournalStore implements TaskStore {
   }
   discarded(id: number): void {
     this.client.discard(id);
+  }
+  saveState(key: string, json: string): void {
+    this.client.saveState(key, json);
   }
   commit(): Promise<void> {
     return this.client.commit();

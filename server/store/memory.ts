@@ -32,6 +32,7 @@ export class MemoryStore implements TaskStore {
   attemptFailed(_id: number, _attempt: number): void {}
   ended(_id: number, _end: TaskEnd): void {}
   discarded(_id: number): void {}
+  saveState(_key: string, _json: string): void {}
   commit(): Promise<void> {
     return resolved;
   }

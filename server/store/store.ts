@@ -79,6 +79,8 @@ export interface Recovered {
   finished: FinishedTask[];
   /** The highest task id ever issued: ids go on after it. */
   maxId: number;
+  /** State saved with {@linkcode TaskStore.saveState}, by key (periodic schedules' last runs, rate limits). */
+  state?: Record<string, string>;
 }
 
 /** Where tasks are kept. See the module doc for the rule every store keeps. */
@@ -102,6 +104,8 @@ export interface TaskStore {
   ended(id: number, end: TaskEnd): void;
   /** Forgets a finished task at once (a failure discarded, or retried under a new id). */
   discarded(id: number): void;
+  /** Keeps a piece of the server's own state (a JSON text) for the next start: see {@linkcode Recovered.state}. */
+  saveState(key: string, json: string): void;
   /** Resolves when everything recorded before the call is durable. */
   commit(): Promise<void>;
   /**

@@ -164,6 +164,12 @@ export class JournalClient {
     this.#schedule();
   }
 
+  /** Records a piece of the server's state (`state.<key>` in the meta table). */
+  saveState(key: string, json: string): void {
+    (this.#buffer.state ??= []).push(key, json);
+    this.#schedule();
+  }
+
   /** Records that a finished task is to be forgotten now. */
   discard(id: number): void {
     (this.#buffer.discarded ??= []).push(id);
@@ -186,7 +192,7 @@ export class JournalClient {
     const b = this.#buffer;
     if (
       b.accepted.length === 0 && b.started.length === 0 && b.attempts.length === 0 && b.ended.length === 0 &&
-      (b.discarded?.length ?? 0) === 0
+      (b.discarded?.length ?? 0) === 0 && (b.state?.length ?? 0) === 0
     ) {
       return this.#inflight ?? Promise.resolve();
     }

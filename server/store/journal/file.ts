@@ -113,6 +113,8 @@ export interface JournalBatch {
   ended: JournalValue[];
   /** Ids of finished tasks to forget now (discarded, or retried under a new id). */
   discarded?: number[];
+  /** Pairs of key and JSON text: the server's own state, kept in `meta` as `state.<key>`. */
+  state?: string[];
 }
 
 /**
@@ -208,6 +210,8 @@ export interface LoadedJournal {
   finished: JournalTask[];
   /** The highest id ever issued. */
   maxId: number;
+  /** The server's own state, by key (see {@linkcode JournalBatch.state}). */
+  state: Record<string, string>;
 }
 
 function sizeOf(path: string): number | undefined {
@@ -297,6 +301,7 @@ export class Journal {
   readonly #sweepEnded: StatementSync;
   readonly #sweepStarted: StatementSync;
   readonly #discardAccepted: StatementSync;
+  readonly #setState: StatementSync;
   readonly #discardEnded: StatementSync;
 
   private constructor(
@@ -324,6 +329,7 @@ export class Journal {
       "DELETE FROM accepted WHERE id = ?1 AND EXISTS (SELECT 1 FROM ended WHERE id = ?1)",
     );
     this.#discardEnded = db.prepare("DELETE FROM ended WHERE id = ?");
+    this.#setState = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
   }
 
   /**
@@ -495,7 +501,12 @@ export class Journal {
     const max = this.#db.prepare(
       "SELECT MAX(COALESCE((SELECT MAX(id) FROM accepted), 0), COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'max_id'), 0)) AS max",
     ).get() as { max: number | null };
+    const state: Record<string, string> = {};
+    for (const r of this.#db.prepare("SELECT key, value FROM meta WHERE key LIKE 'state.%'").all()) {
+      state[String(r.key).slice("state.".length)] = String(r.value);
+    }
     return {
+      state,
       unfinished: tasks.filter((t) => t.state === "queued"),
       finished: tasks.filter((t) => t.state !== "queued"),
       maxId: Number(max.max ?? 0),
@@ -536,6 +547,8 @@ export class Journal {
           Array(n).fill("(?, ?, ?, ?, ?, ?)").join(", ")
         }`,
     );
+    const state = batch.state ?? [];
+    for (let i = 0; i < state.length; i += 2) this.#setState.run(`state.${state[i]}`, state[i + 1]);
     for (const id of batch.discarded ?? []) {
       this.#discardAccepted.run(id);
       this.#discardEnded.run(id);
