@@ -7,6 +7,7 @@
  * - (c) the seed's scene: 40 SMS sends at the default 5 s delay
  * - (d) 10,000 idle connections held open: the server's RSS per connection
  * - (e) load (a) against a server with `--journal` (full sync): its ratio to (a)'s in-memory server
+ * - (f) 100,000 tasks delayed by 3 s, all due at once: how long after their time they have all run
  *
  * plus the server's idle RSS and its RSS under (a), and the asynctask/bare ratios of (a) and (b).
  * (a), (b) and (e) run in `--rounds` rounds (default 3): each ratio is taken within a round, and
@@ -245,6 +246,63 @@ rows.push(row(quick ? "(e) = (a) with --journal" : "(e) = (a) with --journal (fu
     "",
     "",
     `${Math.round(after / 1024)} MiB (${perConn.toFixed(1)} KiB each)`,
+  ]);
+}
+
+// (f) Delayed tasks all due at once: 100,000 tasks with "delay": "3s", sent over 10 connections;
+// how long after their time they have all run.
+{
+  const n = quick ? 2000 : 100_000;
+  const conns = 10;
+  const delayMs = quick ? 1000 : 3000;
+  const server = await serve("--max-queue-bytes", "0", "--queue-size", String(n * 2));
+  const clients = await Promise.all(
+    Array.from({ length: conns }, () => Deno.connect({ hostname: "127.0.0.1", port: server.port })),
+  );
+  const line = new TextEncoder().encode(`{"task":"echo","data":"x","delay":"${delayMs}ms"}\n`.repeat(n / conns));
+  const t0 = performance.now();
+  // Each connection: send its share, then read until it has seen every ACCEPTED and every DONE.
+  const lastDone = await Promise.all(clients.map(async (c) => {
+    const writing = (async () => {
+      for (let at = 0; at < line.length;) at += await c.write(line.subarray(at));
+    })();
+    let seen = 0;
+    let last = 0;
+    let accepted = 0;
+    let rest = "";
+    const buf = new Uint8Array(64 * 1024);
+    const dec = new TextDecoder();
+    while (seen < (2 * n) / conns) {
+      const got = await c.read(buf);
+      if (got === null) break;
+      const text = rest + dec.decode(buf.subarray(0, got), { stream: true });
+      const lines = text.split("\n");
+      rest = lines.pop()!;
+      for (const l of lines) {
+        seen++;
+        if (l.includes('"done"')) last = performance.now();
+        else if (l.includes('"accepted"')) accepted = performance.now();
+      }
+    }
+    await writing;
+    c.close();
+    return [accepted, last];
+  }));
+  // Measured from the last task's time (its ACCEPTED plus the delay): the run is all due by then.
+  const due = Math.max(...lastDone.map(([a]) => a)) + delayMs;
+  const allDone = Math.max(...lastDone.map(([, d]) => d));
+  const lateMs = allDone - due;
+  results.f_sent_s = +((due - delayMs - t0) / 1000).toFixed(2);
+  await server.stop();
+  results.f = { tasks: n, delay_ms: delayMs, all_done_after_due_ms: Math.round(lateMs) };
+  rows.push([
+    `(f) ${n.toLocaleString("en-US")} delayed tasks due at once`,
+    "",
+    "",
+    "",
+    "",
+    `all done ${(lateMs / 1000).toFixed(2)} s after the last one's time`,
+    "",
   ]);
 }
 
