@@ -20,8 +20,10 @@ import { CLIENT_FLAGS, runClient } from "./client/cli.ts";
 import { BENCH_FLAGS, runBench } from "./bench/cli.ts";
 import {
   CANCEL_FLAGS,
+  PAUSE_FLAGS,
   RETRY_FLAGS,
   runCancel,
+  runPauseResume,
   runRetry,
   runStatus,
   runTasks,
@@ -38,6 +40,8 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
   tasks: { run: runTasks, help: "list a server's failed, running or queued tasks" },
   retry: { run: runRetry, help: "run failed tasks again under new ids, and wait for their results" },
   cancel: { run: runCancel, help: "stop queued or running tasks" },
+  pause: { run: (args) => runPauseResume("pause", args), help: "stop starting tasks of a name (or all): they wait" },
+  resume: { run: (args) => runPauseResume("resume", args), help: "start paused tasks again" },
   bench: { run: runBench, help: "load-test a server: tasks/s, latency percentiles, lost tasks" },
   completions: {
     run: (args) => Promise.resolve(runCompletions(args, completedProgram())),
@@ -54,6 +58,8 @@ function completedProgram(): CompletedProgram {
     ["tasks", TASKS_FLAGS],
     ["retry", RETRY_FLAGS],
     ["cancel", CANCEL_FLAGS],
+    ["pause", PAUSE_FLAGS],
+    ["resume", PAUSE_FLAGS],
     ["bench", BENCH_FLAGS],
     ["completions", [HELP_FLAG]],
   ];

@@ -389,7 +389,9 @@ async function withConnection(
 
 /** Parses an admin command's flags; `--help` prints `help` and returns undefined. */
 function flagsOf(sub: string, specs: readonly FlagSpec[], args: string[], help: () => string): Flags | undefined {
-  const flags = parseFlags(sub, specs, args, { allowPositionals: sub === "retry" || sub === "cancel" });
+  const flags = parseFlags(sub, specs, args, {
+    allowPositionals: ["retry", "cancel", "pause", "resume"].includes(sub),
+  });
   if (flags.bool("help")) {
     console.log(help());
     return undefined;
@@ -782,4 +784,52 @@ function refused(sub: string, what: string, reply: JsonReply | undefined, { conn
     }
   } else why = `the server answered ${renderReply(reply.line)}`;
   console.error(`${programName()} ${sub}: ${what}: ${why}`);
+}
+
+/** The flags of `asynctask pause` and `asynctask resume`. */
+export const PAUSE_FLAGS: readonly FlagSpec[] = [...CONNECTION_FLAGS, JSON_FLAG, HELP_FLAG];
+
+/** The `--help` text of `asynctask pause` or `asynctask resume`. */
+export const pauseHelp = (sub: "pause" | "resume"): string =>
+  renderHelp(
+    commandFor(sub, "[task…] [flags]"),
+    (sub === "pause"
+      ? "Stops starting tasks of these names (/pause), or of every task when none is named. They are\n" +
+        "still accepted, and wait in the queue; running ones finish. `/status` says a waiting one is paused.\n"
+      : "Starts tasks of these names again (/resume), or of every task when none is named.\n") +
+      "Prints what is paused afterwards. Exits 0, 1 when the server refused one (no such task), 2 when\n" +
+      "it cannot connect, the server refused the token, or the command line is wrong.",
+    PAUSE_FLAGS,
+  );
+
+/** `asynctask pause [task…]` and `asynctask resume [task…]`: returns the exit code. */
+export async function runPauseResume(sub: "pause" | "resume", args: string[]): Promise<number> {
+  const flags = flagsOf(sub, PAUSE_FLAGS, args, () => pauseHelp(sub));
+  if (!flags) return 0;
+  const names: (string | undefined)[] = flags.positionals.length > 0 ? flags.positionals : [undefined];
+  const json = flags.bool("json");
+  return await withConnection(sub, flags, async (opened) => {
+    const replies = await opened.askAll(
+      names.map((task): [string, Record<string, unknown>] => [
+        `${sub} ${task ?? "*"}`,
+        task === undefined ? { cmd: sub } : { cmd: sub, task },
+      ]),
+    );
+    let ok = true;
+    let paused: unknown = undefined;
+    for (const [i, reply] of replies.entries()) {
+      if (json && reply) console.log(reply.line);
+      if (reply?.type === "ok") paused = reply.value.paused;
+      else {
+        ok = false;
+        refused(sub, `${names[i] ?? "every task"} was not ${sub}d`, reply, opened);
+      }
+    }
+    if (!json && Array.isArray(paused)) {
+      console.log(
+        `paused now: ${paused.length === 0 ? "nothing" : paused.includes("*") ? "every task" : paused.join(", ")}`,
+      );
+    }
+    return ok ? 0 : 1;
+  });
 }

@@ -316,3 +316,28 @@ Deno.test({
     }
   },
 });
+
+Deno.test("pause and resume: tasks of a name wait, then run; an unknown name is refused, exit 1", async () => {
+  const server = await startServer({ defaultTask: "echo" });
+  const port = String(server.addr.port);
+  const c = await LineClient.connect(server.addr.port);
+  try {
+    const paused = await runCli(["pause", "--port", port, "echo"]);
+    assert.equal(paused.code, 0, paused.stderr);
+    assert.equal(paused.stdout, "paused now: echo\n");
+    await c.send("waits");
+    assert.equal(await c.next(), "ACCEPTED 1 echo queued");
+    await c.send("/status 1");
+    assert.match(await c.next(), /^STATUS 1 queued paused/);
+    const resumed = await runCli(["resume", "--port", port]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal(resumed.stdout, "paused now: nothing\n");
+    assert.equal(await c.next(), "DONE 1 waits");
+    const unknown = await runCli(["pause", "--port", port, "nosuch"]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /pause: nosuch was not paused: unknown_task — no task named "nosuch"/);
+  } finally {
+    await c.close();
+    await server.shutdown(5000);
+  }
+});
