@@ -277,7 +277,7 @@ export class Desk {
       );
     }
     // On disk before its ACCEPTED goes out: the connection waits for the store's commit before it writes.
-    const spec = this.#p.specs.get(name);
+    const spec = this.#p.specs.size > 0 ? this.#p.specs.get(name) : undefined;
     let priority = spec?.priority ?? 0;
     let runAt: number | undefined;
     let uniqueKey: string | undefined;
@@ -310,8 +310,8 @@ export class Desk {
         return;
       }
     }
-    const summary = (handler.accepted?.(data) ?? `${name} task queued`) +
-      (runAt !== undefined ? `; it runs at ${new Date(runAt).toISOString()}` : "");
+    let summary = handler.accepted?.(data) ?? `${name} task queued`;
+    if (runAt !== undefined) summary += `; it runs at ${new Date(runAt).toISOString()}`;
     const id = lifecycle.submit(
       { task: name, data, format, tag, connId: c.id, size, summary, priority, runAt, uniqueKey },
       c,

@@ -179,6 +179,11 @@ export class TaskLifecycle {
   readonly counts = new Counters();
   /** Run and wait times, worker restarts, the last failures: what /metrics and the dashboard show. */
   readonly metrics = new Metrics();
+  /**
+   * Whether per-task times are measured (wait and run time histograms): only where someone can read
+   * them (`--http`); failures, restarts and counts always are.
+   */
+  timed = false;
   readonly #store: TaskStore;
   readonly #book: TaskBook;
   readonly #catalog: TaskCatalog;
@@ -319,6 +324,7 @@ export class TaskLifecycle {
       ...(s.uniqueKey !== undefined ? { uniqueKey: s.uniqueKey } : {}),
     });
     if (s.uniqueKey !== undefined) this.#unique.set(`${s.task}\u0000${s.uniqueKey}`, id);
+    const now = this.#time();
     const rec = this.#book.add(newRecord({
       id,
       task: s.task,
@@ -329,14 +335,14 @@ export class TaskLifecycle {
       target,
       size: s.size,
       data: s.data,
-      acceptedAt: this.#time(),
+      acceptedAt: now,
       retryOf: s.retryOf,
       priority: s.priority ?? 0,
       runAt: delayed ? s.runAt : 0,
       uniqueKey: s.uniqueKey,
     }));
     this.#dataBytes += s.size;
-    if (this.#taskLines && this.#budget.take(this.#time())) {
+    if (this.#taskLines && this.#budget.take(now)) {
       taskLog.info("task {id} ({task}) accepted: {summary}", { id, task: s.task, summary: s.summary ?? "queued" });
     }
     this.counts.accepted++;
@@ -393,8 +399,10 @@ export class TaskLifecycle {
   /** Hands a task to the pool, at its priority. */
   #queue(rec: TaskRecord, attempt: number, connId = 0): void {
     rec.state = "queued";
-    const job = { id: rec.id, task: rec.task, data: rec.data, attempt, connId };
-    this.pool.submit(rec.priority ? { ...job, priority: rec.priority } : job, true);
+    // Every field of a job written here, in one order: one shape for every job, whatever it will carry.
+    const job: Job = { id: rec.id, task: rec.task, data: rec.data, attempt, connId, queuedAt: 0, startedAt: 0 };
+    if (rec.priority !== 0) job.priority = rec.priority;
+    this.pool.submit(job, true);
   }
 
   /** Delayed tasks, by when they may start; one timer, for the first. */
@@ -706,7 +714,7 @@ export class TaskLifecycle {
     rec.worker = worker;
     rec.attempts = job.attempt;
     this.#store.started(job.id, job.attempt);
-    if (job.queuedAt !== undefined && job.startedAt !== undefined) {
+    if (this.timed && job.queuedAt !== undefined && job.startedAt !== undefined) {
       this.metrics.taskStarted(job.task, job.startedAt - job.queuedAt);
     }
     if (!this.#traceTasks) return;
@@ -790,8 +798,9 @@ export class TaskLifecycle {
 
   /** Records a task's end, sends its final reply, and files it for `/status`. Exactly once per task. */
   #finish(rec: TaskRecord, error: { code: string; message: string } | undefined, json?: string, ms = 0): void {
+    const now = this.#time();
     // A failure with no run (a stop, a poison pill) is counted, not timed.
-    this.metrics.taskEnded(rec.task, error ? error.code : "done", error && ms === 0 ? -1 : ms);
+    if (this.timed) this.metrics.taskEnded(rec.task, error ? error.code : "done", error && ms === 0 ? -1 : ms);
     if (error) this.metrics.taskFailed(rec.id, rec.task, error.code, error.message);
     this.#store.ended(
       rec.id,
@@ -809,7 +818,7 @@ export class TaskLifecycle {
       this.counts.failed++;
       this.counts.of(rec.task).failed++;
       target?.send(this.#finalReply(rec, rec.format, rec.tag, ms));
-      if (this.#budget.take(this.#time())) {
+      if (this.#budget.take(now)) {
         taskLog.warn(
           "task {id} ({task}) failed on worker {worker} after {ms} ms, attempt {attempt}: {code} {message}",
           {
@@ -830,7 +839,7 @@ export class TaskLifecycle {
       this.counts.done++;
       this.counts.of(rec.task).done++;
       target?.send(this.#finalReply(rec, rec.format, rec.tag, ms));
-      if (this.#taskLines && this.#budget.take(this.#time())) {
+      if (this.#taskLines && this.#budget.take(now)) {
         taskLog.info("task {id} ({task}) done in {ms} ms on worker {worker}, attempt {attempt}: {result}", {
           id: rec.id,
           task: rec.task,
@@ -842,7 +851,7 @@ export class TaskLifecycle {
       }
     }
     this.#dataBytes -= rec.size;
-    this.#book.finish(rec, this.#time());
+    this.#book.finish(rec, now);
     if (error) this.#failed.add(rec);
     target?.taskEnded();
     if (rec.also) {

@@ -154,15 +154,18 @@ export function parseRequest(line: string): Request | undefined {
       // Options first, each with its value: --priority 5 --delay 30s …; the rest is the payload.
       let payload = m[2];
       let timing: TimingFields | undefined;
-      for (
-        let opt = /^(--[\w-]+)\s+(\S+)\s*([\s\S]*)$/.exec(payload);
-        opt;
-        opt = /^(--[\w-]+)\s+(\S+)\s*([\s\S]*)$/.exec(payload)
-      ) {
-        const field = TEXT_OPTIONS[opt[1]];
-        if (!field) return invalid("text", "bad_request", `unknown option ${opt[1].slice(0, 40)} of /task; ${usage}`);
-        (timing ??= {})[field] = opt[2];
-        payload = opt[3];
+      // Options only when the payload starts with "--" (the plain case pays one comparison).
+      if (payload.startsWith("--")) {
+        for (
+          let opt = /^(--[\w-]+)\s+(\S+)\s*([\s\S]*)$/.exec(payload);
+          opt;
+          opt = /^(--[\w-]+)\s+(\S+)\s*([\s\S]*)$/.exec(payload)
+        ) {
+          const field = TEXT_OPTIONS[opt[1]];
+          if (!field) return invalid("text", "bad_request", `unknown option ${opt[1].slice(0, 40)} of /task; ${usage}`);
+          (timing ??= {})[field] = opt[2];
+          payload = opt[3];
+        }
       }
       if (/^--[\w-]+$/.test(payload)) return invalid("text", "bad_request", `${payload} needs a value; ${usage}`);
       return timing
@@ -392,7 +395,11 @@ export const reply = {
     json: string,
     meta: { worker: number; attempts: number; ms: number },
   ): string {
-    if (format === "text") return `DONE ${taskId} ${json.charCodeAt(0) === 34 ? oneLine(JSON.parse(json)) : json}`;
+    if (format === "text") {
+      // A string result is written as it is: without escapes, its JSON text is the string in quotes.
+      if (json.charCodeAt(0) !== 34) return `DONE ${taskId} ${json}`;
+      return `DONE ${taskId} ${json.indexOf("\\") < 0 ? json.slice(1, -1) : oneLine(JSON.parse(json))}`;
+    }
     const head = JSON.stringify({ ...tagged("done", tag), task_id: taskId });
     return `${head.slice(0, -1)},"result":${json},"worker":${meta.worker},"attempts":${meta.attempts},"ms":${meta.ms}}`;
   },

@@ -303,6 +303,7 @@ export class TaskServer {
       { has: (task) => current().has(task), retriesOf: (task) => current().get(task)?.retries },
       opts,
     );
+    lifecycle.timed = opts.http !== undefined;
     lifecycle.recover(recovered);
     const periodic = opts.schedules?.length
       ? startSchedules(opts.schedules, lifecycle, store, recovered.state)

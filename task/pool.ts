@@ -247,7 +247,7 @@ export class WorkerPool {
    */
   submit(job: Job, force = false): boolean {
     if (this.#closed || (!force && !this.hasRoom)) return false;
-    job.queuedAt = performance.now();
+    job.queuedAt = this.#turnNow();
     const lane = this.#opts.dispatch === "connection"
       ? this.#slots[connectionSlot(job.connId, this.#slots.length)].lane
       : this.#shared;
@@ -278,6 +278,17 @@ export class WorkerPool {
   /** What is paused: `"*"` for everything, else task names. */
   get paused(): string[] {
     return this.#pausedAll ? ["*"] : [...this.#paused];
+  }
+
+  #now: number | undefined;
+
+  /** `performance.now()`, read once per turn of the event loop: every task queued in it queued at once. */
+  #turnNow(): number {
+    if (this.#now === undefined) {
+      this.#now = performance.now();
+      queueMicrotask(() => (this.#now = undefined));
+    }
+    return this.#now;
   }
 
   /** Workers that have loaded their handlers and take tasks. */

@@ -22,7 +22,7 @@ import {
   type JournalSync,
   type LoadedJournal,
 } from "./file.ts";
-import type { Format, Tag } from "../../protocol.ts";
+import type { AcceptedTask } from "../store.ts";
 
 /** Main → journal thread. */
 export type JournalRequest =
@@ -123,19 +123,7 @@ export class JournalClient {
   }
 
   /** Records an accepted task: durable once a later {@linkcode commit} resolves. */
-  accept(
-    t: {
-      id: number;
-      task: string;
-      data: unknown;
-      format: Format;
-      tag?: Tag;
-      attempts: number;
-      priority?: number;
-      runAt?: number;
-      uniqueKey?: string;
-    },
-  ): void {
+  accept(t: AcceptedTask): void {
     this.#buffer.accepted.push(...acceptedRow(t, this.#batchTime ??= Date.now()));
     this.#schedule();
   }

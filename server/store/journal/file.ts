@@ -21,6 +21,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { Format, Tag } from "../../protocol.ts";
 import { checkWal } from "./wal.ts";
+import type { AcceptedTask } from "../store.ts";
 
 /** The schema version this code writes; a newer file is refused. */
 export const SCHEMA_VERSION = 4;
@@ -131,17 +132,7 @@ export interface JournalBatch {
  * ```
  */
 export function acceptedRow(
-  t: {
-    id: number;
-    task: string;
-    data: unknown;
-    format: Format;
-    tag?: Tag;
-    attempts: number;
-    priority?: number;
-    runAt?: number;
-    uniqueKey?: string;
-  },
+  t: AcceptedTask,
   now: number = Date.now(),
 ): AcceptedRow {
   return [
@@ -238,7 +229,14 @@ function damaged(path: string, what: string): JournalDamagedError {
 export function setAside(path: string, now: Date = new Date()): string {
   const stamp = now.toISOString().replace(/[:.]/g, "-");
   const aside = `${path}.damaged-${stamp}`;
-  for (const [from, to] of [[path, aside], [`${path}-wal`, `${aside}-wal`], [`${path}-shm`, `${aside}-shm`]]) {
+  for (
+    const [from, to] of [
+      [path, aside],
+      [`${path}-wal`, `${aside}-wal`],
+      [`${path}-shm`, `${aside}-shm`],
+      [idsFile(path), idsFile(aside)],
+    ]
+  ) {
     try {
       Deno.renameSync(from, to);
     } catch (e) {
@@ -246,6 +244,25 @@ export function setAside(path: string, now: Date = new Date()): string {
     }
   }
   return aside;
+}
+
+/**
+ * The file beside a journal that says the highest task id it had issued, every 10 s and on close.
+ * It lets a start see ids that went backwards — a lost log, an older copy put back — which the
+ * journal alone cannot show.
+ */
+export function idsFile(path: string): string {
+  return `${path}.ids`;
+}
+
+/** The highest id the ids file recorded, and when; `undefined` without one. */
+function recordedIds(path: string): { maxId: number; at: string } | undefined {
+  try {
+    const v = JSON.parse(Deno.readTextFileSync(idsFile(path)));
+    return typeof v?.max_id === "number" ? { maxId: v.max_id, at: String(v.at) } : undefined;
+  } catch {
+    return undefined; // none yet, or unreadable: it only ever adds a check
+  }
 }
 
 /**
@@ -302,6 +319,7 @@ export class Journal {
   readonly #sweepStarted: StatementSync;
   readonly #discardAccepted: StatementSync;
   readonly #setState: StatementSync;
+  readonly #maxId: StatementSync;
   readonly #discardEnded: StatementSync;
 
   private constructor(
@@ -330,6 +348,9 @@ export class Journal {
     );
     this.#discardEnded = db.prepare("DELETE FROM ended WHERE id = ?");
     this.#setState = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+    this.#maxId = db.prepare(
+      "SELECT MAX(COALESCE((SELECT MAX(id) FROM accepted), 0), COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'max_id'), 0)) AS max",
+    );
   }
 
   /**
@@ -355,6 +376,13 @@ export class Journal {
   static #open(path: string, sync: JournalSync): Journal {
     const { existed, walMissing } = checkFiles(path);
     const warnings: string[] = [];
+    if (!existed) {
+      try {
+        Deno.removeSync(idsFile(path)); // a new journal: an ids file left from an old one says nothing of it
+      } catch {
+        // none
+      }
+    }
     let db: DatabaseSync;
     try {
       db = new DatabaseSync(path);
@@ -450,6 +478,20 @@ export class Journal {
       ]),
     );
     if (!meta.has("schema_version")) throw damaged(path, "its meta table has lost the schema version");
+    if (tables.has("accepted")) {
+      const { max } = db.prepare(
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM accepted), 0), COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'max_id'), 0)) AS max",
+      ).get() as { max: number };
+      const recorded = recordedIds(path);
+      if (recorded && Number(max) < recorded.maxId) {
+        throw damaged(
+          path,
+          `its task ids went backwards: the highest id in it is ${max}, but ${recorded.maxId} had been issued (${
+            idsFile(path)
+          }, ${recorded.at}) — its write-ahead log was lost, or an older copy was put in its place; tasks after id ${max} are gone`,
+        );
+      }
+    }
     if (meta.get("state") === "open" && walMissing) {
       // Either its log was deleted (what it held is lost), or another SQLite client (sqlite3, a
       // backup tool) opened and closed the file since, which moves the log into it and removes it
@@ -589,6 +631,22 @@ export class Journal {
     this.#sweepEnded.run(before, keep, failedBefore);
     this.#sweepStarted.run();
     this.#commit();
+    this.#recordIds();
+  }
+
+  /** Writes the highest id issued so far to the ids file (atomically: a new file, renamed over). */
+  #recordIds(): void {
+    const { max } = this.#maxId.get() as { max: number };
+    const file = idsFile(this.path);
+    try {
+      Deno.writeTextFileSync(
+        `${file}.tmp`,
+        JSON.stringify({ max_id: Number(max), at: new Date().toISOString() }) + "\n",
+      );
+      Deno.renameSync(`${file}.tmp`, file);
+    } catch {
+      // The ids file only adds a check at start; the journal itself is what must be written.
+    }
   }
 
   /** Marks the journal closed, checkpoints it into the main file and closes it. */
@@ -596,6 +654,7 @@ export class Journal {
     try {
       this.#db.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('state', 'closed')");
       this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      this.#recordIds();
     } finally {
       this.#db.close();
     }

@@ -261,3 +261,20 @@ Deno.test(
     assert.throws(() => Journal.open(path, "full"), /lost the schema version/);
   }),
 );
+
+Deno.test(
+  "Journal.open() refuses a journal whose task ids went backwards (its log lost after a crash), naming the ids file",
+  inTempDir((dir) => {
+    const j = Journal.open(`${dir}/j.db`, "full");
+    fill(j, 1, 30);
+    j.sweep(0, 1000); // records the highest id, 30, in j.db.ids
+    crashCopy(`${dir}/j.db`, `${dir}/c.db`);
+    Deno.copyFileSync(`${dir}/j.db.ids`, `${dir}/c.db.ids`);
+    j.close();
+    Deno.removeSync(`${dir}/c.db-wal`); // the 30 tasks were only in the log
+    assert.throws(
+      () => Journal.open(`${dir}/c.db`, "full"),
+      /c\.db is damaged: its task ids went backwards: the highest id in it is 0, but 30 had been issued \(.*c\.db\.ids/,
+    );
+  }),
+);
