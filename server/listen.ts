@@ -11,7 +11,7 @@ import { StartError } from "./errors.ts";
 import { Connection } from "./net/connection.ts";
 import type { LineEvent } from "./net/lines.ts";
 import type { PollGate } from "./net/poll_gate.ts";
-import { type SocketListener, type StreamConn, TlsListener } from "./net/tls.ts";
+import type { SocketListener, StreamConn, TlsListener } from "./net/tls.ts";
 import { reply } from "./protocol.ts";
 
 const log = getLogger(["asynctask", "server"]);
@@ -72,6 +72,8 @@ export async function openListener(
   const where = `${o.host}:${o.port}`;
   try {
     if (o.tls) {
+      // Loaded only for TLS: node:tls brings Node's stream machinery along, which a plain server does without.
+      const { TlsListener } = await import("./net/tls.ts");
       return await TlsListener.open({
         hostname: o.host,
         port: o.port,
@@ -105,6 +107,11 @@ export async function openListener(
   }
 }
 
+/** Whether a listener is the TLS one (it counts handshakes, and admits connections before them). */
+function isTls(socket: SocketListener): socket is TlsListener {
+  return "handshaking" in socket && "admit" in socket;
+}
+
 /**
  * The accept loop and the open connections.
  *
@@ -117,6 +124,8 @@ export async function openListener(
 export class Listener {
   readonly addr: Deno.NetAddr;
   readonly #socket: SocketListener;
+  /** The socket, when it is the TLS listener. */
+  readonly #tls: TlsListener | undefined;
   readonly #opts: ListenOptions;
   readonly #events: ListenEvents;
   readonly #gate: PollGate | undefined;
@@ -134,7 +143,8 @@ export class Listener {
     this.#socket = socket;
     this.addr = socket.addr as Deno.NetAddr; // a TCP listener's address
     // A TLS connection is admitted (or closed at once) before its handshake, which holds a slot.
-    if (socket instanceof TlsListener) socket.admit = () => this.#refusal() === undefined;
+    this.#tls = isTls(socket) ? socket : undefined;
+    if (this.#tls) this.#tls.admit = () => this.#refusal() === undefined;
     this.#opts = opts;
     this.#events = events;
     this.#gate = gate;
@@ -146,7 +156,7 @@ export class Listener {
 
   /** TLS connections still in their handshake: they hold a slot, and a deadline. */
   get #handshaking(): number {
-    return this.#socket instanceof TlsListener ? this.#socket.handshaking : 0;
+    return this.#tls ? this.#tls.handshaking : 0;
   }
 
   /** Why a new connection would be refused now, or `undefined`. */
@@ -212,7 +222,7 @@ export class Listener {
       }
       backoff = 10;
       // TLS connections were admitted before their handshake (TlsListener.admit); plain ones are here.
-      const refusal = this.#socket instanceof TlsListener ? undefined : this.#refusal();
+      const refusal = this.#tls ? undefined : this.#refusal();
       if (refusal) this.#refuse(tcp, refusal);
       else this.#open(tcp);
     }
