@@ -6,7 +6,6 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { close as closeDebugger } from "node:inspector";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { readFlagFile, renderHelp, UsageError } from "../cli/flags.ts";
@@ -237,8 +236,11 @@ export async function runServe(args: string[]): Promise<number> {
     // opens its debugger on 127.0.0.1:9229 (and prints "Debugger listening on …" to stderr), where
     // anyone on this machine could run code in the server. Close it at once, and again later, since
     // Deno's own handler may run after this one. (Closing a debugger that is not open does nothing.)
-    closeDebugger();
-    for (const ms of [0, 100, 1000]) setTimeout(closeDebugger, ms);
+    // node:inspector is loaded here, at the first SIGUSR1, not by every server.
+    import("node:inspector").then(({ close }) => {
+      close();
+      for (const ms of [0, 100, 1000]) setTimeout(close, ms);
+    });
     if (underDenoRun()) {
       log.warning(
         "SIGUSR1 under `deno run`: Deno opens its debugger on 127.0.0.1:9229 when it gets this signal; the server closed it again (the compiled binary does not open it)",

@@ -19,7 +19,6 @@ import { isLoopback, TokenCheck } from "./auth.ts";
 import { Desk } from "./desk.ts";
 import { StartError } from "./errors.ts";
 import type { HttpServer } from "./http/mod.ts";
-import { startHttp } from "./http/wire.ts";
 import { type ReplyTarget, TaskLifecycle } from "./lifecycle.ts";
 import { Scheduler, type ScheduleSpec } from "../task/schedule.ts";
 import type { Metrics } from "./metrics.ts";
@@ -355,6 +354,8 @@ export class TaskServer {
       },
     );
     if (opts.http !== undefined) {
+      // Loaded only with --http: the HTTP side brings node:net and node:tls along.
+      const { startHttp } = await import("./http/wire.ts");
       server.#http = await startHttp({ ...opts, http: opts.http }, {
         stats: () => server.stats(),
         metrics: () => server.metrics,
