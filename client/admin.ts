@@ -551,16 +551,18 @@ export function renderStatus(stats: Record<string, unknown>, address: string): s
     const records = workers.filter(isRecord);
     const names = ["running", "done", "failed", "restarts"];
     const state = records.some((w) => typeof w.state === "string");
-    const table = [["worker", ...(state ? ["state"] : []), ...names]];
+    const memory = records.some((w) => typeof w.memory_bytes === "number");
+    const table = [["worker", ...(state ? ["state"] : []), ...names, ...(memory ? ["memory"] : [])]];
     records.forEach((w, i) => {
       table.push([
         String(w.id ?? i + 1),
         ...(state ? [String(w.state ?? "")] : []),
         ...names.map((col) => w[col] !== undefined ? String(w[col]) : ""),
+        ...(memory ? [typeof w.memory_bytes === "number" ? `${(w.memory_bytes / 1048576).toFixed(0)} MiB` : ""] : []),
       ]);
     });
     // Numbers right-aligned under their headers; the id and the state left.
-    const right = new Set(names.map((_, i) => i + (state ? 2 : 1)));
+    const right = new Set([...names, ...(memory ? ["memory"] : [])].map((_, i) => i + (state ? 2 : 1)));
     out.push("", ...columns(table, right).map((l) => `  ${l}`));
   }
   return out.join("\n");

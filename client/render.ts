@@ -243,5 +243,9 @@ function tableOf(value: unknown): string[][] | undefined {
     return undefined;
   }
   const columns = [...new Set(named.flatMap(([, v]) => Object.keys(v)))].filter((c) => c !== first);
-  return [[first, ...columns], ...named.map(([name, v]) => [name, ...columns.map((c) => flat(v[c] ?? ""))])];
+  // A column of bytes reads in MiB, with its header saying so.
+  const shown = (c: string, x: unknown) =>
+    c.endsWith("_bytes") && typeof x === "number" ? `${(x / 1048576).toFixed(0)}` : flat(x ?? "");
+  const header = columns.map((c) => c.endsWith("_bytes") ? `${c.slice(0, -"_bytes".length)} MiB` : c);
+  return [[first, ...header], ...named.map(([name, v]) => [name, ...columns.map((c) => shown(c, v[c]))])];
 }

@@ -114,7 +114,9 @@ export type FromWorker =
    * The worker's heap plus external memory (ArrayBuffers, which the heap limit does not bound) is
    * over `memoryLimit`: the pool replaces it. Sent only while handlers run.
    */
-  | { type: "memory"; bytes: number };
+  | { type: "memory"; bytes: number }
+  /** What the worker's isolate holds now (heap and external memory), every few seconds: for /stats and the dashboard. */
+  | { type: "usage"; bytes: number };
 
 /**
  * A byte count for messages, rounded: `1.1 GiB`, `300 MiB`, `12 KiB`, `512 bytes`.

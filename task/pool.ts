@@ -118,6 +118,10 @@ export interface WorkerStats {
   failed: number;
   /** How many times this slot's worker was replaced (recycled or crashed). */
   restarts: number;
+  /** Its worker's memory, heap and external (ArrayBuffers), at its last report (every 2 s). */
+  memory_bytes: number;
+  /** `starting` (loading its handlers), `idle` or `busy`. */
+  state: "starting" | "idle" | "busy";
 }
 
 interface Slot {
@@ -306,6 +310,8 @@ export class WorkerPool {
       done: s.done,
       failed: s.failed,
       restarts: s.restarts,
+      memory_bytes: s.worker.memoryBytes,
+      state: !s.worker.ready ? "starting" : s.busy > 0 ? "busy" : "idle",
     }));
   }
 

@@ -106,6 +106,8 @@ export interface PoolWorkerEvents {
 export class PoolWorker {
   /** Jobs sent to this worker and not yet settled, by task id. */
   readonly inflight: Map<number, Job> = new Map();
+  /** The worker's memory (heap and external) at its last report, every 2 s; 0 before the first. */
+  memoryBytes = 0;
   /** How many jobs were ever given to this worker (for `--max-tasks-per-worker`). */
   dispatched = 0;
   /** Set when a replacement has taken this worker's slot: it gets no new jobs and ends when idle. */
@@ -310,6 +312,10 @@ export class PoolWorker {
     }
     if (msg.type === "closing") {
       this.#closingBlame = msg.blame;
+      return;
+    }
+    if (msg.type === "usage") {
+      this.memoryBytes = msg.bytes;
       return;
     }
     if (msg.type === "memory") {

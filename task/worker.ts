@@ -241,6 +241,19 @@ function watchMemory(): void {
 }
 let memoryTimer: ReturnType<typeof setInterval> | undefined;
 
+/** How often the worker says how much memory it holds (one small message: for /stats and the dashboard). */
+const USAGE_REPORT_MS = 2000;
+
+/** Reports this worker's memory now and every {@linkcode USAGE_REPORT_MS}. */
+function reportUsage(): void {
+  const report = () => {
+    const h = v8.getHeapStatistics();
+    port.postMessage({ type: "usage", bytes: h.used_heap_size + h.external_memory } satisfies FromWorker);
+  };
+  report();
+  realSetInterval(report, USAGE_REPORT_MS);
+}
+
 const port = parentPort!;
 // Cast: node's types leave `workerData` untyped; the pool (pool_worker.ts) puts a StartData there.
 const start = (workerData ?? {}) as StartData;
@@ -352,6 +365,7 @@ globalThis.addEventListener("message", (e) => {
     }));
     const ready = () => port.postMessage({ type: "ready" } satisfies FromWorker);
     registry.then(ready, ready);
+    reportUsage();
   } else if (msg.type === "run") {
     const jobs = msg.jobs;
     for (let i = 0; i < jobs.length; i += JOB_FIELDS) {

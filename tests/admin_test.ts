@@ -65,7 +65,10 @@ Deno.test("status: the server's counters in words, per task and per worker; --js
     assert.match(r.stdout, /\n {2}task +accepted +done +failed +retried\n/);
     assert.match(r.stdout, /\n {2}echo +1 +1 +0 +0\n/);
     assert.match(r.stdout, /\n {2}fail +1 +0 +1 +0\n/);
-    assert.match(r.stdout, /\n {2}worker +running +done +failed +restarts\n {2}1 +0 +1 +1 +0\n/);
+    assert.match(
+      r.stdout,
+      /\n {2}worker +state +running +done +failed +restarts +memory\n {2}1 +(idle|busy|starting) +0 +1 +1 +0 +\d+ MiB\n/,
+    );
 
     const j = await admin(server, ["status", "--json"]);
     assert.equal(j.code, 0, j.stderr);

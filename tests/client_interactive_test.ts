@@ -207,9 +207,9 @@ terminalTest(
         const sms = block.find((l) => /^ {4}sms /.test(l)) ?? "";
         assert.equal(sms.length, block[byTask + 1].length, `${block[byTask + 1]}\n${sms}`);
         const workers = block.indexOf("  workers:");
-        assert.match(block[workers + 1], /^ {4}id +running +done +failed +restarts/);
-        assert.match(block[workers + 2], /^ {4}1 +\d+ +\d+ +\d+ +\d+$/);
-        assert.match(block[workers + 3], /^ {4}2 +\d+ +\d+ +\d+ +\d+$/);
+        assert.match(block[workers + 1], /^ {4}id +running +done +failed +restarts +memory MiB +state$/);
+        assert.match(block[workers + 2], /^ {4}1 +\d+ +\d+ +\d+ +\d+ +\d+ +(starting|idle|busy)$/);
+        assert.match(block[workers + 3], /^ {4}2 +\d+ +\d+ +\d+ +\d+ +\d+ +(starting|idle|busy)$/);
         await term.type("\x04");
         assert.equal((await term.status).code, 0);
       } finally {

@@ -177,3 +177,17 @@ Deno.test("messages to and from workers are batched: pipelined tasks travel many
     await server.shutdown(5000);
   }
 });
+
+Deno.test("/stats shows each worker's memory, heap and ArrayBuffers, as its last report (every 2 s)", async () => {
+  const server = await startServer({ workers: 2 });
+  try {
+    let workers = server.stats().workers;
+    for (let i = 0; i < 100 && workers.some((w) => w.memory_bytes === 0); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      workers = server.stats().workers;
+    }
+    for (const w of workers) assert.ok(w.memory_bytes > 1024 * 1024, `worker ${w.id}: ${w.memory_bytes} bytes`);
+  } finally {
+    await server.shutdown(5000);
+  }
+});

@@ -162,7 +162,7 @@ export interface ExpositionInput {
  *   connections: 2, connections_total: 5, accepted: 3, refused: 0, queued: 1, running: 1, done: 1, failed: 0,
  *   retrying: 0, retained_results: 1, worker_messages: { to_workers: 2, from_workers: 2 }, uptime_s: 1,
  *   tasks: ["echo"], by_task: { echo: { accepted: 3, done: 1, failed: 0, retried: 0 } },
- *   workers: [{ id: 1, running: 1, done: 1, failed: 0, restarts: 0 }],
+ *   workers: [{ id: 1, running: 1, done: 1, failed: 0, restarts: 0, memory_bytes: 8 << 20, state: "busy" as const }],
  * };
  * const text = exposition({
  *   stats, metrics: new Metrics(), journal: false, dashboardClients: 0, ready: true,

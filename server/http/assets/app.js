@@ -232,6 +232,7 @@
       cell(tr, num(w.done), "num");
       cell(tr, num(w.failed), "num");
       cell(tr, num(w.restarts), "num");
+      cell(tr, w.memory_bytes ? `${(w.memory_bytes / 1048576).toFixed(0)} MiB` : "–", "num");
       workers.append(tr);
     }
     $("workers").querySelector("tbody").replaceWith(workers);
