@@ -24,28 +24,14 @@
  *
  * @module
  */
-import { type FlagKind, type FlagSpec, parseFlags } from "./flags.ts";
+import { type FlagSpec, parseFlags } from "./flags.ts";
 
 /** One option of a command. */
-export interface OptionSpec {
+export interface OptionSpec extends Omit<FlagSpec, "name" | "default"> {
   /** Its flag, kebab-case without dashes (`max-line`); also its key in a config file. */
   flag: string;
-  kind: FlagKind;
-  help: string;
   /** Absent: the option is optional (`undefined` when not given). */
   default?: string | number | boolean | readonly string[];
-  /** Allowed values of a string option: its type becomes their union. */
-  choices?: readonly string[];
-  /** Inclusive bounds of an int, size or duration option. */
-  min?: number;
-  max?: number;
-  short?: string;
-  /** Shown in help: `--host <addr>`. */
-  valueName?: string;
-  /** May also come from this environment variable. */
-  env?: string;
-  /** Not accepted in a config file (`config` itself, `help`, `version`). */
-  commandLineOnly?: boolean;
   /** The reference's section for this option (`docs/configuration.md`). */
   group?: string;
 }
@@ -82,18 +68,10 @@ function copy(v: NonNullable<OptionSpec["default"]>): string | number | boolean 
 
 /** The table as the flag parser and help renderer take it. */
 export function flagSpecs(table: Record<string, OptionSpec>): FlagSpec[] {
-  return Object.values(table).map((o): FlagSpec => ({
-    name: o.flag,
-    kind: o.kind,
-    help: o.help,
-    ...(o.default !== undefined ? { default: copy(o.default) } : {}),
-    ...(o.choices ? { choices: o.choices } : {}),
-    ...(o.min !== undefined ? { min: o.min } : {}),
-    ...(o.max !== undefined ? { max: o.max } : {}),
-    ...(o.short ? { short: o.short } : {}),
-    ...(o.valueName ? { valueName: o.valueName } : {}),
-    ...(o.env ? { env: o.env } : {}),
-    ...(o.commandLineOnly ? { commandLineOnly: true } : {}),
+  return Object.values(table).map(({ flag, default: value, group: _group, ...rest }): FlagSpec => ({
+    name: flag,
+    ...rest,
+    ...(value !== undefined ? { default: copy(value) } : {}),
   }));
 }
 

@@ -8,8 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-
-const ROOT = new URL("../", import.meta.url).pathname;
+import { spawnServe } from "./helpers.ts";
 
 /** The live (not zombie) processes whose command line holds `marker`: pid → command line. */
 function processesWith(marker: string): Map<number, string> {
@@ -66,40 +65,8 @@ async function serve(args: string[]): Promise<Serving> {
 }
 
 async function serveOnce(args: string[]): Promise<Serving> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}main.ts`, "serve", "--port", "0", ...args],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let log = "";
-  const listening = Promise.withResolvers<number>();
-  const drained = (async () => {
-    const dec = new TextDecoder();
-    for await (const chunk of child.stderr) {
-      log += dec.decode(chunk, { stream: true });
-      const m = /listening on [\d.]+:(\d+)/.exec(log);
-      if (m) listening.resolve(Number(m[1]));
-    }
-    listening.reject(new Error(`serve exited before listening:\n${log}`));
-  })();
-  const timer = setTimeout(() => listening.reject(new Error(`serve did not listen within 30 s:\n${log}`)), 30_000);
-  let port: number;
-  try {
-    port = await listening.promise;
-  } catch (e) {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // gone already
-    }
-    await child.status;
-    await drained;
-    throw e;
-  } finally {
-    clearTimeout(timer);
-  }
+  const server = await spawnServe(args);
+  const { child, port, log } = server;
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const lines: string[] = [];
   const reader = (async () => {
@@ -113,20 +80,19 @@ async function serveOnce(args: string[]): Promise<Serving> {
   const writer = conn.writable.getWriter();
   return {
     child,
-    log: () => log,
+    log,
     async next(timeoutMs = 15_000) {
       if (!(await until(() => lines.length > 0, timeoutMs))) {
-        throw new Error(`no line from the server within ${timeoutMs} ms; its log:\n${log}`);
+        throw new Error(`no line from the server within ${timeoutMs} ms; its log:\n${log()}`);
       }
       return lines.shift()!;
     },
     send: (line) => writer.write(new TextEncoder().encode(line + "\n")),
     async exited() {
-      const status = await child.status;
-      await drained;
+      const { code } = await server.exited();
       await writer.close().catch(() => {});
       await reader;
-      return status.code;
+      return code;
     },
   };
 }
@@ -154,6 +120,17 @@ function killLeftovers(marker: string): void {
   }
 }
 
+/** Kills what a test left running: the marked programs, then the server. */
+async function cleanUp(server: Serving, marker: string): Promise<void> {
+  killLeftovers(marker);
+  try {
+    server.child.kill("SIGKILL");
+  } catch {
+    // exited
+  }
+  await server.exited();
+}
+
 Deno.test("SIGTERM to the server while a timed-out command ignores SIGTERM: the server exits 0 and the program is dead", async () => {
   const marker = `hardening-stubborn-${crypto.randomUUID().slice(0, 8)}`;
   const config = await stubbornConfig(marker, "300ms");
@@ -171,13 +148,7 @@ Deno.test("SIGTERM to the server while a timed-out command ignores SIGTERM: the 
     const gone = await until(() => processesWith(marker).size === 0, 1000);
     assert.ok(gone, `still alive after the server exited: ${JSON.stringify([...processesWith(marker)])}`);
   } finally {
-    killLeftovers(marker);
-    try {
-      server.child.kill("SIGKILL");
-    } catch {
-      // exited
-    }
-    await server.exited();
+    await cleanUp(server, marker);
   }
 });
 
@@ -197,13 +168,7 @@ Deno.test("a second SIGTERM stops the server at once: the command it was running
     const gone = await until(() => processesWith(marker).size === 0, 1000);
     assert.ok(gone, `still alive after the server exited: ${JSON.stringify([...processesWith(marker)])}`);
   } finally {
-    killLeftovers(marker);
-    try {
-      server.child.kill("SIGKILL");
-    } catch {
-      // exited
-    }
-    await server.exited();
+    await cleanUp(server, marker);
   }
 });
 

@@ -60,6 +60,12 @@ export class ExpositionWriter {
     this.#lines.push(`${name}${l} ${num(value)}`);
   }
 
+  /** A family of one unlabelled sample: its help, type and value. */
+  single(name: string, type: "counter" | "gauge", help: string, value: number): void {
+    this.family(name, type, help);
+    this.sample(name, undefined, value);
+  }
+
   /** The samples of one histogram: cumulative `_bucket`s (`le`), `_sum` and `_count`. */
   histogram(name: string, labels: Labels, h: Histogram): void {
     const cumulative = h.cumulative();
@@ -180,8 +186,12 @@ export function exposition(input: ExpositionInput): string {
 
   w.family("asynctask_build_info", "gauge", "Always 1: the asynctask version and the Deno it runs on.");
   w.sample("asynctask_build_info", { version: VERSION, deno: Deno.version.deno }, 1);
-  w.family("asynctask_ready", "gauge", "1 when /readyz answers 200 (listening, workers up, store writable), else 0.");
-  w.sample("asynctask_ready", undefined, input.ready ? 1 : 0);
+  w.single(
+    "asynctask_ready",
+    "gauge",
+    "1 when /readyz answers 200 (listening, workers up, store writable), else 0.",
+    input.ready ? 1 : 0,
+  );
 
   // --- tasks
   w.family("asynctask_tasks_accepted_total", "counter", "Tasks accepted (answered ACCEPTED), by task name.");
@@ -197,8 +207,7 @@ export function exposition(input: ExpositionInput): string {
   }
   w.family("asynctask_task_retries_total", "counter", "Failed attempts that were run again, by task name.");
   for (const t of names) w.sample("asynctask_task_retries_total", { task: t }, counts(t).retried);
-  w.family("asynctask_requests_refused_total", "counter", "Requests answered ERROR (nothing queued).");
-  w.sample("asynctask_requests_refused_total", undefined, stats.refused);
+  w.single("asynctask_requests_refused_total", "counter", "Requests answered ERROR (nothing queued).", stats.refused);
 
   if (metrics.observed) {
     const measured = [...metrics.tasks()];
@@ -221,24 +230,26 @@ export function exposition(input: ExpositionInput): string {
   }
 
   // --- now
-  w.family("asynctask_queue_depth", "gauge", "Tasks waiting for a worker.");
-  w.sample("asynctask_queue_depth", undefined, stats.queued);
-  w.family("asynctask_tasks_running", "gauge", "Tasks running on workers.");
-  w.sample("asynctask_tasks_running", undefined, stats.running);
-  w.family("asynctask_tasks_retrying", "gauge", "Tasks waiting out a retry backoff.");
-  w.sample("asynctask_tasks_retrying", undefined, stats.retrying);
-  w.family("asynctask_results_retained", "gauge", "Finished tasks kept for /status.");
-  w.sample("asynctask_results_retained", undefined, stats.retained_results);
-  w.family("asynctask_connections", "gauge", "Open client connections (line protocol).");
-  w.sample("asynctask_connections", undefined, stats.connections);
-  w.family("asynctask_connections_accepted_total", "counter", "Client connections accepted since the start.");
-  w.sample("asynctask_connections_accepted_total", undefined, stats.connections_total);
-  w.family("asynctask_dashboard_clients", "gauge", "Dashboard live feeds (server-sent events) open.");
-  w.sample("asynctask_dashboard_clients", undefined, input.dashboardClients);
+  w.single("asynctask_queue_depth", "gauge", "Tasks waiting for a worker.", stats.queued);
+  w.single("asynctask_tasks_running", "gauge", "Tasks running on workers.", stats.running);
+  w.single("asynctask_tasks_retrying", "gauge", "Tasks waiting out a retry backoff.", stats.retrying);
+  w.single("asynctask_results_retained", "gauge", "Finished tasks kept for /status.", stats.retained_results);
+  w.single("asynctask_connections", "gauge", "Open client connections (line protocol).", stats.connections);
+  w.single(
+    "asynctask_connections_accepted_total",
+    "counter",
+    "Client connections accepted since the start.",
+    stats.connections_total,
+  );
+  w.single(
+    "asynctask_dashboard_clients",
+    "gauge",
+    "Dashboard live feeds (server-sent events) open.",
+    input.dashboardClients,
+  );
 
   // --- workers
-  w.family("asynctask_workers", "gauge", "Worker slots in the pool.");
-  w.sample("asynctask_workers", undefined, stats.workers.length);
+  w.single("asynctask_workers", "gauge", "Worker slots in the pool.", stats.workers.length);
   w.family("asynctask_worker_tasks_running", "gauge", "Tasks running on each worker slot.");
   for (const s of stats.workers) w.sample("asynctask_worker_tasks_running", { worker: s.id }, s.running);
   w.family("asynctask_worker_runs_total", "counter", "Runs that ended on each worker slot, by outcome.");
@@ -276,25 +287,33 @@ export function exposition(input: ExpositionInput): string {
 
   // --- the process
   const p = input.process;
-  w.family("process_cpu_seconds_total", "counter", "User and system CPU time of the process (every thread).");
-  w.sample("process_cpu_seconds_total", undefined, p.cpuSeconds);
-  w.family("process_resident_memory_bytes", "gauge", "Resident memory of the process.");
-  w.sample("process_resident_memory_bytes", undefined, p.residentBytes);
+  w.single(
+    "process_cpu_seconds_total",
+    "counter",
+    "User and system CPU time of the process (every thread).",
+    p.cpuSeconds,
+  );
+  w.single("process_resident_memory_bytes", "gauge", "Resident memory of the process.", p.residentBytes);
   if (p.virtualBytes !== undefined) {
-    w.family("process_virtual_memory_bytes", "gauge", "Virtual memory of the process.");
-    w.sample("process_virtual_memory_bytes", undefined, p.virtualBytes);
+    w.single("process_virtual_memory_bytes", "gauge", "Virtual memory of the process.", p.virtualBytes);
   }
-  w.family("asynctask_heap_used_bytes", "gauge", "JavaScript heap in use on the main thread (not the workers').");
-  w.sample("asynctask_heap_used_bytes", undefined, p.heapUsedBytes);
+  w.single(
+    "asynctask_heap_used_bytes",
+    "gauge",
+    "JavaScript heap in use on the main thread (not the workers').",
+    p.heapUsedBytes,
+  );
   if (p.openFds !== undefined) {
-    w.family("process_open_fds", "gauge", "Open file descriptors.");
-    w.sample("process_open_fds", undefined, p.openFds);
+    w.single("process_open_fds", "gauge", "Open file descriptors.", p.openFds);
   }
   if (p.maxFds !== undefined) {
-    w.family("process_max_fds", "gauge", "The limit of open file descriptors (soft).");
-    w.sample("process_max_fds", undefined, p.maxFds);
+    w.single("process_max_fds", "gauge", "The limit of open file descriptors (soft).", p.maxFds);
   }
-  w.family("process_start_time_seconds", "gauge", "When the process started, in seconds since the Unix epoch.");
-  w.sample("process_start_time_seconds", undefined, p.startTimeSeconds);
+  w.single(
+    "process_start_time_seconds",
+    "gauge",
+    "When the process started, in seconds since the Unix epoch.",
+    p.startTimeSeconds,
+  );
   return w.text();
 }

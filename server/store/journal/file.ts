@@ -19,9 +19,9 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { Format, Tag } from "../../protocol.ts";
+import type { Tag } from "../../protocol.ts";
 import { checkWal } from "./wal.ts";
-import type { AcceptedTask } from "../store.ts";
+import type { AcceptedTask, RecoveredTask } from "../store.ts";
 
 /** The schema version this code writes; a newer file is refused. */
 export const SCHEMA_VERSION = 4;
@@ -170,23 +170,9 @@ export function endedRow(
   return [id, state, attempts, state === "done" ? json ?? "null" : null, error ? JSON.stringify(error) : null, now];
 }
 
-/** An accepted task as the journal keeps it. */
-export interface JournalTask {
-  id: number;
-  task: string;
-  data: unknown;
-  format: Format;
-  tag?: Tag;
-  /** Failed attempts so far. */
-  attempts: number;
-  /** How many server stops found it running (not merely queued). */
-  interrupted: number;
-  /** Whether it was running when the server stopped (only for an unfinished task). */
-  wasRunning: boolean;
+/** An accepted task as the journal keeps it: finished or not, with its priority always set. */
+export interface JournalTask extends RecoveredTask {
   priority: number;
-  /** When it may start, if it was delayed (ms since the epoch). */
-  runAt?: number;
-  uniqueKey?: string;
   state: "queued" | "done" | "failed";
   /** The result's JSON text. */
   json?: string;
