@@ -10,10 +10,16 @@
  * - (f) 100,000 tasks delayed by 3 s, all due at once: how long after their time they have all run
  *
  * plus the server's idle RSS and its RSS under (a), and the asynctask/bare ratios of (a) and (b).
+ *
+ * Then the peers a user would pick instead, in a second table with the server CPU per task of
+ * (a) and (b): BullMQ on redis-server (`bench/peers/bullmq.ts`, run with Node) and beanstalkd
+ * (`bench/peers/beanstalkd.ts`), each at window 20 and window 1, each row skipped with its reason
+ * where the peer cannot be installed or started. `--skip-peers` leaves them out.
  * (a), (b) and (e) run in `--rounds` rounds (default 3): each ratio is taken within a round, and
  * the table shows the median round's, with the range.
  * `--quick` runs a small version of each and checks only that every task completed and none was
- * lost — never a speed threshold (CI machines are noisy).
+ * lost — never a speed threshold (CI machines are noisy); the peers run small there, BullMQ only
+ * if it is installed already.
  *
  * @module
  */
@@ -21,9 +27,17 @@ import { parseArgs } from "node:util";
 import { type LoadOptions, type LoadReport, runLoad } from "./load.ts";
 import { asynctaskCommand, bareCommand, startServerProcess } from "./process.ts";
 import { reportJson } from "./cli.ts";
+import { cpuUs, loadText, type PeerLoad, type PeerOutcome } from "./peers/common.ts";
+import { runBullmq } from "./peers/bullmq.ts";
+import { runBeanstalkd } from "./peers/beanstalkd.ts";
+import { runBrokerRows } from "./broker.ts";
 
 const { values } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, rounds: { type: "string", default: "3" } },
+  options: {
+    quick: { type: "boolean", default: false },
+    rounds: { type: "string", default: "3" },
+    "skip-peers": { type: "boolean", default: false },
+  },
 });
 const quick = values.quick!;
 /** Rounds of (a), (b) and (e); `--quick` runs one. */
@@ -65,10 +79,14 @@ const lat = (r: LoadReport) =>
 const done = (r: LoadReport) =>
   `${(r.complete.percentile(0.5) / 1000).toFixed(2)} / ${(r.complete.percentile(0.99) / 1000).toFixed(1)} ms`;
 
-/** One run of a load against a server: its report, and the server's peak RSS during it (KiB). */
+/**
+ * One run of a load against a server: its report, the server's peak RSS during it (KiB), and the
+ * server process's CPU time (utime + stime, all threads) during it (µs).
+ */
 interface Run {
   report: LoadReport;
   peakKiB: number;
+  cpuUs: number;
 }
 
 /** Runs a load against a server started with these serve flags (none: the in-memory default). */
@@ -76,19 +94,23 @@ async function runOurs(o: Partial<LoadOptions>, ...serveArgs: string[]): Promise
   const server = await serve(...serveArgs);
   let peakKiB = 0;
   const sampler = setInterval(() => (peakKiB = Math.max(peakKiB, server.rssKiB())), 100);
+  const cpu0 = cpuUs(server.pid);
   const report = await load(server.port, o);
+  const cpu = cpuUs(server.pid) - cpu0;
   clearInterval(sampler);
   peakKiB = Math.max(peakKiB, server.rssKiB()); // a quick run may end before the first sample
   await server.stop();
-  return { report, peakKiB };
+  return { report, peakKiB, cpuUs: cpu };
 }
 
 /** Runs a load against the bare line responder. */
 async function runBare(o: Partial<LoadOptions>): Promise<Run> {
   const bare = await startServerProcess(bareCommand());
+  const cpu0 = cpuUs(bare.pid);
   const report = await load(bare.port, { ...o, task: "" });
+  const cpu = cpuUs(bare.pid) - cpu0;
   await bare.stop();
-  return { report, peakKiB: 0 };
+  return { report, peakKiB: 0, cpuUs: cpu };
 }
 
 /** Runs a load against a journaled server (`--journal` in a fresh directory, full sync). */
@@ -125,14 +147,17 @@ function ratioText(pairs: Pair[]): string {
   return pairs.length === 1 ? median : `${median} (${pct(Math.min(...ratios))}–${pct(Math.max(...ratios))})`;
 }
 
+/** The server's CPU per finished task in a run, µs. */
+const cpuPerTask = (r: Run) => r.cpuUs / Math.max(1, r.report.done + r.report.failed);
+
 function pairsJson(pairs: Pair[], base: "bare" | "in_memory"): Record<string, unknown> {
   const m = medianPair(pairs);
   return {
     ratio: +m.ratio.toFixed(3),
     ratio_min: +Math.min(...pairs.map((p) => p.ratio)).toFixed(3),
     ratio_max: +Math.max(...pairs.map((p) => p.ratio)).toFixed(3),
-    asynctask: reportJson(m.ours.report, m.ours.peakKiB),
-    [base]: reportJson(m.base.report),
+    asynctask: { ...reportJson(m.ours.report, m.ours.peakKiB), server_cpu_us_per_task: +cpuPerTask(m.ours).toFixed(1) },
+    [base]: { ...reportJson(m.base.report), server_cpu_us_per_task: +cpuPerTask(m.base).toFixed(1) },
     rounds: pairs.map((p) => ({
       ratio: +p.ratio.toFixed(3),
       tasks_per_s: Math.round(p.ours.report.tasksPerSec),
@@ -193,6 +218,124 @@ results.e = pairsJson(E, "in_memory");
 rows.push(row(quick ? "(a) echo 10×200, window 20" : "(a) echo 50×2000, window 20", A, true));
 rows.push(row(quick ? "(b) echo 10×200, window 1" : "(b) echo 50×2000, window 1", B, true));
 rows.push(row(quick ? "(e) = (a) with --journal" : "(e) = (a) with --journal (full sync)", E, false));
+
+// The peers a user would pick instead, each at window 20 and window 1, smaller than (a) and (b)
+// where they are slow (each row well under 20 s here). Their servers start on free loopback ports
+// and stop after each row; a row that cannot run is skipped with its reason.
+const peerRows: string[][] = [];
+{
+  const ms = (x: number) => x.toFixed(x < 10 ? 2 : 1);
+  const ours = (label: string, load: string, r: Run) =>
+    peerRows.push([
+      label,
+      load,
+      `${Math.round(r.report.tasksPerSec)}`,
+      cpuPerTask(r).toFixed(1),
+      `${ms(r.report.complete.percentile(0.5) / 1000)} / ${ms(r.report.complete.percentile(0.99) / 1000)} ms`,
+      "the server process, all threads (median round)",
+    ]);
+  const [ma, mb] = [medianPair(A), medianPair(B)];
+  const ab = (w: number) => loadText({ conns: small.conns ?? 50, tasks: small.tasks ?? 2000, window: w });
+  ours("asynctask (a)", ab(20), ma.ours);
+  ours("bare responder (a)", ab(20), ma.base);
+  ours("asynctask (b)", ab(1), mb.ours);
+  ours("bare responder (b)", ab(1), mb.base);
+
+  const loads = (w20: PeerLoad, w1: PeerLoad) => [w20, w1];
+  const bullmqLoads = quick
+    ? loads({ conns: 10, tasks: 50, window: 20 }, { conns: 10, tasks: 10, window: 1 })
+    : loads({ conns: 50, tasks: 600, window: 20 }, { conns: 50, tasks: 200, window: 1 });
+  const beanstalkdLoads = quick
+    ? loads({ conns: 10, tasks: 100, window: 20 }, { conns: 10, tasks: 20, window: 1 })
+    : loads({ conns: 50, tasks: 1000, window: 20 }, { conns: 50, tasks: 1000, window: 1 });
+  const outcomes: PeerOutcome[] = [];
+  if (values["skip-peers"]) {
+    peerRows.push(["BullMQ, beanstalkd", "", "skipped: --skip-peers", "", "", ""]);
+  } else {
+    for (const l of bullmqLoads) {
+      console.error(`peers: BullMQ, ${loadText(l)}`);
+      outcomes.push(await runBullmq(l, { install: !quick }));
+    }
+    for (const l of beanstalkdLoads) {
+      console.error(`peers: beanstalkd, ${loadText(l)}`);
+      outcomes.push(await runBeanstalkd(l));
+    }
+  }
+  const us = (x: number) => x.toFixed(x < 10 ? 1 : 0);
+  for (const o of outcomes) {
+    if ("skipped" in o) {
+      peerRows.push([o.peer, loadText(o.load), `skipped: ${o.skipped.replaceAll("|", "/")}`, "", "", ""]);
+      continue;
+    }
+    const finished = o.done + o.failed;
+    if (o.failed > 0 || o.lost > 0 || o.done !== o.load.conns * o.load.tasks) {
+      problems.push(`${o.peer}, ${loadText(o.load)}: ${o.done} done, ${o.failed} failed, ${o.lost} lost`);
+    }
+    const split = Object.entries(o.cpuUs).map(([k, v]) => `${k} ${us(v / Math.max(1, finished))}`).join(" + ");
+    const notes = [
+      ...(o.extra.redis_commands_per_task !== undefined
+        ? [`${o.extra.redis_commands_per_task.toFixed(1)} Redis commands/task`]
+        : []),
+      `CPU µs/task: ${split}`,
+    ];
+    peerRows.push([
+      o.peer,
+      loadText(o.load),
+      `${Math.round(o.tasksPerSec)}`,
+      o.cpuUsPerTask.toFixed(1),
+      `${ms(o.p50Ms)} / ${ms(o.p99Ms)} ms`,
+      notes.join("; "),
+    ]);
+  }
+  results.peers = outcomes.map((o) =>
+    "skipped" in o ? o : {
+      ...o,
+      elapsedMs: Math.round(o.elapsedMs),
+      tasksPerSec: Math.round(o.tasksPerSec),
+      cpuUsPerTask: +o.cpuUsPerTask.toFixed(1),
+      p50Ms: +o.p50Ms.toFixed(2),
+      p99Ms: +o.p99Ms.toFixed(2),
+      cpuUs: Object.fromEntries(Object.entries(o.cpuUs).map(([k, v]) => [k, Math.round(v)])),
+      extra: Object.fromEntries(Object.entries(o.extra).map(([k, v]) => [k, +v.toFixed(2)])),
+    }
+  );
+}
+
+// (g) The broker: one server in memory, one on Redis, two on Redis sharing a port; pipelined.
+const brokerRows: string[][] = [];
+{
+  const g = await runBrokerRows(quick ? { conns: 10, tasks: 200 } : {});
+  const n = quick ? 2000 : 100_000;
+  const base = g[0].report?.tasksPerSec ?? 0;
+  for (const r of g) {
+    if (!r.report) {
+      brokerRows.push([r.label, `skipped: ${r.skipped}`, "", "", "", "", ""]);
+      continue;
+    }
+    check(`(g) ${r.label}`, r.report, n);
+    brokerRows.push([
+      r.label,
+      `${Math.round(r.report.tasksPerSec)}`,
+      base ? `${(base / r.report.tasksPerSec).toFixed(2)}×` : "",
+      r.asynctaskCpu.toFixed(1),
+      r.redisCpu ? r.redisCpu.toFixed(1) : "",
+      r.commands ? r.commands.toFixed(2) : "",
+      lat(r.report),
+    ]);
+  }
+  results.g = g.map((r) => ({
+    label: r.label,
+    ...(r.report
+      ? {
+        tasks_per_sec: Math.round(r.report.tasksPerSec),
+        asynctask_cpu_us_per_task: +r.asynctaskCpu.toFixed(1),
+        redis_cpu_us_per_task: +r.redisCpu.toFixed(1),
+        redis_commands_per_task: +r.commands.toFixed(2),
+        report: reportJson(r.report),
+      }
+      : { skipped: r.skipped }),
+  }));
+}
 
 // (c) The seed's scene.
 {
@@ -311,7 +454,21 @@ console.log(`
 | --- | --- | --- | --- | --- | --- | --- |
 ${rows.map((r) => `| ${r.join(" | ")} |`).join("\n")}
 
-Idle server with 4 workers: ${results.idle_rss_mib} MiB RSS.`);
+Idle server with 4 workers: ${results.idle_rss_mib} MiB RSS.
+
+Peers (tasks/s; CPU µs per finished task across the load, utime + stime from /proc):
+
+| system | load | tasks/s | server CPU µs/task | completion p50 / p99 | notes |
+| --- | --- | --- | --- | --- | --- |
+${peerRows.map((r) => `| ${r.join(" | ")} |`).join("\n")}
+
+(g) The broker, ${
+  quick ? "10×200" : "50×2000"
+} echo tasks, window 20 (CPU µs per task; Redis commands per task from INFO commandstats):
+
+| setup | tasks/s | slower than in memory | asynctask CPU µs/task | redis-server CPU µs/task | Redis commands/task | ACCEPTED p50 / p99 |
+| --- | --- | --- | --- | --- | --- | --- |
+${brokerRows.map((r) => `| ${r.join(" | ")} |`).join("\n")}`);
 
 if (!quick) {
   const dir = new URL("./results/", import.meta.url);

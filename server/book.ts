@@ -53,6 +53,10 @@ export interface TaskRecord {
   error?: { code: string; message: string };
   /** `Date.now()` when it finished, for expiry. */
   finishedAt: number;
+  /** With the broker: the server that accepted it, when that is another one (its end goes there). */
+  origin?: string;
+  /** With the broker: whether the shared queue handed it to this server to run. */
+  here?: boolean;
 }
 
 /**

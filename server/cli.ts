@@ -15,6 +15,7 @@ import { formatDuration, formatSize } from "../cli/units.ts";
 import { SERVE_OPTIONS, type ServeOptions, type ServeOptionValues } from "./options.ts";
 import { TaskServer } from "./server.ts";
 import { hideFromSameUser } from "./hide.ts";
+import { parseBrokerUrl } from "./store/redis_url.ts";
 
 /**
  * A stop signal that comes again sooner than this after the first is the same one delivered twice
@@ -83,6 +84,18 @@ export async function serveOptions(args: string[]): Promise<{
   // Secrets leave the process's environment once read, so that nothing started later inherits
   // them. (The copy the kernel keeps for /proc/<pid>/environ stays: runServe hides it, hide.ts.)
   Deno.env.delete("ASYNCTASK_TOKEN");
+  const brokerPassword = Deno.env.get("ASYNCTASK_BROKER_PASSWORD");
+  Deno.env.delete("ASYNCTASK_BROKER_PASSWORD");
+  if (options.broker !== undefined) {
+    const parsed = parseBrokerUrl(options.broker, brokerPassword);
+    if (!parsed.ok) throw new UsageError(parsed.message);
+    if (options.journal !== undefined) {
+      throw new UsageError(
+        "--broker and --journal cannot be used together: with --broker, Redis keeps the tasks; choose one",
+      );
+    }
+    if (brokerPassword) options.brokerPassword = brokerPassword;
+  }
   for (const t of options.tasks ?? []) {
     if (t.kind === "command") {
       for (const v of t.hideEnv ?? []) Deno.env.delete(v);

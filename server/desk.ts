@@ -16,6 +16,7 @@ import { AuthThrottle, type TokenCheck } from "./auth.ts";
 import type { TaskLifecycle } from "./lifecycle.ts";
 import type { Connection } from "./net/connection.ts";
 import type { LineEvent } from "./net/lines.ts";
+import { type SharedQueue, StoreUnavailableError } from "./store/store.ts";
 import { type ErrorCode, type Format, parseRequest, reply, type Request, type Tag } from "./protocol.ts";
 import type { ServerStats } from "./stats.ts";
 
@@ -312,11 +313,36 @@ export class Desk {
     }
     let summary = handler.accepted?.(data) ?? `${name} task queued`;
     if (runAt !== undefined) summary += `; it runs at ${new Date(runAt).toISOString()}`;
-    const id = lifecycle.submit(
-      { task: name, data, format, tag, connId: c.id, size, summary, priority, runAt, uniqueKey },
-      c,
-    );
-    c.send(reply.accepted(format, id, tag, summary));
+    const unavailable = lifecycle.unavailable();
+    if (unavailable) return this.#refuse(c, format, tag, "store_unavailable", unavailable);
+    let id: number;
+    try {
+      id = lifecycle.submit(
+        { task: name, data, format, tag, connId: c.id, size, summary, priority, runAt, uniqueKey },
+        c,
+      );
+    } catch (e) {
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      return this.#refuse(c, format, tag, "store_unavailable", `${e.message}; send the task again in a moment`);
+    }
+    this.#accepted(c, format, tag, id, summary);
+  }
+
+  /** `ACCEPTED`: at once, or, with the broker, once Redis has the task (else `ERROR store_unavailable`). */
+  #accepted(c: Connection, format: Format, tag: Tag | undefined, id: number, summary: string): void {
+    const line = reply.accepted(format, id, tag, summary);
+    const taken = this.#p.lifecycle.taken(id);
+    if (!taken) return c.send(line);
+    c.sendLater(taken.then(
+      () => line,
+      (e: Error) =>
+        reply.error(
+          format,
+          tag,
+          "store_unavailable",
+          `${e.message}; the task was not accepted — send it again in a moment`,
+        ),
+    ));
   }
 
   /** `/retry <id>`: the failed task runs again under a new id; its replies come to this connection. */
@@ -334,7 +360,7 @@ export class Desk {
       conn: c.id,
       remote: c.remote,
     });
-    c.send(reply.accepted(format, id, tag, `retry of task ${taskId}`));
+    this.#accepted(c, format, tag, id, `retry of task ${taskId}`);
   }
 
   /** Why a queued task waits, if anything holds it: a rate limit, or a pause. */
@@ -351,6 +377,12 @@ export class Desk {
   }
 
   #status(c: Connection, format: Format, tag: Tag | undefined, taskId: number): void {
+    const shared = this.#p.lifecycle.shared;
+    const known = this.#p.lifecycle.get(taskId);
+    // With the broker, a task not run here may be running, or have ended, on another server: Redis knows.
+    if (shared && (!known || (!known.here && known.state !== "done" && known.state !== "failed"))) {
+      return c.sendLater(this.#sharedStatus(shared, format, tag, taskId));
+    }
     const last = this.#p.lifecycle.lastId;
     if (taskId > last) {
       const issued = last === 0 ? "none yet" : `the last is ${last}`;
@@ -372,5 +404,37 @@ export class Desk {
       ? { error: rec.error, attempts: rec.attempts, ...(rec.retriedAs ? { retried_as: rec.retriedAs } : {}) }
       : { attempts: rec.attempts, ...this.#waiting(rec.id, rec.task, rec.state) };
     c.send(reply.status(format, tag, taskId, rec.state, detail));
+  }
+
+  /** `/status` from Redis: where the task is, wherever it runs or ran. */
+  async #sharedStatus(shared: SharedQueue, format: Format, tag: Tag | undefined, taskId: number): Promise<string> {
+    let s;
+    try {
+      s = await shared.lookup(taskId);
+    } catch (e) {
+      return reply.error(
+        format,
+        tag,
+        "store_unavailable",
+        `Redis cannot be reached (${e instanceof Error ? e.message : e}); ask again in a moment`,
+      );
+    }
+    if (!s) {
+      const last = await shared.lastId().catch(() => Infinity);
+      if (taskId > last) {
+        return reply.error(format, tag, "not_found", `no task ${taskId} has been accepted (the last is ${last})`);
+      }
+      const rec = this.#p.lifecycle.get(taskId);
+      return rec
+        ? reply.status(format, tag, taskId, rec.state, { attempts: rec.attempts })
+        : reply.status(format, tag, taskId, "unknown");
+    }
+    const where = s.instance ? { instance: s.instance } : {};
+    const detail = s.state === "done"
+      ? { result: JSON.parse(s.json ?? "null"), attempts: s.attempts, ...where }
+      : s.state === "failed"
+      ? { error: s.error, attempts: s.attempts, ...where }
+      : { attempts: s.attempts, ...where };
+    return reply.status(format, tag, taskId, s.state, detail);
   }
 }

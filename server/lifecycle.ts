@@ -26,7 +26,7 @@ import { type ErrorCode, type Format, type ListedState, reply, type Tag } from "
 import { LineBudget } from "./line_budget.ts";
 import { Metrics } from "./metrics.ts";
 import { Counters } from "./stats.ts";
-import type { Recovered, TaskStore } from "./store/store.ts";
+import type { DeliveredTask, Recovered, SharedQueue, TaskEnd, TaskStore } from "./store/store.ts";
 
 export type { ReplyTarget } from "./book.ts";
 
@@ -94,6 +94,8 @@ export interface TaskCatalog {
   has(task: string): boolean;
   /** The task's own retry count, if it sets one. */
   retriesOf(task: string): number | undefined;
+  /** The names of the tasks it runs (with the broker: the streams this server reads). */
+  names?(): string[];
 }
 
 /** A time source; tests pass a fake one. */
@@ -185,6 +187,8 @@ export class TaskLifecycle {
    */
   timed = false;
   readonly #store: TaskStore;
+  /** The broker's shared queue: tasks go through it, to whichever server has room. */
+  readonly #shared?: SharedQueue;
   /** Whether the store keeps anything (else recording into it is skipped). */
   readonly #durable: boolean;
   readonly #book: TaskBook;
@@ -221,6 +225,7 @@ export class TaskLifecycle {
     clock: Clock = realClock,
   ) {
     this.#store = store;
+    this.#shared = store.shared;
     this.#durable = store.durable;
     this.#catalog = catalog;
     this.#opts = opts;
@@ -232,7 +237,8 @@ export class TaskLifecycle {
       progress: (job, report) => {
         const rec = this.#book.get(job.id);
         if (rec?.state === "running" && rec.attempts === job.attempt) {
-          rec.target?.send(reply.progress(rec.format, rec.id, rec.tag, report.percent, report.message));
+          if (rec.target) rec.target.send(reply.progress(rec.format, rec.id, rec.tag, report.percent, report.message));
+          else if (rec.origin) this.#shared?.progress(rec.id, report.percent, report.message ?? "");
         }
       },
       log: (job, record) =>
@@ -270,6 +276,11 @@ export class TaskLifecycle {
         });
       },
     });
+  }
+
+  /** The broker's shared queue, if the server has one. */
+  get shared(): SharedQueue | undefined {
+    return this.#shared;
   }
 
   /** The highest task id issued so far. */
@@ -313,7 +324,8 @@ export class TaskLifecycle {
    * instead when {@linkcode full} says why.
    */
   submit(s: Submission, target: ReplyTarget): number {
-    const id = ++this.#lastId;
+    const id = this.#shared ? this.#shared.nextId() : ++this.#lastId;
+    if (id > this.#lastId) this.#lastId = id;
     const delayed = s.runAt !== undefined && s.runAt > this.#clock.now();
     // A store that keeps nothing is not handed what it would drop: two objects fewer per task.
     if (this.#durable) {
@@ -354,9 +366,121 @@ export class TaskLifecycle {
     this.counts.accepted++;
     this.counts.of(s.task).accepted++;
     target.taskAccepted();
-    if (delayed) this.#schedule(rec);
+    if (this.#shared) {
+      // The shared queue hands it to whichever server has room (this one, maybe), when it is due.
+      this.#shared.taken(id)?.catch(() => this.#withdraw(rec));
+    } else if (delayed) this.#schedule(rec);
     else this.#queue(rec, 1, s.connId);
     return id;
+  }
+
+  /** With the broker, while Redis cannot be reached: why no task can be accepted now. */
+  unavailable(): string | undefined {
+    const shared = this.#shared;
+    if (!shared || shared.up) return undefined;
+    return `Redis cannot be reached (${this.#store.name}); the server is reconnecting — send the task again in a moment`;
+  }
+
+  /**
+   * With the broker: resolves when the shared queue has taken task `id` (just submitted), rejects
+   * when it has not (Redis is unreachable) — the task is then forgotten, and its client is told
+   * `store_unavailable` instead of `ACCEPTED`. `undefined` without the broker.
+   */
+  taken(id: number): Promise<void> | undefined {
+    return this.#shared?.taken(id);
+  }
+
+  /** Forgets a task the shared queue did not take: it was never accepted. */
+  #withdraw(rec: TaskRecord): void {
+    this.#book.forget(rec.id);
+    this.#dataBytes -= rec.size;
+    this.counts.accepted--;
+    this.counts.of(rec.task).accepted--;
+    if (rec.uniqueKey !== undefined) this.#unique.delete(`${rec.task}\u0000${rec.uniqueKey}`);
+    const target = rec.target;
+    rec.target = undefined;
+    target?.taskEnded();
+  }
+
+  /**
+   * With the broker: starts taking tasks from the shared queue, up to `capacity` at once, each task
+   * within its own concurrency, none while it is paused.
+   */
+  consume(capacity: number, limitOf: (task: string) => number | undefined): void {
+    const shared = this.#shared;
+    if (!shared) return;
+    shared.consume({
+      tasks: this.#catalog.names?.() ?? [],
+      capacity,
+      room: (task) => {
+        const paused = this.pool.paused;
+        if (paused.includes("*") || paused.includes(task)) return 0;
+        return limitOf(task) ?? Infinity;
+      },
+      deliver: (t) => this.#delivered(t),
+      ended: (id, end) => this.#endedElsewhere(id, end),
+      progress: (id, percent, message) => {
+        const rec = this.#book.get(id);
+        if (rec && rec.state !== "done" && rec.state !== "failed") {
+          rec.target?.send(reply.progress(rec.format, rec.id, rec.tag, percent, message));
+        }
+      },
+    });
+  }
+
+  /** A task the shared queue handed to this server: accepted here, or by another server. */
+  #delivered(t: DeliveredTask): void {
+    let rec = this.#book.get(t.id);
+    if (rec && (rec.state === "done" || rec.state === "failed")) {
+      // It ended here, and its end is on its way to Redis: nothing to run.
+      this.#store.ended(t.id, { state: rec.state, attempts: rec.attempts, json: rec.json, error: rec.error });
+      return;
+    }
+    if (!rec) {
+      const size = JSON.stringify(t.data)?.length ?? 4;
+      this.#dataBytes += size;
+      rec = this.#book.add(newRecord({
+        id: t.id,
+        task: t.task,
+        format: t.format,
+        tag: t.tag,
+        state: "queued",
+        attempts: t.attempts,
+        size,
+        data: t.data,
+        acceptedAt: this.#time(),
+        priority: t.priority ?? 0,
+      }));
+      if (t.origin !== this.#shared?.instance) rec.origin = t.origin;
+    }
+    rec.here = true;
+    rec.attempts = t.attempts;
+    if (!this.#catalog.has(t.task)) {
+      this.#finish(rec, { code: "handler_error", message: `this server has no task "${t.task}"` });
+    } else if (t.interrupted > MAX_INTERRUPTED_RUNS) {
+      this.#finish(rec, {
+        code: "worker_crashed",
+        message:
+          `the servers running it stopped ${t.interrupted} times while it ran; not running it again (it may be what stops them)`,
+      });
+    } else {
+      if (t.interrupted > 0) {
+        log.warn("task {id} ({task}) runs again: the server running it stopped ({n} time(s))", {
+          id: t.id,
+          task: t.task,
+          n: t.interrupted,
+        });
+      }
+      this.#queue(rec, t.attempts + 1);
+    }
+  }
+
+  /** A task accepted here ended on another server: its client hears it from here. */
+  #endedElsewhere(id: number, end: TaskEnd): void {
+    const rec = this.#book.get(id);
+    if (!rec || rec.state === "done" || rec.state === "failed") return;
+    rec.attempts = end.attempts;
+    this.#finish(rec, end.error, end.json, 0, false);
   }
 
   /** Task ids by task name and unique key, while they are unfinished (or within their `unique-for`). */
@@ -453,12 +577,14 @@ export class TaskLifecycle {
    */
   pause(task?: string): string[] {
     this.pool.pause(task);
+    this.#shared?.roomChanged();
     return this.pool.paused;
   }
 
   /** Starts tasks of `task` (of every task, without one) again. Returns what is still paused. */
   resume(task?: string): string[] {
     this.pool.resume(task);
+    this.#shared?.roomChanged();
     return this.pool.paused;
   }
 
@@ -479,6 +605,13 @@ export class TaskLifecycle {
       return {
         code: "conflict",
         message: `task ${id} is ${rec.state} already: only a queued or running task can be cancelled`,
+      };
+    }
+    if (this.#shared && !rec.here) {
+      return {
+        code: "conflict",
+        message:
+          `task ${id} is ${rec.state} in the shared queue, not on this server: with --broker, a task is cancelled on the server that runs it (/status ${id} names it)`,
       };
     }
     return undefined;
@@ -618,6 +751,11 @@ export class TaskLifecycle {
 
   #scheduledCount(): number {
     let n = 0;
+    if (this.#shared) {
+      // The broker keeps delayed tasks in Redis.
+      for (const rec of this.#book.unfinished()) if (rec.state === "scheduled") n++;
+      return n;
+    }
     for (const [rec] of this.#scheduled.entries()) if (rec.state === "scheduled") n++;
     return n;
   }
@@ -636,7 +774,19 @@ export class TaskLifecycle {
       // A delayed task stays in a durable store, for the next start.
       if (rec.state === "scheduled" && this.#store.durable) continue;
       n++;
-      this.#finish(rec, { code, message });
+      // With the broker, the task stays in the shared queue: another server runs it (or this one, restarted).
+      if (this.#shared) {
+        this.#finish(
+          rec,
+          {
+            code,
+            message: `${message}; the task stays queued in Redis and another server runs it (/status ${rec.id} there)`,
+          },
+          undefined,
+          0,
+          false,
+        );
+      } else this.#finish(rec, { code, message });
     }
     return n;
   }
@@ -685,6 +835,13 @@ export class TaskLifecycle {
       }
     }
     if (!this.#store.durable) return; // nothing survives a restart: nothing to say
+    if (this.#shared) {
+      log.info(
+        "{store}: sharing its queue; the tasks of a server that stops are taken over once it has been silent for --broker-visibility",
+        { store: this.#store.name },
+      );
+      return;
+    }
     const running = unfinished.filter((t) => t.wasRunning).length;
     log.info(
       "{store}: {requeued} unfinished task(s) queued again ({running} were running), {poisoned} failed by the limit of {max} interrupted runs{ids}, {orphaned} of tasks this server no longer has, {kept} result(s) kept; task ids go on after {maxId}",
@@ -734,6 +891,11 @@ export class TaskLifecycle {
 
   #settled(job: Job, outcome: Outcome, worker: number): void {
     const rec = this.#book.get(job.id);
+    if (rec && this.#shared && (rec.state === "done" || rec.state === "failed")) {
+      // It ended on another server meanwhile (claimed while this one stalled): let its entry go.
+      this.#store.ended(rec.id, { state: rec.state, attempts: rec.attempts, json: rec.json, error: rec.error });
+      return;
+    }
     if (!rec || rec.state !== "running" || rec.attempts !== job.attempt) return;
     rec.worker = worker;
     if (outcome.ok) {
@@ -803,12 +965,18 @@ export class TaskLifecycle {
   }
 
   /** Records a task's end, sends its final reply, and files it for `/status`. Exactly once per task. */
-  #finish(rec: TaskRecord, error: { code: string; message: string } | undefined, json?: string, ms = 0): void {
+  #finish(
+    rec: TaskRecord,
+    error: { code: string; message: string } | undefined,
+    json?: string,
+    ms = 0,
+    record = true,
+  ): void {
     const now = this.#time();
     // A failure with no run (a stop, a poison pill) is counted, not timed.
     if (this.timed) this.metrics.taskEnded(rec.task, error ? error.code : "done", error && ms === 0 ? -1 : ms);
     if (error) this.metrics.taskFailed(rec.id, rec.task, error.code, error.message);
-    if (this.#durable) {
+    if (this.#durable && record) {
       this.#store.ended(
         rec.id,
         error ? { state: "failed", attempts: rec.attempts, error } : { state: "done", attempts: rec.attempts, json },

@@ -67,10 +67,21 @@ const EXHAUSTION = /os error (23|24|12|105)\b|Too many open files|Cannot allocat
  * ```
  */
 export async function openListener(
-  o: { host: string; port: number; tls?: { cert: string; key: string }; handshakeTimeoutMs: number },
+  o: {
+    host: string;
+    port: number;
+    tls?: { cert: string; key: string };
+    handshakeTimeoutMs: number;
+    reusePort?: boolean;
+  },
 ): Promise<SocketListener> {
   const where = `${o.host}:${o.port}`;
   try {
+    if (o.tls && o.reusePort) {
+      throw new StartError(
+        "--reuse-port works with plain TCP only for now; with --tls-cert, put the servers on separate ports behind a TCP load balancer",
+      );
+    }
     if (o.tls) {
       // Loaded only for TLS: node:tls brings Node's stream machinery along, which a plain server does without.
       const { TlsListener } = await import("./net/tls.ts");
@@ -81,8 +92,9 @@ export async function openListener(
         handshakeTimeoutMs: o.handshakeTimeoutMs,
       });
     }
-    return Deno.listen({ hostname: o.host, port: o.port, transport: "tcp" });
+    return Deno.listen({ hostname: o.host, port: o.port, transport: "tcp", reusePort: o.reusePort });
   } catch (e) {
+    if (e instanceof StartError) throw e;
     const message = e instanceof Error ? e.message : String(e);
     const code = (e as { code?: unknown }).code; // node:net errors carry a code such as "EADDRINUSE"
     if (e instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {

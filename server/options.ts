@@ -343,6 +343,47 @@ export const SERVE_OPTIONS = defineOptions({
     help:
       "start with an empty journal when the one at --journal is damaged, keeping the damaged file renamed beside it",
   },
+  // --- the broker
+  broker: {
+    flag: "broker",
+    kind: "string",
+    valueName: "redis://host:port/db",
+    group: "Broker",
+    help:
+      "share one queue with every server on this Redis (redis://[user:password@]host:port/db, rediss:// for TLS; the password may be in ASYNCTASK_BROKER_PASSWORD instead): a task accepted by any server runs on whichever has room",
+  },
+  brokerPrefix: {
+    flag: "broker-prefix",
+    kind: "string",
+    default: "asynctask",
+    valueName: "name",
+    group: "Broker",
+    help: "prefix of the broker's Redis keys: servers with the same prefix share their tasks",
+  },
+  brokerVisibilityMs: {
+    flag: "broker-visibility",
+    kind: "duration",
+    default: 30_000,
+    min: 300,
+    group: "Broker",
+    help:
+      "how long a server may stay silent before another one takes over its tasks (they run again); running tasks are renewed every third of it",
+  },
+  brokerCa: {
+    flag: "broker-ca",
+    kind: "string",
+    valueName: "ca.pem",
+    group: "Broker",
+    help: "CA certificate that signed Redis's certificate, for rediss:// with a private CA",
+  },
+  reusePort: {
+    flag: "reuse-port",
+    kind: "boolean",
+    default: false,
+    group: "Listening",
+    help:
+      "let several servers listen on the same port (SO_REUSEPORT, Linux): the kernel spreads connections among them; with --broker they share the tasks too",
+  },
   // --- HTTP: dashboard, metrics, probes
   http: {
     flag: "http",
@@ -425,6 +466,8 @@ export type ServeOptions =
     schedules?: ScheduleSpec[];
     /** PEM certificate chain and key: serve TLS instead of plain TCP. */
     tls?: { cert: string; key: string };
+    /** The broker's password, from ASYNCTASK_BROKER_PASSWORD (a password in the `--broker` URL wins). */
+    brokerPassword?: string;
   };
 
 const { help: _h, logLevel: _l, logFormat: _f, ...serverDefaults } = defaults(SERVE_OPTIONS);

@@ -31,7 +31,8 @@ export type ErrorCode =
   | "idle_timeout"
   | "shutting_down"
   | "not_found"
-  | "conflict";
+  | "conflict"
+  | "store_unavailable";
 
 /** A parsed request line. */
 export type Request =
@@ -439,6 +440,8 @@ export const reply = {
       run_at?: string;
       /** Why a queued task waits (a rate limit, a pause). */
       waiting?: string;
+      /** With the broker: the server that runs it, or ran it. */
+      instance?: string;
     },
   ): string {
     if (format === "json") return json({ ...tagged("status", tag), task_id: taskId, state, ...detail });

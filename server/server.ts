@@ -29,7 +29,8 @@ import type { ServeOptions } from "./options.ts";
 import type { ServerStats } from "./stats.ts";
 import { JournalError, JournalStore } from "./store/journal.ts";
 import { MemoryStore } from "./store/memory.ts";
-import type { TaskStore } from "./store/store.ts";
+import type { SharedQueue, TaskStore } from "./store/store.ts";
+import { parseBrokerUrl } from "./store/redis_url.ts";
 
 export { StartError } from "./errors.ts";
 export { DEFAULT_SERVE_OPTIONS, type ServeOptions } from "./options.ts";
@@ -82,6 +83,15 @@ function startSchedules(
   }
   const scheduler: Scheduler = new Scheduler(specs, (spec, dueAt, run) => {
     const data = spec.data;
+    const unavailable = lifecycle.unavailable();
+    if (unavailable) {
+      log.error("schedule {name}: its run due {due} was not submitted: {why}", {
+        name: spec.name,
+        due: new Date(dueAt).toISOString(),
+        why: unavailable,
+      });
+      return;
+    }
     const id = lifecycle.submit({
       task: spec.task,
       data,
@@ -131,6 +141,7 @@ function rateLimiters(limits: Map<string, TaskLimits>): [string, RateLimiter][] 
 }
 
 async function openStore(options: ServeOptions, hooks: ServerHooks): Promise<TaskStore> {
+  if (options.broker) return await openBroker(options, options.broker);
   if (!options.journal) return new MemoryStore();
   const path = options.journal;
   try {
@@ -148,6 +159,51 @@ async function openStore(options: ServeOptions, hooks: ServerHooks): Promise<Tas
     return store;
   } catch (e) {
     if (e instanceof JournalError) throw new StartError(e.message);
+    throw e;
+  }
+}
+
+/** The cluster as `/stats` shows it (with the broker). */
+function clusterStats(shared: SharedQueue): NonNullable<ServerStats["cluster"]> {
+  const c = shared.lastCluster;
+  return {
+    instance: shared.instance,
+    redis: shared.up ? "up" : "down",
+    instances: (c?.instances ?? []).map((m) => ({
+      instance: m.instance,
+      workers: m.workers,
+      held: m.held,
+      seen_ms_ago: m.seenMsAgo,
+    })),
+    queues: c?.queues ?? {},
+  };
+}
+
+/** Connects to the broker's Redis (`--broker`); the Redis client is loaded only then. */
+async function openBroker(opts: ServeOptions, url: string): Promise<TaskStore> {
+  const parsed = parseBrokerUrl(url, opts.brokerPassword);
+  if (!parsed.ok) throw new StartError(parsed.message);
+  let caCert: string | undefined;
+  if (opts.brokerCa) {
+    try {
+      caCert = await Deno.readTextFile(opts.brokerCa);
+    } catch (e) {
+      throw new StartError(`--broker-ca ${opts.brokerCa}: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+  const { RedisStore, BrokerError } = await import("./store/redis.ts");
+  try {
+    return await RedisStore.open({
+      address: parsed.value,
+      prefix: opts.brokerPrefix,
+      visibilityMs: opts.brokerVisibilityMs,
+      resultTtlMs: opts.resultTtlMs,
+      failedTtlMs: Math.max(opts.keepFailedMs, opts.resultTtlMs),
+      caCert,
+      describe: () => ({ workers: opts.workers }),
+    });
+  } catch (e) {
+    if (e instanceof BrokerError) throw new StartError(`--broker: ${e.message}`);
     throw e;
   }
 }
@@ -299,11 +355,17 @@ export class TaskServer {
     const lifecycle = new TaskLifecycle(
       store,
       { ...opts, settings: handlerSettings(opts), limits },
-      { has: (task) => current().has(task), retriesOf: (task) => current().get(task)?.retries },
+      {
+        has: (task) => current().has(task),
+        retriesOf: (task) => current().get(task)?.retries,
+        names: () => [...current().keys()],
+      },
       opts,
     );
     lifecycle.timed = opts.http !== undefined;
     lifecycle.recover(recovered);
+    // With the broker: take as many tasks as the workers run at once, and as many again waiting.
+    lifecycle.consume(2 * opts.workers * opts.concurrency, (task) => limits.get(task)?.concurrency);
     const periodic = opts.schedules?.length
       ? startSchedules(opts.schedules, lifecycle, store, recovered.state)
       : undefined;
@@ -360,7 +422,10 @@ export class TaskServer {
         stats: () => server.stats(),
         metrics: () => server.metrics,
         registry: () => server.#registry,
-        storeWritable: () => store.commit(),
+        storeWritable: () =>
+          store.shared && !store.shared.up
+            ? Promise.reject(new Error(`Redis is unreachable (${store.name}); reconnecting`))
+            : store.commit(),
         workersReady: () => lifecycle.pool.workersReady,
         stopping: () => server.#stopping,
         lineAddr: server.addr,
@@ -406,6 +471,7 @@ export class TaskServer {
       tasks: [...this.#registry.keys()],
       by_task: l.counts.byTask(),
       workers: l.pool.stats(),
+      ...(l.shared ? { cluster: clusterStats(l.shared) } : {}),
     };
   }
 

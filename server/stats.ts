@@ -41,6 +41,16 @@ export interface ServerStats {
   /** Counts per task name since the start: accepted, done, failed, and retries (failed attempts run again). */
   by_task: Record<string, TaskCounts>;
   workers: WorkerStats[];
+  /**
+   * With the broker: this server's name, the servers sharing its Redis (as they reported in the
+   * last 10 s), and each task's stream: entries no server has read yet, and entries read and not ended.
+   */
+  cluster?: {
+    instance: string;
+    redis: "up" | "down";
+    instances: { instance: string; workers: number; held: number; seen_ms_ago: number }[];
+    queues: Record<string, { waiting: number; held: number }>;
+  };
 }
 
 /**

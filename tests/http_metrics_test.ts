@@ -12,8 +12,16 @@ import type { Snapshot } from "../server/http/live.ts";
 import type { TaskServer } from "../server/mod.ts";
 import { FIXTURE_HANDLERS, LineClient, startServer } from "./helpers.ts";
 
-const promtool = await new Deno.Command("promtool", { args: ["--version"], stdout: "null", stderr: "null" }).output()
-  .then((o) => o.success, () => false);
+/** Whether promtool runs here (spawning a program that is not installed throws at once, not in the promise). */
+async function hasPromtool(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("promtool", { args: ["--version"], stdout: "null", stderr: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+const promtool = await hasPromtool();
 
 async function scrape(server: TaskServer): Promise<{ type: string | null; text: string }> {
   const r = await fetch(`http://127.0.0.1:${server.httpAddr!.port}/metrics`);

@@ -50,6 +50,8 @@ export const PERMISSIONS: readonly string[] = [
   "--allow-run",
   // prctl(PR_SET_DUMPABLE): hides the token in the environment from other processes of the user (server/hide.ts)
   "--allow-ffi",
+  // Deno.listen({ reusePort }) (serve --reuse-port) is behind --unstable-net.
+  "--unstable-net",
 ];
 
 /** The repository root, where `deno compile` runs. */

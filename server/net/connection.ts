@@ -81,7 +81,8 @@ export class Connection implements ReplyTarget {
   #stopReading = false;
   /** Set by pause(): the read loop waits on it, and close() resolves it. */
   #paused: PromiseWithResolvers<void> | undefined;
-  #out: string[] = [];
+  /** Replies to write, in order; a promise is a reply whose text is known only later (the broker's ACCEPTED). */
+  #out: (string | Promise<string>)[] = [];
   /** A flush is scheduled or running; it writes everything queued until it finds the queue empty. */
   #flushing = false;
   #flushWaiters: (() => void)[] = [];
@@ -136,8 +137,20 @@ export class Connection implements ReplyTarget {
 
   /** Queues one reply line (without `\n`); it is written with the others of this turn. */
   send(line: string): void {
+    this.#queue(line, line.length + 1);
+  }
+
+  /**
+   * Queues a reply whose text comes later (the broker's `ACCEPTED`, once Redis has the task): the
+   * replies queued after it wait for it, so that their order stays the order of the requests.
+   */
+  sendLater(line: Promise<string>): void {
+    this.#queue(line, 64);
+  }
+
+  #queue(line: string | Promise<string>, size: number): void {
     if (!this.#writable) return;
-    this.#pending += line.length + 1;
+    this.#pending += size;
     if (this.#pending > this.limits.maxOutput) {
       this.events.overflowed(this);
       this.close();
@@ -222,13 +235,17 @@ export class Connection implements ReplyTarget {
     try {
       while (this.#out.length > 0 && this.#writable) {
         // Take the replies first: those queued while the journal commits wait for the next commit.
-        const text = this.#out.join("\n") + "\n";
+        const out = this.#out;
         this.#out = [];
+        let size = 0;
+        for (const l of out) size += typeof l === "string" ? l.length + 1 : 64;
         if (this.events.beforeWrite) await this.events.beforeWrite();
+        const lines = out.some((l) => typeof l !== "string") ? await Promise.all(out) : out as string[];
+        const text = lines.join("\n") + "\n";
         if (!this.#writable) break;
         const data = encoder.encode(text);
         for (let at = 0; at < data.length;) at += await this.conn.write(data.subarray(at));
-        this.#pending -= text.length;
+        this.#pending -= size;
         if (this.#resumeReading && this.#pending <= LOW_WATER) {
           this.#resumeReading();
           this.#resumeReading = undefined;

@@ -1,12 +1,15 @@
 /**
- * The contract every {@linkcode TaskStore} keeps, run against each store: memory and the SQLite
- * journal (the Redis store of the broker will be the next). Crash cases run the store in a real
- * child process that is killed with SIGKILL.
+ * The contract every {@linkcode TaskStore} keeps, run against each store: memory, the SQLite
+ * journal, and the broker's Redis store (on a real redis-server). Crash cases run the store in a
+ * real child process that is killed with SIGKILL.
  */
 import assert from "node:assert/strict";
 import { JournalStore } from "./journal.ts";
 import { MemoryStore } from "./memory.ts";
-import type { TaskStore } from "./store.ts";
+import type { DeliveredTask, TaskStore } from "./store.ts";
+import { RedisStore, type RedisStoreOptions } from "./redis.ts";
+import { parseBrokerUrl } from "./redis_url.ts";
+import { redisMissing, RedisServer } from "../../tests/redis_server.ts";
 
 interface Subject {
   name: string;
@@ -144,3 +147,166 @@ Deno.test(
     assert.equal(r.maxId, 200);
   }),
 );
+
+// ---- The shared store (the broker, on a real redis-server)
+//
+// Its unfinished tasks come back through its queue, not through load(): a task a stopped server
+// held is claimed by another once it is not renewed for the visibility time; one it never read is
+// read by the next. So the same states are recorded the way servers record them (a task is read
+// from the queue before it starts), and "what comes back" is what the next server is handed.
+
+const noRedis = await redisMissing();
+const redisTest = (name: string, fn: (redis: RedisServer) => Promise<void>) =>
+  Deno.test({
+    name: noRedis ? `RedisStore: ${name} (skipped: ${noRedis})` : `RedisStore: ${name}`,
+    ignore: noRedis !== undefined,
+    fn: async () => {
+      const redis = await RedisServer.start();
+      try {
+        await fn(redis);
+      } finally {
+        await redis.dispose();
+      }
+    },
+  });
+
+function openRedis(redis: RedisServer, extra: Partial<RedisStoreOptions> = {}): Promise<RedisStore> {
+  const address = parseBrokerUrl(redis.url);
+  assert.ok(address.ok);
+  return RedisStore.open({ address: address.value, visibilityMs: 300, ...extra });
+}
+
+/** Consumes for `ms`, or until `n` tasks came; returns them in id order. */
+async function drain(store: RedisStore, n: number, ms = 3000, capacity = 1000): Promise<DeliveredTask[]> {
+  const got: DeliveredTask[] = [];
+  const enough = Promise.withResolvers<void>();
+  store.shared.consume({
+    tasks: ["echo"],
+    capacity,
+    room: () => Infinity,
+    deliver: (t) => {
+      got.push(t);
+      if (got.length >= n) enough.resolve();
+    },
+    ended: () => {},
+    progress: () => {},
+  });
+  const timer = setTimeout(enough.resolve, ms);
+  await enough.promise;
+  clearTimeout(timer);
+  return got.sort((a, b) => a.id - b.id);
+}
+
+redisTest("a new store holds nothing, and commit() resolves with or without records", async (redis) => {
+  const store = await openRedis(redis);
+  assert.deepEqual(await store.load(0), { unfinished: [], finished: [], maxId: 0 });
+  await store.commit();
+  store.accepted({ id: store.shared.nextId(), task: "echo", data: 1, format: "text", attempts: 0 });
+  await store.commit();
+  await store.close();
+});
+
+redisTest("after a close, every state comes back as it was: the next server is handed the unfinished", async (r) => {
+  const a = await openRedis(r);
+  const ids = [1, 2, 3, 4, 5].map(() => a.shared.nextId());
+  // Tasks 2–5 are read by server a (its room is 4); task 1 is accepted after, and waits unread.
+  for (const i of [1, 2, 3, 4]) {
+    a.accepted({ id: ids[i], task: "echo", data: { n: i + 1 }, format: i % 2 ? "json" : "text", attempts: 0 });
+  }
+  await a.commit();
+  assert.equal((await drain(a, 4, 3000, 4)).length, 4);
+  a.accepted({ id: ids[0], task: "echo", data: { n: 1 }, format: "text", tag: "t1", attempts: 0 });
+  for (const i of [1, 2, 3, 4]) a.started(ids[i], 1);
+  a.ended(ids[2], { state: "done", attempts: 1, json: '{"ok":true}' });
+  a.ended(ids[3], { state: "failed", attempts: 1, error: { code: "handler_error", message: "boom" } });
+  a.attemptFailed(ids[4], 1);
+  await a.close();
+
+  const b = await openRedis(r);
+  const back = await drain(b, 3);
+  assert.deepEqual(back.map((t) => [t.id - ids[0] + 1, t.data, t.format, t.attempts, t.wasRunning, t.interrupted]), [
+    [1, { n: 1 }, "text", 0, false, 0],
+    [2, { n: 2 }, "json", 0, true, 1],
+    [5, { n: 5 }, "text", 1, false, 0],
+  ]);
+  assert.equal(back[0].tag, "t1");
+  assert.deepEqual(await b.shared.lookup(ids[2]), {
+    state: "done",
+    task: "echo",
+    attempts: 1,
+    json: '{"ok":true}',
+    instance: a.instance,
+  });
+  assert.equal((await b.shared.lookup(ids[3]))?.error?.code, "handler_error");
+  await b.close();
+});
+
+redisTest("finished tasks are forgotten after the result TTL, never the unfinished; ids still go on", async (r) => {
+  const a = await openRedis(r, { resultTtlMs: 200, failedTtlMs: 200 });
+  const first = a.shared.nextId();
+  const second = a.shared.nextId();
+  a.accepted({ id: first, task: "echo", data: 1, format: "text", attempts: 0 });
+  a.accepted({ id: second, task: "echo", data: 2, format: "text", attempts: 0 });
+  await a.commit();
+  await drain(a, 2);
+  a.started(first, 1);
+  a.ended(first, { state: "done", attempts: 1, json: "1" });
+  await a.close();
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  const b = await openRedis(r);
+  assert.equal(await b.shared.lookup(first), undefined);
+  assert.deepEqual((await drain(b, 1)).map((t) => t.id), [second]);
+  assert.ok(b.shared.nextId() > second);
+  await b.close();
+});
+
+/** A child process that accepts, reads and starts 200 tasks, ends 150 without a commit, and waits to be killed. */
+const REDIS_CHILD = `
+import { RedisStore } from "${new URL("./redis.ts", import.meta.url).href}";
+import { parseBrokerUrl } from "${new URL("./redis_url.ts", import.meta.url).href}";
+const address = parseBrokerUrl(Deno.args[0]);
+const store = await RedisStore.open({ address: address.value, visibilityMs: 300 });
+const ids = [];
+for (let i = 0; i < 200; i++) ids.push(store.shared.nextId());
+for (const id of ids) store.accepted({ id, task: "echo", data: id, format: "text", attempts: 0 });
+await store.commit();
+let n = 0;
+store.shared.consume({ tasks: ["echo"], capacity: 1000, room: () => Infinity, ended() {}, progress() {}, deliver(t) {
+  store.started(t.id, 1);
+  if (++n <= 150) store.ended(t.id, { state: "done", attempts: 1, json: String(t.id) });
+  if (n === 200) setTimeout(() => console.log(JSON.stringify(ids)), 200);
+} });
+setInterval(() => {}, 1000);
+`;
+
+redisTest("killed with SIGKILL, the ends it recorded are there and the rest run again elsewhere", async (r) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/child.ts`, REDIS_CHILD);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--config", new URL("../../deno.json", import.meta.url).pathname, `${dir}/child.ts`, r.url],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.getReader();
+    let text = "";
+    while (!text.endsWith("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    const ids = JSON.parse(text) as number[];
+    child.kill("SIGKILL");
+    await child.status;
+    reader.releaseLock();
+    await child.stdout.cancel();
+    const b = await openRedis(r);
+    const back = await drain(b, 50);
+    assert.equal(back.length, 50);
+    assert.ok(back.every((t) => t.wasRunning && t.interrupted === 1));
+    for (const id of ids.slice(0, 150)) assert.equal((await b.shared.lookup(id))?.state, "done", `task ${id}`);
+    await b.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -3,9 +3,13 @@
  * it — ids, accepts, starts, failed attempts, ends with their results, and the clean-up of old
  * ends. The lifecycle (`../lifecycle.ts`) is its only writer.
  *
- * Two stores implement it: {@linkcode MemoryStore} (`memory.ts`: nothing survives a restart, and
- * nothing waits for a disk) and `JournalStore` (`journal.ts`: a SQLite file, group-committed from
- * its own thread). One contract suite (`contract_test.ts`) runs against both.
+ * Three stores implement it: {@linkcode MemoryStore} (`memory.ts`: nothing survives a restart, and
+ * nothing waits for a disk), `JournalStore` (`journal.ts`: a SQLite file, group-committed from
+ * its own thread) and `RedisStore` (`redis.ts`: the broker, Redis Streams shared by several
+ * servers). One contract suite (`contract_test.ts`) runs against all three.
+ *
+ * The broker's store is also the queue: it has a {@linkcode SharedQueue} face, through which tasks
+ * accepted by any server reach whichever server has room for them.
  *
  * The rule a store keeps: what {@linkcode TaskStore.commit} resolves for is durable, and a record
  * is committed by the store's own schedule — never because a connection happens to write.
@@ -115,4 +119,89 @@ export interface TaskStore {
   sweep(before: number, keep: number, failedBefore?: number): Promise<void>;
   /** Commits what is recorded and closes. */
   close(): Promise<void>;
+  /** The shared queue, where the store is one (the broker). */
+  readonly shared?: SharedQueue;
+}
+
+/** A task the shared queue hands to this server to run: accepted here or by another server. */
+export interface DeliveredTask extends RecoveredTask {
+  /** The server that accepted it, which holds its client. */
+  origin: string;
+}
+
+/** A task's state as the shared queue knows it, for `/status` on any server. */
+export interface SharedStatus {
+  state: "queued" | "scheduled" | "running" | "done" | "failed";
+  task: string;
+  attempts: number;
+  /** The result's JSON text (`done`). */
+  json?: string;
+  error?: { code: string; message: string };
+  /** The server running it, or that ran it. */
+  instance?: string;
+}
+
+/** What a server tells the shared queue about itself, and what the queue hands it. */
+export interface QueueConsumer {
+  /** The tasks this server runs: it reads only theirs. */
+  tasks: readonly string[];
+  /** Most tasks this server holds at once (queued here or running). */
+  capacity: number;
+  /** How many more of `task` it takes now (its concurrency, 0 while paused); `Infinity` without a limit. */
+  room(task: string): number;
+  /** A task to run here. */
+  deliver(task: DeliveredTask): void;
+  /** A task accepted here ended on another server. */
+  ended(id: number, end: TaskEnd): void;
+  /** A task accepted here reported progress on another server. */
+  progress(id: number, percent: number, message: string): void;
+  /** Whether Redis answers (false: accepting is refused with `store_unavailable`). */
+  connection?(up: boolean, why: string): void;
+}
+
+/** One server of the cluster, as it last reported itself. */
+export interface ClusterMember {
+  instance: string;
+  /** Ms since it last reported (every 2 s). */
+  seenMsAgo: number;
+  workers: number;
+  held: number;
+  address?: string;
+}
+
+/** The cluster as `/stats` shows it. */
+export interface ClusterStats {
+  instances: ClusterMember[];
+  /** Per task: entries no server has read yet, and entries read and not ended. */
+  queues: Record<string, { waiting: number; held: number }>;
+}
+
+/** The face of a store that is also the queue, shared by several servers (the Redis broker). */
+export interface SharedQueue {
+  /** This server's name in the cluster. */
+  readonly instance: string;
+  /** A task id unique across the cluster; throws {@linkcode StoreUnavailableError} when none can be had. */
+  nextId(): number;
+  /** Resolves when the queue has taken task `id` (accepted just before); rejects when it has not. */
+  taken(id: number): Promise<void> | undefined;
+  /** Starts reading tasks for this server. */
+  consume(consumer: QueueConsumer): void;
+  /** The room changed (a pause, a resume): the next read takes it into account at once. */
+  roomChanged(): void;
+  /** Forwards a running task's progress to the server that accepted it. */
+  progress(id: number, percent: number, message: string): void;
+  /** A task's state, wherever it runs or ran. */
+  lookup(id: number): Promise<SharedStatus | undefined>;
+  /** The highest task id issued across the cluster. */
+  lastId(): Promise<number>;
+  cluster(): Promise<ClusterStats>;
+  /** The cluster as last seen (refreshed every 2 s while consuming). */
+  readonly lastCluster?: ClusterStats;
+  /** Whether Redis answers now. */
+  readonly up: boolean;
+}
+
+/** The store cannot take a task now (Redis is unreachable): the client should retry. */
+export class StoreUnavailableError extends Error {
+  override name = "StoreUnavailableError";
 }

@@ -1,0 +1,772 @@
+/**
+ * The broker: a {@linkcode TaskStore} on Redis that is also the queue, so that several servers
+ * share their tasks. Each task name has a stream (`<prefix>:q:<task>`) read by one consumer group;
+ * a server reads as many entries as it has room for, runs them, and records each end with the
+ * result (`<prefix>:t:<id>`, kept for the result TTL) — and, when another server accepted the
+ * task, on that server's results stream (`<prefix>:r:<instance>`), which it reads to send the
+ * final reply to its client.
+ *
+ * - **Ids** come from `INCRBY <prefix>:ids`, a block of 10,000 at a time, so they are unique across
+ *   servers without a round trip per task.
+ * - **ACCEPTED** goes out only once Redis has answered the task's `XADD` (the server waits for
+ *   {@linkcode RedisStore.commit}); a task Redis did not take is answered
+ *   `ERROR store_unavailable` instead ({@linkcode RedisStore.taken}).
+ * - **At least once**: an entry stays pending on its server until its end is recorded. A server
+ *   renews its pending entries every third of `visibilityMs`; entries nobody renewed for
+ *   `visibilityMs` (their server died) are claimed by another server (`XAUTOCLAIM`) and run again,
+ *   counting an interruption; past {@linkcode MAX_INTERRUPTED_RUNS} they fail as `worker_crashed`.
+ * - **Redis unreachable**: commands fail at once (no offline queue), the connections reconnect
+ *   with a backoff, ends wait in memory and are written when Redis is back.
+ *
+ * @module
+ */
+import { createClient } from "redis";
+import { getLogger } from "@logtape/logtape";
+import type { Format, Tag } from "../protocol.ts";
+import type { BrokerAddress } from "./redis_url.ts";
+import { ACCEPT_SCRIPT, CLAIM_SCRIPT, END_SCRIPT, MOVE_DUE_SCRIPT, START_SCRIPT } from "./redis_scripts.ts";
+import {
+  type AcceptedTask,
+  type ClusterStats,
+  type QueueConsumer,
+  type Recovered,
+  type SharedQueue,
+  type SharedStatus,
+  StoreUnavailableError,
+  type TaskEnd,
+  type TaskStore,
+} from "./store.ts";
+
+const log = getLogger(["asynctask", "broker"]);
+
+/** The consumer group every server reads the task streams in. */
+const GROUP = "workers";
+/** Ids taken from Redis at a time: the next block is fetched when half of one is left, ahead of a burst. */
+const ID_BLOCK = 10_000;
+/** Most ends recorded by one script call. */
+const END_BATCH = 1000;
+
+/** How the broker connects and behaves. */
+export interface RedisStoreOptions {
+  address: BrokerAddress;
+  /** Prefix of every key: servers with the same prefix share tasks (`--broker-prefix`). @default "asynctask" */
+  prefix?: string;
+  /** How long an entry's server may stay silent before another server claims it, ms (`--broker-visibility`). @default 30000 */
+  visibilityMs?: number;
+  /** How long a done task's record is kept for `/status`, ms (`--result-ttl`). @default 3600000 */
+  resultTtlMs?: number;
+  /** How long a failed task's record is kept, ms (`--keep-failed`). @default 86400000 */
+  failedTtlMs?: number;
+  /** PEM of the CA that signed Redis's certificate (`rediss://` with a private CA). */
+  caCert?: string;
+  /** This server's name in the cluster. @default `<pid>-<6 random hex digits>` */
+  instance?: string;
+  /** What this server says of itself to the cluster (`/stats`). */
+  describe?: () => { workers: number; address?: string };
+}
+
+/** Why Redis could not be used at start: the server stops with this message. */
+export class BrokerError extends Error {
+  override name = "BrokerError";
+}
+
+interface Held {
+  task: string;
+  stream: string;
+  entry: string;
+  origin: string;
+}
+
+interface PendingEnd {
+  id: number;
+  stream: string;
+  entry: string;
+  end: TaskEnd;
+  origin: string;
+}
+
+type Client = ReturnType<typeof createClient>;
+
+/** What a failed Redis call says, for a log line or an error reply. */
+function why(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** An entry's fields (`[f1, v1, f2, v2, …]`) as a record. */
+function fieldsOf(list: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!Array.isArray(list)) return out;
+  for (let i = 0; i + 1 < list.length; i += 2) out[String(list[i])] = String(list[i + 1]);
+  return out;
+}
+
+/**
+ * The broker's store.
+ *
+ * @example
+ * ```ts ignore
+ * const store = await RedisStore.open({ address: parseBrokerUrl("redis://127.0.0.1:6379/0").value });
+ * store.shared.consume({ tasks: ["echo"], capacity: 64, room: () => Infinity, deliver, ended, progress });
+ * ```
+ */
+export class RedisStore implements TaskStore {
+  readonly name: string;
+  readonly durable = true;
+  readonly shared: SharedQueue;
+  readonly instance: string;
+  readonly #redis: Client;
+  readonly #reader: Client;
+  readonly #results: Client;
+  readonly #prefix: string;
+  readonly #visibilityMs: number;
+  readonly #resultTtlMs: number;
+  readonly #failedTtlMs: number;
+  readonly #describe?: RedisStoreOptions["describe"];
+  #shas = new Map<string, string>();
+  #closed = false;
+  #up = true;
+  #consumer?: QueueConsumer;
+  /** Entries this server has read and not ended, by task id. */
+  readonly #held = new Map<number, Held>();
+  /** Of those, per task name. */
+  readonly #heldOf = new Map<string, number>();
+  /** Ends not yet written (Redis was down, or the batch is being built). */
+  #ends: PendingEnd[] = [];
+  #endsRunning = false;
+  #endsTimer?: ReturnType<typeof setTimeout>;
+  /** Entries of tasks accepted here that no server has read yet (to drop them if the task ends first). */
+  readonly #entries = new Map<number, { stream: string; entry: string }>();
+  /** Accepted tasks whose XADD Redis has not answered yet. */
+  readonly #taking = new Map<number, Promise<void>>();
+  /** The last command sent: Redis answers in order, so when it is answered, all before it are. */
+  #last: Promise<unknown> = Promise.resolve();
+  #ids = { next: 0, last: -1 };
+  #nextBlock?: Promise<void>;
+  #wakeReader?: () => void;
+  readonly #timers: ReturnType<typeof setInterval>[] = [];
+
+  private constructor(opts: RedisStoreOptions, conns: [Client, Client, Client], instance: string) {
+    [this.#redis, this.#reader, this.#results] = conns;
+    this.instance = instance;
+    this.#prefix = opts.prefix ?? "asynctask";
+    this.#visibilityMs = opts.visibilityMs ?? 30_000;
+    this.#resultTtlMs = opts.resultTtlMs ?? 3_600_000;
+    this.#failedTtlMs = opts.failedTtlMs ?? 86_400_000;
+    this.#describe = opts.describe;
+    this.name = `redis ${opts.address.display} (instance ${instance})`;
+    const isUp = () => this.#up;
+    const lastCluster = () => this.#lastCluster;
+    this.shared = {
+      instance,
+      nextId: () => this.#nextId(),
+      taken: (id) => this.#taking.get(id),
+      consume: (c) => this.#consume(c),
+      roomChanged: () => this.#roomChanged(),
+      progress: (id, percent, message) => this.#forwardProgress(id, percent, message),
+      lookup: (id) => this.#lookup(id),
+      lastId: async () => Number(await this.#cmd(["GET", this.#key("ids")]) ?? 0),
+      cluster: () => this.#cluster(),
+      get up() {
+        return isUp();
+      },
+      get lastCluster() {
+        return lastCluster();
+      },
+    };
+    this.#redis.on("ready", () => this.#setUp(true, "connected"));
+    this.#redis.on("error", (e: Error) => this.#setUp(false, e.message || e.name));
+  }
+
+  /**
+   * Connects (three connections: commands, the blocking read of tasks, the blocking read of
+   * results), checks that Redis answers and speaks streams, and loads the scripts.
+   *
+   * @throws {BrokerError} when Redis cannot be reached or refuses the password, with what to do.
+   */
+  static async open(opts: RedisStoreOptions): Promise<RedisStore> {
+    const a = opts.address;
+    let started = false;
+    const socket = {
+      host: a.host,
+      port: a.port,
+      connectTimeout: 5000,
+      // At start, one failure is the answer; later, reconnect with a backoff up to 2 s.
+      reconnectStrategy: (retries: number, cause: Error) =>
+        started ? Math.min(50 * 2 ** Math.min(retries, 6), 2000) : cause,
+    };
+    const options = {
+      socket: a.tls
+        ? { ...socket, tls: true as const, servername: a.host, ...(opts.caCert ? { ca: opts.caCert } : {}) }
+        : socket,
+      username: a.username,
+      password: a.password,
+      database: a.db,
+      // While Redis is unreachable a command fails at once: a task is refused rather than left waiting.
+      disableOfflineQueue: true,
+    };
+    const conns: [Client, Client, Client] = [createClient(options), createClient(options), createClient(options)];
+    for (const c of conns) c.on("error", () => {});
+    try {
+      await Promise.all(conns.map((c) => c.connect()));
+      // A Redis with a password accepts the connection, and refuses the first command.
+      const info = String(await conns[0].sendCommand(["INFO", "server"]));
+      const version = /redis_version:(\d+)\.(\d+)/.exec(info);
+      if (version && Number(version[1]) < 7) {
+        throw new BrokerError(
+          `${a.display} runs Redis ${version[1]}.${
+            version[2]
+          }; the broker needs Redis 7 or later (XAUTOCLAIM with deleted entries)`,
+        );
+      }
+    } catch (e) {
+      for (const c of conns) if (c.isOpen) c.destroy();
+      if (e instanceof BrokerError) throw e;
+      throw new BrokerError(explain(a, why(e)));
+    }
+    started = true;
+    const instance = opts.instance ?? `${Deno.pid}-${crypto.randomUUID().slice(0, 6)}`;
+    const store = new RedisStore(opts, conns, instance);
+    await store.#loadScripts();
+    await store.#takeIds();
+    return store;
+  }
+
+  #key(...parts: (string | number)[]): string {
+    return [this.#prefix, ...parts].join(":");
+  }
+
+  #streamOf(task: string): string {
+    return this.#key("q", task);
+  }
+
+  #setUp(up: boolean, reason: string): void {
+    if (this.#closed || up === this.#up) return;
+    this.#up = up;
+    if (up) {
+      log.info("redis: connected again; accepting tasks", {});
+      this.#flushEnds();
+      this.#nextBlock ??= this.#takeIds().catch(() => {}).finally(() => (this.#nextBlock = undefined));
+    } else log.error("redis: {reason}; refusing new tasks (store_unavailable) and reconnecting", { reason });
+    this.#consumer?.connection?.(up, reason);
+  }
+
+  async #loadScripts(): Promise<void> {
+    const scripts = [
+      ["accept", ACCEPT_SCRIPT],
+      ["start", START_SCRIPT],
+      ["end", END_SCRIPT],
+      ["claim", CLAIM_SCRIPT],
+      ["move", MOVE_DUE_SCRIPT],
+    ];
+    for (const [name, lua] of scripts) {
+      this.#shas.set(name, String(await this.#redis.sendCommand(["SCRIPT", "LOAD", lua])));
+    }
+  }
+
+  /** Runs a script by its SHA, loading the scripts again if Redis lost them (a restart). */
+  async #script(name: string, args: (string | number)[]): Promise<unknown> {
+    const argv = ["0", ...args.map(String)];
+    try {
+      return await this.#cmd(["EVALSHA", this.#shas.get(name)!, ...argv]);
+    } catch (e) {
+      if (!why(e).startsWith("NOSCRIPT")) throw e;
+      await this.#loadScripts();
+      return await this.#cmd(["EVALSHA", this.#shas.get(name)!, ...argv]);
+    }
+  }
+
+  /** Sends a command on the main connection (commands of one turn go out in one write). */
+  #cmd(args: string[]): Promise<unknown> {
+    const p = this.#redis.sendCommand(args);
+    this.#last = p.catch(() => {});
+    return p;
+  }
+
+  // ---- ids
+
+  async #takeIds(): Promise<void> {
+    const last = Number(await this.#cmd(["INCRBY", this.#key("ids"), String(ID_BLOCK)]));
+    if (this.#ids.next > this.#ids.last) this.#ids = { next: last - ID_BLOCK + 1, last };
+    else this.#spare = { next: last - ID_BLOCK + 1, last };
+  }
+
+  #spare?: { next: number; last: number };
+
+  #nextId(): number {
+    if (this.#ids.next > this.#ids.last && this.#spare) {
+      this.#ids = this.#spare;
+      this.#spare = undefined;
+    }
+    if (this.#ids.next > this.#ids.last) {
+      this.#nextBlock ??= this.#takeIds().catch(() => {}).finally(() => (this.#nextBlock = undefined));
+      throw new StoreUnavailableError("no task id could be had from Redis");
+    }
+    const id = this.#ids.next++;
+    if (!this.#spare && this.#ids.last - this.#ids.next < ID_BLOCK / 2 && this.#up) {
+      this.#nextBlock ??= this.#takeIds().catch(() => {}).finally(() => (this.#nextBlock = undefined));
+    }
+    return id;
+  }
+
+  // ---- TaskStore
+
+  load(_since: number, _failedSince?: number): Promise<Recovered> {
+    // Unfinished tasks are in the streams: they come back through consume(), to whichever server has room.
+    return Promise.resolve({ unfinished: [], finished: [], maxId: this.#ids.next - 1 });
+  }
+
+  /** Accepts of this turn, written by one script call at its end; `taken` settles for all of them. */
+  #accepts?: { args: string[]; ids: number[]; streams: string[]; taken: PromiseWithResolvers<void> };
+  /** Starts of this turn: ids and attempts, written by one script call at its end. */
+  #starts: string[] = [];
+
+  accepted(task: AcceptedTask): void {
+    const stream = this.#streamOf(task.task);
+    const fields: string[] = ["i", String(task.id), "d", JSON.stringify(task.data) ?? "null", "f", task.format];
+    if (task.tag !== undefined) fields.push("g", JSON.stringify(task.tag));
+    if (task.attempts) fields.push("a", String(task.attempts));
+    if (task.priority) fields.push("p", String(task.priority));
+    fields.push("o", this.instance);
+    if (!this.#accepts) {
+      const batch = { args: [], ids: [], streams: [], taken: Promise.withResolvers<void>() };
+      // Nobody may be waiting for a batch (a schedule's run): its failure is handled by the caller's catch.
+      batch.taken.promise.catch(() => {});
+      this.#accepts = batch;
+      queueMicrotask(() => this.#writeAccepts());
+    }
+    const b = this.#accepts;
+    b.args.push(
+      String(task.id),
+      stream,
+      task.task,
+      task.format,
+      task.runAt === undefined ? "" : String(task.runAt),
+      String(fields.length),
+      ...fields,
+    );
+    b.ids.push(task.id);
+    b.streams.push(stream);
+    this.#taking.set(task.id, b.taken.promise);
+  }
+
+  #writeAccepts(): void {
+    const b = this.#accepts;
+    if (!b) return; // written already, by commit()
+    this.#accepts = undefined;
+    const written = this.#script("accept", [this.#prefix, this.instance, ...b.args]);
+    written.then(
+      (entries) => {
+        const list = Array.isArray(entries) ? entries : [];
+        b.ids.forEach((id, i) => {
+          const entry = list[i];
+          if (typeof entry === "string" && entry !== "") this.#entries.set(id, { stream: b.streams[i], entry });
+          this.#taking.delete(id);
+        });
+        b.taken.resolve();
+      },
+      (e) => {
+        for (const id of b.ids) this.#taking.delete(id);
+        b.taken.reject(new StoreUnavailableError(`Redis did not take the task: ${why(e)}`));
+      },
+    );
+  }
+
+  started(id: number, attempt: number): void {
+    if (this.#starts.length === 0) queueMicrotask(() => this.#writeStarts());
+    this.#starts.push(String(id), String(attempt));
+  }
+
+  #writeStarts(): void {
+    if (this.#starts.length === 0) return;
+    const starts = this.#starts;
+    this.#starts = [];
+    this.#script("start", [this.#prefix, this.instance, ...starts]).catch(() => {});
+  }
+
+  attemptFailed(id: number, attempt: number): void {
+    this.#writeStarts(); // its start first
+    this.#cmd(["HSET", this.#key("t", id), "s", "queued", "a", String(attempt)]).catch(() => {});
+  }
+
+  ended(id: number, end: TaskEnd): void {
+    const h = this.#held.get(id);
+    if (h) this.#release(id, h);
+    const e = h ?? this.#entries.get(id);
+    this.#entries.delete(id);
+    this.#ends.push({ id, stream: e?.stream ?? "", entry: e?.entry ?? "", end, origin: h?.origin ?? "" });
+    if (this.#ends.length === 1) queueMicrotask(() => this.#flushEnds());
+  }
+
+  discarded(id: number): void {
+    this.#cmd(["DEL", this.#key("t", id)]).catch(() => {});
+  }
+
+  saveState(key: string, json: string): void {
+    this.#cmd(["HSET", this.#key("state", this.instance), key, json]).catch(() => {});
+  }
+
+  /** Resolves when every command sent before the call has been answered (whatever the answer). */
+  async commit(): Promise<void> {
+    if (this.#accepts) this.#writeAccepts();
+    await this.#last;
+  }
+
+  sweep(_before: number, _keep: number, _failedBefore?: number): Promise<void> {
+    return Promise.resolve(); // Redis expires the records itself
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#flushEnds();
+    await this.commit();
+    this.#closed = true;
+    for (const t of this.#timers) clearInterval(t);
+    clearTimeout(this.#endsTimer);
+    this.#wakeReader?.();
+    await this.#cmd(["HDEL", this.#key("instances"), this.instance]).catch(() => {});
+    for (const c of [this.#reader, this.#results]) c.destroy();
+    await this.#redis.close().catch(() => this.#redis.destroy());
+  }
+
+  // ---- ends
+
+  #release(id: number, h: Held): void {
+    this.#held.delete(id);
+    this.#heldOf.set(h.task, (this.#heldOf.get(h.task) ?? 1) - 1);
+    this.#wakeReader?.();
+  }
+
+  /** Writes the waiting ends, a batch per script call; on a failure, tries again in 500 ms. */
+  async #flushEnds(): Promise<void> {
+    if (this.#endsRunning || this.#ends.length === 0 || this.#closed) return;
+    this.#endsRunning = true;
+    try {
+      while (this.#ends.length > 0) {
+        const batch = this.#ends.slice(0, END_BATCH);
+        const args: (string | number)[] = [
+          this.#prefix,
+          GROUP,
+          this.instance,
+          this.#resultTtlMs,
+          this.#failedTtlMs,
+          Date.now(),
+        ];
+        for (const e of batch) {
+          args.push(
+            e.id,
+            e.stream,
+            e.entry,
+            e.end.state,
+            e.end.attempts,
+            e.end.json ?? "",
+            e.end.error?.code ?? "",
+            e.end.error?.message ?? "",
+            e.origin,
+          );
+        }
+        await this.#script("end", args);
+        this.#ends.splice(0, batch.length);
+      }
+    } catch (e) {
+      log.warn("redis: {ends} task end(s) not written yet ({error}); trying again", {
+        ends: this.#ends.length,
+        error: why(e),
+      });
+      clearTimeout(this.#endsTimer);
+      this.#endsTimer = setTimeout(() => this.#flushEnds(), 500);
+    } finally {
+      this.#endsRunning = false;
+    }
+  }
+
+  // ---- consuming
+
+  #consume(c: QueueConsumer): void {
+    this.#consumer = c;
+    const every = (ms: number, fn: () => unknown) => {
+      this.#timers.push(setInterval(() => {
+        if (this.#up && !this.#closed) Promise.resolve(fn()).catch((e) => log.debug("redis: {e}", { e: why(e) }));
+      }, ms));
+    };
+    const ready = Promise.all(
+      c.tasks.map((t) => this.#cmd(["XGROUP", "CREATE", this.#streamOf(t), GROUP, "0", "MKSTREAM"]).catch(() => {})),
+    );
+    ready.then(() => {
+      this.#readTasks();
+      this.#readResults();
+    });
+    every(Math.max(100, Math.floor(this.#visibilityMs / 3)), () => this.#renew());
+    every(Math.max(200, Math.floor(this.#visibilityMs / 2)), () => this.#claim());
+    every(250, () => this.#moveDue());
+    every(2000, () => this.#report());
+    this.#report().catch(() => {});
+  }
+
+  /** The reader connection's id, for `CLIENT UNBLOCK`. */
+  #readerId?: string;
+  #reading = false;
+
+  /** A pause or resume: a read blocked with the old room returns now, and the next one uses the new room. */
+  #roomChanged(): void {
+    this.#wakeReader?.();
+    if (this.#reading && this.#readerId) this.#cmd(["CLIENT", "UNBLOCK", this.#readerId]).catch(() => {});
+  }
+
+  async #readTasks(): Promise<void> {
+    const c = this.#consumer!;
+    this.#readerId = String(await this.#reader.sendCommand(["CLIENT", "ID"]).catch(() => ""));
+    while (!this.#closed) {
+      const room = c.capacity - this.#held.size;
+      const streams: string[] = [];
+      let count = room;
+      for (const t of c.tasks) {
+        const r = c.room(t) - (this.#heldOf.get(t) ?? 0);
+        if (r <= 0) continue;
+        streams.push(this.#streamOf(t));
+        count = Math.min(count, r);
+      }
+      if (room <= 0 || streams.length === 0 || !this.#up) {
+        await new Promise<void>((resolve) => {
+          this.#wakeReader = resolve;
+          setTimeout(resolve, 200);
+        });
+        this.#wakeReader = undefined;
+        continue;
+      }
+      let res: unknown;
+      try {
+        this.#reading = true;
+        res = await this.#reader.sendCommand([
+          "XREADGROUP",
+          "GROUP",
+          GROUP,
+          this.instance,
+          "COUNT",
+          String(count),
+          "BLOCK",
+          "1000",
+          "STREAMS",
+          ...streams,
+          ...streams.map(() => ">"),
+        ]).finally(() => (this.#reading = false));
+      } catch (e) {
+        if (this.#closed) return;
+        if (why(e).startsWith("NOGROUP")) {
+          await Promise.all(
+            c.tasks.map((t) =>
+              this.#cmd(["XGROUP", "CREATE", this.#streamOf(t), GROUP, "0", "MKSTREAM"]).catch(() => {})
+            ),
+          );
+        } else await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
+      if (!Array.isArray(res)) continue;
+      for (const [stream, entries] of res as [string, [string, string[]][]][]) {
+        const task = stream.slice(this.#key("q").length + 1);
+        for (const [entry, list] of entries) this.#deliver(task, stream, entry, fieldsOf(list));
+      }
+    }
+  }
+
+  #deliver(
+    task: string,
+    stream: string,
+    entry: string,
+    f: Record<string, string>,
+    attempts = Number(f.a ?? 0),
+    interrupted = 0,
+    wasRunning = false,
+  ): void {
+    const id = Number(f.i);
+    if (!Number.isSafeInteger(id) || this.#held.has(id)) return;
+    this.#entries.delete(id);
+    const origin = f.o ?? "";
+    this.#held.set(id, { task, stream, entry, origin });
+    this.#heldOf.set(task, (this.#heldOf.get(task) ?? 0) + 1);
+    let data: unknown = null;
+    try {
+      data = JSON.parse(f.d ?? "null");
+    } catch {
+      // written by this code: never
+    }
+    this.#consumer!.deliver({
+      id,
+      task,
+      data,
+      format: (f.f === "json" ? "json" : "text") as Format,
+      tag: f.g === undefined ? undefined : JSON.parse(f.g) as Tag,
+      attempts,
+      interrupted,
+      wasRunning,
+      priority: f.p === undefined ? undefined : Number(f.p),
+      origin,
+    });
+  }
+
+  async #readResults(): Promise<void> {
+    const c = this.#consumer!;
+    const key = this.#key("r", this.instance);
+    let last = "0-0";
+    while (!this.#closed) {
+      let res: unknown;
+      try {
+        res = await this.#results.sendCommand(["XREAD", "COUNT", "1000", "BLOCK", "1000", "STREAMS", key, last]);
+      } catch {
+        if (this.#closed) return;
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
+      if (!Array.isArray(res)) continue;
+      for (const [, entries] of res as [string, [string, string[]][]][]) {
+        for (const [entry, list] of entries) {
+          last = entry;
+          const f = fieldsOf(list);
+          const id = Number(f.i);
+          if (f.k !== "p") this.#entries.delete(id);
+          if (f.k === "p") c.progress(id, Number(f.pc ?? 0), f.m ?? "");
+          else if (f.s === "done") c.ended(id, { state: "done", attempts: Number(f.a), json: f.j });
+          else c.ended(id, { state: "failed", attempts: Number(f.a), error: { code: f.c, message: f.m } });
+        }
+      }
+      this.#cmd(["XTRIM", key, "MINID", last]).catch(() => {});
+    }
+  }
+
+  #forwardProgress(id: number, percent: number, message: string): void {
+    const h = this.#held.get(id);
+    if (!h || h.origin === "" || h.origin === this.instance) return;
+    const key = this.#key("r", h.origin);
+    this.#cmd([
+      "XADD",
+      key,
+      "MAXLEN",
+      "~",
+      "100000",
+      "*",
+      "k",
+      "p",
+      "i",
+      String(id),
+      "pc",
+      String(percent),
+      "m",
+      message,
+    ])
+      .catch(() => {});
+  }
+
+  /** Renews this server's pending entries, so that nobody claims them while they run. */
+  async #renew(): Promise<void> {
+    const byStream = new Map<string, string[]>();
+    for (const h of this.#held.values()) {
+      const list = byStream.get(h.stream);
+      if (list) list.push(h.entry);
+      else byStream.set(h.stream, [h.entry]);
+    }
+    const sent: Promise<unknown>[] = [];
+    for (const [stream, entries] of byStream) {
+      for (let i = 0; i < entries.length; i += 1000) {
+        sent.push(this.#cmd(["XCLAIM", stream, GROUP, this.instance, "0", ...entries.slice(i, i + 1000), "JUSTID"]));
+      }
+    }
+    await Promise.all(sent);
+  }
+
+  /** Claims entries of servers that stopped renewing them (they died), as room allows. */
+  async #claim(): Promise<void> {
+    const c = this.#consumer!;
+    for (const task of c.tasks) {
+      const room = Math.min(c.capacity - this.#held.size, c.room(task) - (this.#heldOf.get(task) ?? 0));
+      if (room <= 0) continue;
+      const stream = this.#streamOf(task);
+      const claimed = await this.#script("claim", [
+        stream,
+        GROUP,
+        this.instance,
+        this.#visibilityMs,
+        Math.min(room, 100),
+        this.#prefix,
+      ]) as [string, string[], string, number, number][];
+      if (claimed.length > 0) {
+        log.warn("redis: claimed {n} task(s) of {task} whose server stopped renewing them; running them again", {
+          n: claimed.length,
+          task,
+        });
+      }
+      for (const [entry, list, attempts, interrupted, wasRunning] of claimed) {
+        this.#deliver(task, stream, entry, fieldsOf(list), Number(attempts), Number(interrupted), wasRunning === 1);
+      }
+    }
+  }
+
+  /** Moves scheduled tasks whose time has come into their streams (any server may: the script is atomic). */
+  async #moveDue(): Promise<void> {
+    for (let moved = 100; moved === 100;) {
+      moved = Number(await this.#script("move", [this.#prefix, Date.now(), 100]));
+    }
+  }
+
+  #lastCluster?: ClusterStats;
+
+  async #report(): Promise<void> {
+    const me = this.#describe?.() ?? { workers: 0 };
+    await this.#cmd([
+      "HSET",
+      this.#key("instances"),
+      this.instance,
+      JSON.stringify({ ...me, held: this.#held.size, seen: Date.now() }),
+    ]);
+    this.#lastCluster = await this.#cluster();
+  }
+
+  async #cluster(): Promise<ClusterStats> {
+    const now = Date.now();
+    const raw = fieldsOf(await this.#cmd(["HGETALL", this.#key("instances")]));
+    const instances = Object.entries(raw).map(([instance, json]) => {
+      const m = JSON.parse(json) as { workers: number; held: number; seen: number; address?: string };
+      return { instance, seenMsAgo: now - m.seen, workers: m.workers, held: m.held, address: m.address };
+    }).filter((m) => m.seenMsAgo < 10_000).sort((a, b) => a.instance.localeCompare(b.instance));
+    const queues: ClusterStats["queues"] = {};
+    for (const task of this.#consumer?.tasks ?? []) {
+      const groups = await this.#cmd(["XINFO", "GROUPS", this.#streamOf(task)]).catch(() => []) as unknown[][];
+      for (const g of groups) {
+        const f = fieldsOf(g);
+        if (f.name !== GROUP) continue;
+        queues[task] = { waiting: Number(f.lag === "null" ? 0 : f.lag ?? 0), held: Number(f.pending ?? 0) };
+      }
+    }
+    return { instances, queues };
+  }
+
+  async #lookup(id: number): Promise<SharedStatus | undefined> {
+    const h = fieldsOf(await this.#cmd(["HGETALL", this.#key("t", id)]));
+    if (!h.s) return undefined;
+    const state = h.s as SharedStatus["state"];
+    return {
+      state,
+      task: h.n ?? "",
+      attempts: Number((state === "running" ? h.ra : h.a) ?? 0),
+      ...(state === "done" ? { json: h.j } : {}),
+      ...(state === "failed" ? { error: { code: h.c ?? "", message: h.m ?? "" } } : {}),
+      ...(h.x ? { instance: h.x } : {}),
+    };
+  }
+}
+
+/** A start-up failure, said with what to do. */
+function explain(a: BrokerAddress, message: string): string {
+  const all = message;
+  if (/WRONGPASS|invalid password|invalid username-password/i.test(all)) {
+    return `${a.display} refused the password (${message}); give the right one in the URL (redis://user:password@host:port/db) or in ASYNCTASK_BROKER_PASSWORD`;
+  }
+  if (/NOAUTH/i.test(all)) {
+    return `${a.display} asks for a password (${message}); give it in the URL (redis://:password@host:port/db) or in ASYNCTASK_BROKER_PASSWORD`;
+  }
+  if (/ECONNREFUSED|refused/i.test(all)) {
+    return `cannot reach Redis at ${a.display}: connection refused; is redis-server running there, and is the port right?`;
+  }
+  if (/ETIMEDOUT|timed? ?out/i.test(all)) {
+    return `cannot reach Redis at ${a.display}: no answer within 5 s; check the address and any firewall between`;
+  }
+  return `cannot use Redis at ${a.display}: ${all}`;
+}

@@ -1,0 +1,259 @@
+/**
+ * The broker, end to end: real `asynctask serve` processes sharing one real `redis-server`.
+ * Tasks accepted by one server run on others and their replies come back; `/status` answers from
+ * any server; a server killed with SIGKILL under load, or Redis killed and restarted (AOF on),
+ * loses no accepted task. Skipped, with the reason, where redis-server is not installed.
+ */
+import assert from "node:assert/strict";
+import { eventually, LineClient, runCli, type ServeProcess, spawnServe } from "./helpers.ts";
+import { freePort, redisMissing, RedisServer } from "./redis_server.ts";
+
+const noRedis = await redisMissing();
+const FIXTURE = new URL("./fixtures/broker_record.ts", import.meta.url).pathname;
+
+/** A config with the recording task, and echo. */
+async function config(dir: string): Promise<string> {
+  const path = `${dir}/asynctask.json`;
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({ tasks: { record: { kind: "module", module: FIXTURE }, echo: { kind: "builtin" } } }),
+  );
+  return path;
+}
+
+function brokerTest(name: string, fn: (redis: RedisServer, dir: string) => Promise<void>, aof?: "always") {
+  Deno.test({
+    name: noRedis ? `${name} (skipped: ${noRedis})` : name,
+    ignore: noRedis !== undefined,
+    fn: async () => {
+      const redis = await RedisServer.start({ aof });
+      const dir = await Deno.makeTempDir({ prefix: "asynctask-broker-" });
+      try {
+        await fn(redis, dir);
+      } finally {
+        await redis.dispose();
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+    },
+  });
+}
+
+async function servers(n: number, redis: RedisServer, cfg: string, extra: string[] = []): Promise<ServeProcess[]> {
+  const args = ["--broker", redis.url, "--broker-visibility", "1s", "--config", cfg, "--stats-interval", "0"];
+  return await Promise.all(Array.from({ length: n }, () => spawnServe([...args, ...extra])));
+}
+
+async function stopAll(ps: ServeProcess[]): Promise<void> {
+  for (const p of ps) {
+    try {
+      p.child.kill("SIGTERM");
+    } catch {
+      // gone already
+    }
+  }
+  await Promise.all(ps.map((p) => p.exited()));
+}
+
+/** Lines of the runs file: [task id, pid of the server that ran it]. */
+async function runs(file: string): Promise<[number, number][]> {
+  const text = await Deno.readTextFile(file).catch(() => "");
+  return text.trim().split("\n").filter(Boolean).map((l) => l.split(" ").map(Number) as [number, number]);
+}
+
+/** A request for the recording task. */
+const record = (file: string, ms: number) => JSON.stringify({ task: "record", data: { file, ms } });
+
+interface Reply {
+  type: string;
+  task_id?: number;
+  result?: { id: number; pid: number };
+  error?: { code: string; message: string };
+}
+
+/** Sends `lines` pipelined on one connection; collects the ids accepted, ended and refused until each is settled. */
+async function submitAll(c: LineClient, lines: string[], timeoutMs = 60_000) {
+  const accepted = new Set<number>();
+  const done = new Map<number, Reply>();
+  const refused: Reply[] = [];
+  for (let i = 0; i < lines.length; i += 50) await c.send(...lines.slice(i, i + 50));
+  const deadline = Date.now() + timeoutMs;
+  while (accepted.size + refused.length < lines.length || done.size < accepted.size) {
+    const r = JSON.parse(await c.next(Math.max(1, deadline - Date.now()))) as Reply;
+    if (r.type === "accepted") accepted.add(r.task_id!);
+    else if (r.type === "done" || r.type === "failed") done.set(r.task_id!, r);
+    else if (r.type === "error") refused.push(r);
+  }
+  return { accepted, done, refused };
+}
+
+brokerTest(
+  "broker: tasks accepted by one server run on the others, and each reply comes back to its client",
+  async (redis, dir) => {
+    const cfg = await config(dir);
+    const ps = await servers(3, redis, cfg, ["--workers", "1", "--concurrency", "2"]);
+    try {
+      const file = `${dir}/runs`;
+      const c = await LineClient.connect(ps[0].port);
+      const lines = Array.from({ length: 30 }, () => record(file, 100));
+      const { accepted, done } = await submitAll(c, lines);
+      assert.equal(accepted.size, 30);
+      assert.equal(done.size, 30);
+      for (const [id, r] of done) assert.deepEqual([r.type, r.result?.id], ["done", id]);
+      const ran = await runs(file);
+      assert.equal(ran.length, 30);
+      const pids = new Set(ran.map(([, pid]) => pid));
+      assert.ok(pids.size >= 2, `the tasks ran on ${pids.size} server(s): ${[...pids].join(", ")}`);
+
+      // /status of a task accepted by the first server, asked of the third.
+      const [id] = [...accepted];
+      const other = await LineClient.connect(ps[2].port);
+      await other.send(`{"cmd":"status","task_id":${id}}`);
+      const status = JSON.parse(await other.next());
+      assert.equal(status.state, "done");
+      assert.equal(status.result.id, id);
+      assert.equal(typeof status.instance, "string");
+      // /stats shows the cluster: the three servers, and the stream with nothing left waiting.
+      await eventually("/stats to show the three servers", async () => {
+        await other.send('{"cmd":"stats"}');
+        const stats = JSON.parse(await other.next());
+        return stats.cluster?.instances.length === 3 && stats.cluster.queues.record?.waiting === 0;
+      });
+      await other.close();
+      await c.close();
+    } finally {
+      await stopAll(ps);
+    }
+  },
+);
+
+brokerTest("broker: a server killed with SIGKILL under pipelined load loses no accepted task", async (redis, dir) => {
+  const cfg = await config(dir);
+  const [front, ...back] = await servers(3, redis, cfg, ["--workers", "2", "--concurrency", "4"]);
+  const file = `${dir}/runs`;
+  try {
+    // The first server only accepts: its own workers are paused, so the others run everything.
+    const admin = await LineClient.connect(front.port);
+    await admin.send('{"cmd":"pause"}');
+    await admin.next();
+    const c = await LineClient.connect(front.port);
+    const lines = Array.from({ length: 600 }, () => record(file, 5));
+    const settled = submitAll(c, lines, 90_000);
+    await eventually("a third of the tasks run", async () => (await runs(file)).length >= 200);
+    const victim = back[0].child.pid;
+    back[0].child.kill("SIGKILL");
+    const { accepted, done, refused } = await settled;
+    assert.deepEqual(refused, []);
+    assert.equal(accepted.size, 600);
+    assert.equal(done.size, 600, `${600 - done.size} accepted task(s) never ended`);
+    assert.ok([...done.values()].every((r) => r.type === "done"));
+    // A task ran twice only where the killed server had run it (its end was not recorded).
+    const byId = new Map<number, number[]>();
+    for (const [id, pid] of await runs(file)) byId.set(id, [...byId.get(id) ?? [], pid]);
+    for (const [id, pids] of byId) {
+      if (pids.length > 1) assert.ok(pids.includes(victim), `task ${id} ran ${pids.length} times: ${pids.join(", ")}`);
+    }
+    await c.close();
+    await admin.close();
+  } finally {
+    await stopAll([front, back[1]]);
+    await back[0].exited();
+  }
+});
+
+brokerTest(
+  "broker: Redis killed and restarted under load (AOF always): every ACCEPTED task ends, the rest were refused store_unavailable",
+  async (redis, dir) => {
+    const cfg = await config(dir);
+    const ps = await servers(2, redis, cfg);
+    try {
+      const file = `${dir}/runs`;
+      const c = await LineClient.connect(ps[0].port);
+      const results = { accepted: new Set<number>(), done: new Set<number>(), refused: 0, last: "", why: "" };
+      const reading = (async () => {
+        for (;;) {
+          const r = JSON.parse(await c.next(60_000)) as Reply;
+          if (r.type === "accepted" || r.type === "error") results.last = r.type;
+          if (r.type === "accepted") results.accepted.add(r.task_id!);
+          else if (r.type === "done") results.done.add(r.task_id!);
+          else if (r.type === "error" && r.error?.code === "store_unavailable") {
+            results.refused++;
+            results.why = r.error.message;
+          } else if (r.type === "pong") return;
+          else throw new Error(`unexpected reply: ${JSON.stringify(r)}`);
+        }
+      })();
+      let sent = 0;
+      const send = async (n: number) => {
+        for (let i = 0; i < n; i++, sent++) await c.send(record(file, 2));
+      };
+      await send(200);
+      // Killed under load: with some of these tasks accepted, the rest in flight.
+      await eventually("100 tasks accepted", () => results.accepted.size >= 100);
+      await redis.stop("SIGKILL");
+      await send(50); // refused: Redis is down
+      await new Promise((r) => setTimeout(r, 500));
+      await redis.restart();
+      await eventually("the server to accept again", async () => {
+        await send(1);
+        await new Promise((r) => setTimeout(r, 100));
+        return results.accepted.size + results.refused === sent && results.last === "accepted";
+      }, 30_000);
+      await send(200);
+      await eventually(
+        "every accepted task to end",
+        () => results.accepted.size + results.refused === sent && results.done.size === results.accepted.size,
+        60_000,
+      );
+      await c.send('{"cmd":"ping"}');
+      await reading;
+      assert.ok(results.refused > 0, "no task was refused while Redis was down");
+      assert.ok(
+        results.accepted.size >= 300,
+        JSON.stringify({ ...results, accepted: results.accepted.size, done: results.done.size }),
+      );
+      for (const id of results.accepted) assert.ok(results.done.has(id), `task ${id} was accepted and never ended`);
+      await c.close();
+    } finally {
+      await stopAll(ps);
+    }
+  },
+  "always",
+);
+
+brokerTest("broker: two servers share one port with --reuse-port, and each answers", async (redis, dir) => {
+  const cfg = await config(dir);
+  const port = freePort();
+  const ps = await servers(2, redis, cfg, ["--port", String(port), "--reuse-port"]);
+  try {
+    assert.deepEqual(ps.map((p) => p.port), [port, port]);
+    const out = await runCli(["client", "--port", String(port), "--task", "echo", "--send", "a", "--send", "b"]);
+    assert.equal(out.code, 0, out.stderr);
+  } finally {
+    await stopAll(ps);
+  }
+});
+
+Deno.test({
+  name: noRedis
+    ? `broker: a wrong password and an unreachable Redis stop start-up with what to do (skipped: ${noRedis})`
+    : "broker: a wrong password and an unreachable Redis stop start-up with what to do",
+  ignore: noRedis !== undefined,
+  fn: async () => {
+    const redis = await RedisServer.start({ password: "right" });
+    try {
+      const wrong = await runCli(["serve", "--port", "0", "--broker", `redis://:wrong@127.0.0.1:${redis.port}/0`]);
+      assert.equal(wrong.code, 2);
+      assert.match(wrong.stderr, /refused the password/);
+      assert.doesNotMatch(wrong.stderr, /wrong/);
+      const none = await runCli(["serve", "--port", "0", "--broker", redis.url]);
+      assert.equal(none.code, 2);
+      assert.match(none.stderr, /asks for a password/);
+    } finally {
+      await redis.dispose();
+    }
+    const port = freePort();
+    const down = await runCli(["serve", "--port", "0", "--broker", `redis://127.0.0.1:${port}/0`]);
+    assert.equal(down.code, 2);
+    assert.match(down.stderr, new RegExp(`cannot reach Redis at redis://127.0.0.1:${port}/0: connection refused`));
+  },
+});
