@@ -53,7 +53,7 @@ export interface TaskRecord {
   error?: { code: string; message: string };
   /** `Date.now()` when it finished, for expiry. */
   finishedAt: number;
-  /** With the broker: the server that accepted it, when that is another one (its end goes there). */
+  /** With the broker: the server that accepted it, when it was read from the queue without being accepted here. */
   origin?: string;
   /** With the broker: whether the shared queue handed it to this server to run. */
   here?: boolean;

@@ -332,7 +332,7 @@ export class Desk {
   #accepted(c: Connection, format: Format, tag: Tag | undefined, id: number, summary: string): void {
     const line = reply.accepted(format, id, tag, summary);
     const taken = this.#p.lifecycle.taken(id);
-    if (!taken) return c.send(line);
+    if (!taken) return c.sendAccepted(line);
     c.sendLater(taken.then(
       () => line,
       (e: Error) =>
@@ -383,19 +383,21 @@ export class Desk {
     if (shared && (!known || (!known.here && known.state !== "done" && known.state !== "failed"))) {
       return c.sendLater(this.#sharedStatus(shared, format, tag, taskId));
     }
-    const last = this.#p.lifecycle.lastId;
-    if (taskId > last) {
-      const issued = last === 0 ? "none yet" : `the last is ${last}`;
-      return this.#refuse(
-        c,
-        format,
-        tag,
-        "not_found",
-        `no task ${taskId} has been accepted by this server (${issued})`,
-      );
+    const rec = known;
+    if (!rec) {
+      const last = this.#p.lifecycle.lastId;
+      if (taskId > last) {
+        const issued = last === 0 ? "none yet" : `the last is ${last}`;
+        return this.#refuse(
+          c,
+          format,
+          tag,
+          "not_found",
+          `no task ${taskId} has been accepted by this server (${issued})`,
+        );
+      }
+      return c.send(reply.status(format, tag, taskId, "unknown"));
     }
-    const rec = this.#p.lifecycle.get(taskId);
-    if (!rec) return c.send(reply.status(format, tag, taskId, "unknown"));
     const detail = rec.state === "scheduled"
       ? { attempts: rec.attempts, run_at: new Date(rec.runAt).toISOString() }
       : rec.state === "done"

@@ -189,6 +189,10 @@ export class TaskLifecycle {
   readonly #store: TaskStore;
   /** The broker's shared queue: tasks go through it, to whichever server has room. */
   readonly #shared?: SharedQueue;
+  /** With the broker: unfinished tasks accepted by this server (their clients are here). */
+  #ownLive = 0;
+  /** With the broker: the server is stopping; it reads tasks only while its own clients still wait. */
+  #draining = false;
   /** Whether the store keeps anything (else recording into it is skipped). */
   readonly #durable: boolean;
   readonly #book: TaskBook;
@@ -367,6 +371,7 @@ export class TaskLifecycle {
     this.counts.of(s.task).accepted++;
     target.taskAccepted();
     if (this.#shared) {
+      this.#ownLive++;
       // The shared queue hands it to whichever server has room (this one, maybe), when it is due.
       this.#shared.taken(id)?.catch(() => this.#withdraw(rec));
     } else if (delayed) this.#schedule(rec);
@@ -392,6 +397,7 @@ export class TaskLifecycle {
 
   /** Forgets a task the shared queue did not take: it was never accepted. */
   #withdraw(rec: TaskRecord): void {
+    this.#ownLive--;
     this.#book.forget(rec.id);
     this.#dataBytes -= rec.size;
     this.counts.accepted--;
@@ -413,6 +419,8 @@ export class TaskLifecycle {
       tasks: this.#catalog.names?.() ?? [],
       capacity,
       room: (task) => {
+        // Stopping: read on only while this server's own clients wait (their tasks may be next in the stream).
+        if (this.#draining && this.#ownLive === 0) return 0;
         const paused = this.pool.paused;
         if (paused.includes("*") || paused.includes(task)) return 0;
         return limitOf(task) ?? Infinity;
@@ -451,7 +459,8 @@ export class TaskLifecycle {
         acceptedAt: this.#time(),
         priority: t.priority ?? 0,
       }));
-      if (t.origin !== this.#shared?.instance) rec.origin = t.origin;
+      // Not accepted here (or accepted and then refused, when Redis answered too late): no client of this server waits.
+      rec.origin = t.origin;
     }
     rec.here = true;
     rec.attempts = t.attempts;
@@ -733,6 +742,12 @@ export class TaskLifecycle {
     this.#store.sweep(now - resultTtlMs, maxResults, now - Math.max(keepFailedMs, resultTtlMs)).catch((e: Error) =>
       log.error("{store}: clean-up failed: {error}", { store: this.#store.name, error: e.message })
     );
+  }
+
+  /** With the broker: the server is stopping; it stops reading tasks once its own clients have had their replies. */
+  drain(): void {
+    this.#draining = true;
+    this.#shared?.roomChanged();
   }
 
   /** Resolves when every accepted task has had its final reply. */
@@ -1023,6 +1038,9 @@ export class TaskLifecycle {
       }
     }
     this.#dataBytes -= rec.size;
+    if (this.#shared && rec.origin === undefined) {
+      if (--this.#ownLive === 0 && this.#draining) this.#shared.roomChanged();
+    }
     this.#book.finish(rec, now);
     if (error) this.#failed.add(rec);
     target?.taskEnded();

@@ -8,7 +8,8 @@
 import { getLogger } from "@logtape/logtape";
 import { formatDuration, formatSize } from "../cli/units.ts";
 import { StartError } from "./errors.ts";
-import { Connection } from "./net/connection.ts";
+import { Connection, type ConnectionLimits } from "./net/connection.ts";
+import { ReplyHold } from "./net/reply_hold.ts";
 import type { LineEvent } from "./net/lines.ts";
 import type { PollGate } from "./net/poll_gate.ts";
 import type { SocketListener, StreamConn, TlsListener } from "./net/tls.ts";
@@ -34,6 +35,8 @@ export interface ListenOptions {
   tokenRequired: boolean;
   /** With a token, most connections at once that have not authenticated yet. */
   maxUnauthConns: number;
+  /** How long an `ACCEPTED` may wait to share a write with its task's final reply, ms; 0 = never (`--accept-hold`). */
+  acceptHoldMs?: number;
 }
 
 /** What the listener hands on. */
@@ -150,6 +153,8 @@ export class Listener {
   #refusedUnlogged = 0;
   readonly #loop: Promise<void>;
   readonly #sweeper: ReturnType<typeof setInterval>;
+  /** The connections' limits, with the one `--accept-hold` timer they share. */
+  readonly #limits: ConnectionLimits;
 
   constructor(socket: SocketListener, opts: ListenOptions, events: ListenEvents, gate?: PollGate) {
     this.#socket = socket;
@@ -158,6 +163,7 @@ export class Listener {
     this.#tls = isTls(socket) ? socket : undefined;
     if (this.#tls) this.#tls.admit = () => this.#refusal() === undefined;
     this.#opts = opts;
+    this.#limits = { maxLine: opts.maxLine, maxOutput: opts.maxOutput, hold: new ReplyHold(opts.acceptHoldMs ?? 0) };
     this.#events = events;
     this.#gate = gate;
     const limits = [opts.idleTimeoutMs, opts.tokenRequired ? opts.authTimeoutMs : 0].filter((t) => t > 0);
@@ -210,6 +216,7 @@ export class Listener {
   async close(): Promise<void> {
     await this.stopAccepting();
     clearInterval(this.#sweeper);
+    this.#limits.hold?.close();
     await Promise.all([...this.#conns].map((c) => c.closeWhenFlushed()));
   }
 
@@ -270,7 +277,7 @@ export class Listener {
 
   #open(tcp: StreamConn): void {
     if ("setNoDelay" in tcp && typeof tcp.setNoDelay === "function") tcp.setNoDelay(true);
-    const conn = new Connection(++this.#nextId, tcp, this.#opts, {
+    const conn = new Connection(++this.#nextId, tcp, this.#limits, {
       line: (c, event) => this.#events.line(c, event),
       ended: (c) => {
         // A client that half-closed (sent EOF) still gets the final replies of its tasks: the

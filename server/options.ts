@@ -50,6 +50,16 @@ export const SERVE_OPTIONS = defineOptions({
     group: "Listening",
     help: "most connections at once; beyond it a new one gets ERROR too_many_connections",
   },
+  acceptHoldMs: {
+    flag: "accept-hold",
+    kind: "duration",
+    default: 2,
+    min: 0,
+    max: 100,
+    group: "Listening",
+    help:
+      "how long an ACCEPTED may wait to go out in one write with its task's final reply, when the client has that one task in flight (request–response): a fast task then costs one socket write instead of two; 0 = write it at once",
+  },
   idleTimeoutMs: {
     flag: "idle-timeout",
     kind: "duration",

@@ -485,6 +485,7 @@ export class TaskServer {
     // /readyz answers 503 from now on, while the tasks drain; the HTTP side closes before anything else does.
     this.#http?.drain();
     await this.#listener.stopAccepting();
+    this.#lifecycle.drain();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = await Promise.race([
       this.#lifecycle.allFinished().then(() => false),

@@ -5,7 +5,15 @@
  * loses no accepted task. Skipped, with the reason, where redis-server is not installed.
  */
 import assert from "node:assert/strict";
-import { eventually, LineClient, runCli, type ServeProcess, spawnServe } from "./helpers.ts";
+import {
+  eventually,
+  LineClient,
+  makeCertificates,
+  opensslMissing,
+  runCli,
+  type ServeProcess,
+  spawnServe,
+} from "./helpers.ts";
 import { freePort, redisMissing, RedisServer } from "./redis_server.ts";
 
 const noRedis = await redisMissing();
@@ -109,7 +117,7 @@ brokerTest(
       const other = await LineClient.connect(ps[2].port);
       await other.send(`{"cmd":"status","task_id":${id}}`);
       const status = JSON.parse(await other.next());
-      assert.equal(status.state, "done");
+      assert.equal(status.state, "done", JSON.stringify(status));
       assert.equal(status.result.id, id);
       assert.equal(typeof status.instance, "string");
       // /stats shows the cluster: the three servers, and the stream with nothing left waiting.
@@ -255,5 +263,35 @@ Deno.test({
     const down = await runCli(["serve", "--port", "0", "--broker", `redis://127.0.0.1:${port}/0`]);
     assert.equal(down.code, 2);
     assert.match(down.stderr, new RegExp(`cannot reach Redis at redis://127.0.0.1:${port}/0: connection refused`));
+  },
+});
+
+const noTls = noRedis ?? await opensslMissing();
+Deno.test({
+  name: noTls
+    ? `broker: over TLS (rediss:// with --broker-ca), tasks run and come back (skipped: ${noTls})`
+    : "broker: over TLS (rediss:// with --broker-ca), tasks run and come back",
+  ignore: noTls !== undefined,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "asynctask-broker-tls-" });
+    const certs = await makeCertificates(dir);
+    const redis = await RedisServer.start({ tls: certs.paths });
+    try {
+      const s = await spawnServe(["--broker", redis.url, "--broker-ca", certs.paths.ca, "--stats-interval", "0"]);
+      try {
+        const out = await runCli(["client", "--port", String(s.port), "--task", "echo", "--send", "over tls"]);
+        assert.equal(out.code, 0, out.stderr);
+        assert.match(out.stdout, /DONE \d+ over tls/);
+      } finally {
+        s.child.kill("SIGTERM");
+        await s.exited();
+      }
+      const untrusted = await runCli(["serve", "--port", "0", "--broker", redis.url]);
+      assert.equal(untrusted.code, 2);
+      assert.match(untrusted.stderr, /--broker: cannot use Redis at rediss:\/\/127\.0\.0\.1:\d+\/0: .*certificate/);
+    } finally {
+      await redis.dispose();
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -230,7 +230,7 @@ export async function opensslMissing(): Promise<string | undefined> {
  */
 export async function makeCertificates(
   dir: string,
-): Promise<{ ca: string; cert: string; key: string; paths: Record<string, string> }> {
+): Promise<{ ca: string; cert: string; key: string; paths: { ca: string; cert: string; key: string } }> {
   const run = async (...args: string[]) => {
     let out: Deno.CommandOutput;
     try {

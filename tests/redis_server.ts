@@ -32,6 +32,8 @@ export interface RedisOptions {
   aof?: "always" | "everysec";
   /** `requirepass`. */
   password?: string;
+  /** Serve TLS only, with this certificate and key (PEM files), signed by `ca`. */
+  tls?: { cert: string; key: string; ca: string };
 }
 
 /** One `redis-server` process, and how to stop, kill and start it again. */
@@ -49,14 +51,19 @@ export class RedisServer {
     return r;
   }
 
-  /** `redis://127.0.0.1:<port>/0`. */
+  /** `redis://127.0.0.1:<port>/0` (`rediss://` with TLS). */
   get url(): string {
-    return `redis://127.0.0.1:${this.port}/0`;
+    return `${this.opts.tls ? "rediss" : "redis"}://127.0.0.1:${this.port}/0`;
   }
 
   /** Starts it (again: same port, same dir, its AOF replayed) and waits until it answers. */
   async restart(): Promise<void> {
-    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", ""];
+    const t = this.opts.tls;
+    const args = t
+      ? ["--port", "0", "--tls-port", String(this.port), "--tls-cert-file", t.cert, "--tls-key-file", t.key]
+      : ["--port", String(this.port)];
+    if (t) args.push("--tls-ca-cert-file", t.ca, "--tls-auth-clients", "no");
+    args.push("--bind", "127.0.0.1", "--dir", this.dir, "--save", "");
     args.push("--appendonly", this.opts.aof ? "yes" : "no");
     if (this.opts.aof) args.push("--appendfsync", this.opts.aof);
     if (this.opts.password) args.push("--requirepass", this.opts.password);
@@ -76,7 +83,10 @@ export class RedisServer {
 
   async #answers(): Promise<boolean> {
     try {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port: this.port });
+      const t = this.opts.tls;
+      const c = t
+        ? await Deno.connectTls({ hostname: "127.0.0.1", port: this.port, caCerts: [await Deno.readTextFile(t.ca)] })
+        : await Deno.connect({ hostname: "127.0.0.1", port: this.port });
       try {
         await c.write(new TextEncoder().encode("PING\r\n"));
         const buf = new Uint8Array(64);
@@ -108,6 +118,7 @@ export class RedisServer {
   /** Runs `redis-cli` against it; returns its output. */
   async cli(...args: string[]): Promise<string> {
     const auth = this.opts.password ? ["-a", this.opts.password, "--no-auth-warning"] : [];
+    if (this.opts.tls) auth.push("--tls", "--cacert", this.opts.tls.ca);
     const out = await new Deno.Command("redis-cli", {
       args: ["-p", String(this.port), ...auth, ...args],
       stdout: "piped",

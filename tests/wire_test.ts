@@ -263,3 +263,16 @@ Deno.test("results expire after --result-ttl: /status then says unknown", async 
     assert.equal(await untilReply(c, "/status 1", /^STATUS 1 unknown$/), "STATUS 1 unknown");
   });
 });
+
+Deno.test("--accept-hold: a slow task's ACCEPTED comes within the hold, not with its DONE; a fast one's comes before its DONE", async () => {
+  await withServer({ acceptHoldMs: 50 }, async (c) => {
+    await c.send("/task sleep 3000");
+    // Held at most 50 ms: well before the task's end, whatever the machine's load.
+    assert.equal(await c.next(1500), "ACCEPTED 1 sleeping 3000 ms");
+    await c.send("/task echo a", "/task echo b");
+    const lines = await c.take(4);
+    assert.deepEqual(lines.slice(0, 2), ["ACCEPTED 2 echo queued", "ACCEPTED 3 echo queued"]);
+    assert.deepEqual(lines.slice(2).sort(), ["DONE 2 a", "DONE 3 b"]);
+    assert.equal(await c.next(), 'DONE 1 {"slept_ms":3000}');
+  });
+});

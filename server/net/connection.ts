@@ -8,6 +8,7 @@
  */
 import { setImmediate } from "node:timers";
 import { type LineEvent, LineSplitter } from "./lines.ts";
+import type { ReplyHold } from "./reply_hold.ts";
 import type { PollGate } from "./poll_gate.ts";
 import type { StreamConn } from "./tls.ts";
 import type { ReplyTarget } from "../book.ts";
@@ -52,6 +53,8 @@ export interface ConnectionLimits {
   maxLine: number;
   /** Most reply characters that may wait to be written before the connection is closed. */
   maxOutput: number;
+  /** Where an `ACCEPTED` may wait to share a write with its task's final reply (`--accept-hold`). */
+  hold?: ReplyHold;
 }
 
 /**
@@ -86,6 +89,8 @@ export class Connection implements ReplyTarget {
   /** A flush is scheduled or running; it writes everything queued until it finds the queue empty. */
   #flushing = false;
   #flushWaiters: (() => void)[] = [];
+  /** Its replies wait for the hold's timer (or this connection's next reply not held). */
+  #held = false;
   /** The read loop, paused by backpressure, waiting for the output to drain. */
   #resumeReading: (() => void) | undefined;
   readonly #splitter: LineSplitter;
@@ -148,6 +153,27 @@ export class Connection implements ReplyTarget {
     this.#queue(line, 64);
   }
 
+  /**
+   * Queues an `ACCEPTED`. For the connection's one task in flight, with `--accept-hold`, it may wait
+   * for that task's final reply, to share its write, at most the hold's time.
+   */
+  sendAccepted(line: string): void {
+    const hold = this.limits.hold;
+    if (!hold?.enabled || this.#outstanding > 1 || this.#flushing || this.#out.length > 0 || !this.#writable) {
+      return this.send(line);
+    }
+    this.#pending += line.length + 1;
+    this.#out.push(line);
+    this.#held = true;
+    hold.add(this);
+  }
+
+  /** The hold's time is up: what this connection holds is written now. */
+  release(): void {
+    if (this.#held && !this.#flushing && this.#out.length > 0 && this.#writable) this.#startFlush();
+    this.#held = false;
+  }
+
   #queue(line: string | Promise<string>, size: number): void {
     if (!this.#writable) return;
     this.#pending += size;
@@ -157,11 +183,14 @@ export class Connection implements ReplyTarget {
       return;
     }
     this.#out.push(line);
-    if (!this.#flushing) {
-      this.#flushing = true;
-      if (this.events.beforeWrite) setImmediate(() => this.#flush());
-      else queueMicrotask(() => this.#flush());
-    }
+    if (!this.#flushing) this.#startFlush();
+  }
+
+  #startFlush(): void {
+    this.#held = false;
+    this.#flushing = true;
+    if (this.events.beforeWrite) setImmediate(() => this.#flush());
+    else queueMicrotask(() => this.#flush());
   }
 
   /** One more task of this connection waits for its final reply. */
@@ -211,6 +240,7 @@ export class Connection implements ReplyTarget {
   /** Writes what is queued, then closes. */
   async closeWhenFlushed(): Promise<void> {
     this.#stopReading = true;
+    if (this.#held) this.#startFlush();
     if (this.#flushing) await new Promise<void>((resolve) => this.#flushWaiters.push(resolve));
     this.close();
   }

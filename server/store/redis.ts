@@ -196,7 +196,13 @@ export class RedisStore implements TaskStore {
     };
     const options = {
       socket: a.tls
-        ? { ...socket, tls: true as const, servername: a.host, ...(opts.caCert ? { ca: opts.caCert } : {}) }
+        ? {
+          ...socket,
+          tls: true as const,
+          // SNI takes a host name only; an IP address is checked against the certificate all the same.
+          ...(/^[\d.]+$|:/.test(a.host) ? {} : { servername: a.host }),
+          ...(opts.caCert ? { ca: opts.caCert } : {}),
+        }
         : socket,
       username: a.username,
       password: a.password,
