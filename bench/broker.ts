@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { runLoad } from "./load.ts";
+import { ECHO_LOAD, runLoad } from "./load.ts";
 import type { LoadOptions, LoadReport } from "./load.ts";
 import { asynctaskCommand, type ServerProcess, startServerProcess } from "./process.ts";
 import { cpuUs, freePort, reason, which } from "./peers/common.ts";
@@ -66,18 +66,7 @@ async function row(label: string, o: Partial<LoadOptions>, servers: number): Pro
     if (redisPort) await redisCommand(redisPort, "CONFIG RESETSTAT");
     const ours = () => started.reduce((sum, s) => sum + cpuUs(s.pid), 0);
     const [cpu0, redis0] = [ours(), redisPid ? cpuUs(redisPid) : 0];
-    const report = await runLoad({
-      host: "127.0.0.1",
-      port: started[0].port,
-      conns: 50,
-      tasks: 2000,
-      window: 20,
-      task: "echo",
-      data: "x",
-      json: false,
-      drainTimeoutMs: 60_000,
-      ...o,
-    });
+    const report = await runLoad({ ...ECHO_LOAD, port: started[0].port, drainTimeoutMs: 60_000, ...o });
     const finished = Math.max(1, report.done + report.failed);
     const calls = redisPort ? await redisCalls(redisPort) : 0;
     return {

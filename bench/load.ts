@@ -60,6 +60,18 @@ export interface LoadReport extends LoadCounts {
   complete: Histogram;
 }
 
+/** The suite's echo load: 50 connections × 2,000 echo tasks, window 20 (pipelined); a scene changes what it needs. */
+export const ECHO_LOAD: Omit<LoadOptions, "port"> = {
+  host: "127.0.0.1",
+  conns: 50,
+  tasks: 2000,
+  window: 20,
+  task: "echo",
+  data: "x",
+  json: false,
+  drainTimeoutMs: 30_000,
+};
+
 /**
  * Runs a load and returns its report. `onTick` is called every 200 ms with the live counts.
  *

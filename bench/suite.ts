@@ -24,7 +24,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type LoadOptions, type LoadReport, runLoad } from "./load.ts";
+import { ECHO_LOAD, type LoadOptions, type LoadReport, runLoad } from "./load.ts";
 import { asynctaskCommand, bareCommand, startServerProcess } from "./process.ts";
 import { reportJson } from "./cli.ts";
 import { cpuUs, loadText, type PeerLoad, type PeerOutcome } from "./peers/common.ts";
@@ -54,18 +54,7 @@ const serve = (...args: string[]) =>
   startServerProcess(asynctaskCommand(["serve", "--port", "0", "--stats-interval", "0", ...args]));
 
 function load(port: number, o: Partial<LoadOptions>): Promise<LoadReport> {
-  return runLoad({
-    host: "127.0.0.1",
-    port,
-    conns: 50,
-    tasks: 2000,
-    window: 20,
-    task: "echo",
-    data: "x",
-    json: false,
-    drainTimeoutMs: 30_000,
-    ...o,
-  });
+  return runLoad({ ...ECHO_LOAD, port, ...o });
 }
 
 function check(name: string, r: LoadReport, expected: number): void {
