@@ -13,6 +13,7 @@ import {
   runCli,
   type ServeProcess,
   spawnServe,
+  startServer,
 } from "./helpers.ts";
 import { freePort, redisMissing, RedisServer } from "./redis_server.ts";
 
@@ -292,6 +293,40 @@ Deno.test({
     } finally {
       await redis.dispose();
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: noRedis
+    ? `broker: while Redis is down, /readyz says not ready and tasks are refused store_unavailable; then both recover (skipped: ${noRedis})`
+    : "broker: while Redis is down, /readyz says not ready and tasks are refused store_unavailable; then both recover",
+  ignore: noRedis !== undefined,
+  fn: async () => {
+    const redis = await RedisServer.start();
+    const server = await startServer({ broker: redis.url, http: "127.0.0.1:0", workers: 1 });
+    const readyz = async () => {
+      const r = await fetch(`http://127.0.0.1:${server.httpAddr!.port}/readyz`);
+      return { status: r.status, body: await r.text() };
+    };
+    const c = await LineClient.connect(server.addr.port);
+    try {
+      await eventually("/readyz 200", async () => (await readyz()).status === 200);
+      await redis.stop("SIGKILL");
+      let down = { status: 0, body: "" };
+      await eventually("/readyz 503", async () => (down = await readyz()).status === 503);
+      assert.match(JSON.parse(down.body).checks.store.detail, /Redis is unreachable/);
+      await c.send("/task echo while-down");
+      assert.match(await c.next(), /^ERROR store_unavailable Redis cannot be reached/);
+      await redis.restart();
+      await eventually("/readyz 200 again", async () => (await readyz()).status === 200);
+      await c.send("/task echo after");
+      assert.match(await c.next(), /^ACCEPTED \d+/);
+      assert.match(await c.next(), /^DONE \d+ after/);
+    } finally {
+      await c.close();
+      await server.shutdown(1000);
+      await redis.dispose();
     }
   },
 });
