@@ -25,6 +25,36 @@ import {
   type ToWorker,
 } from "./messages.ts";
 import type { HandlerSettings } from "./spec.ts";
+import { newRingBuffer, RingReader, RingWriter } from "./ring.ts";
+
+/**
+ * Whether a job's data crosses the ring as JSON unchanged: primitives, plain objects and arrays of
+ * them (finite numbers, no undefined). Anything else (a Date a validator made, a Map, …) goes by
+ * `postMessage`, whose structured clone keeps it.
+ */
+function jsonPlain(v: unknown, depth = 0): boolean {
+  switch (typeof v) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(v);
+    case "object": {
+      if (v === null) return true;
+      if (depth > 32) return false;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) if (!jsonPlain(v[i], depth + 1)) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const k in v) if (!jsonPlain((v as Record<string, unknown>)[k], depth + 1)) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
 
 /** How long a worker may take to load its handlers before its tasks' timeouts count anyway. */
 export const START_GRACE_MS = 10_000;
@@ -136,6 +166,11 @@ export class PoolWorker {
   #closingBlame: RunRef | undefined;
   readonly #children = new ChildGroups();
   readonly #exited = Promise.withResolvers<void>();
+  /** Jobs out (main → worker) and successful outcomes back (worker → main), beside postMessage. */
+  readonly #jobsRing: RingWriter;
+  readonly #doneRing: RingReader;
+  /** Messages posted to the worker: the fence of the job ring's records. */
+  #posted = 0;
 
   constructor(
     readonly slot: number,
@@ -144,11 +179,15 @@ export class PoolWorker {
     private counts: MessageCounts,
   ) {
     const heap = Math.max(MIN_WORKER_HEAP, opts.workerHeap);
+    const jobsBuffer = newRingBuffer();
+    const doneBuffer = newRingBuffer();
+    this.#jobsRing = new RingWriter(jobsBuffer);
+    this.#doneRing = new RingReader(doneBuffer, (nums, text) => this.#onDone(nums, text));
     this.#worker = new Worker(new URL("./worker.ts", import.meta.url), {
       name: `asynctask-${slot}`,
       // Read by the worker before anything else: its start-up (a few tens of ms of CPU) already
       // runs at the lower priority, which matters when crashing handlers make workers churn.
-      workerData: { nice: opts.workerNice ?? 0, children: this.#children.buffer },
+      workerData: { nice: opts.workerNice ?? 0, children: this.#children.buffer, jobs: jobsBuffer, done: doneBuffer },
       resourceLimits: { maxOldGenerationSizeMb: Math.round(heap / (1024 * 1024)) },
     });
     hookProcessExit();
@@ -156,6 +195,8 @@ export class PoolWorker {
     this.#worker.on("message", (msg: FromWorker) => this.#onMessage(msg));
     this.#worker.on("error", (e: Error) => this.events.crashed(this, e.message || "uncaught error in worker"));
     this.#worker.on("exit", (code: number) => {
+      if (!this.#terminated) this.#doneRing.drain();
+      this.#doneRing.stop();
       // The thread is gone: nothing of it can start a program any more. Whatever it left running dies.
       this.killChildren();
       live.delete(this);
@@ -168,6 +209,7 @@ export class PoolWorker {
       maxResultBytes: opts.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES,
       memoryLimit: heap,
     });
+    this.#doneRing.run();
   }
 
   /** Whether the worker is gone (crashed, retired or closed). */
@@ -250,6 +292,7 @@ export class PoolWorker {
   terminate(): void {
     if (this.#terminated) return;
     this.#terminated = true;
+    this.#doneRing.stop();
     this.#worker.terminate();
     this.killChildren();
     this.#ended.resolve();
@@ -281,6 +324,17 @@ export class PoolWorker {
     if (this.#terminated || this.#outbox.length === 0) return;
     const jobs = this.#outbox;
     this.#outbox = [];
+    let plain = true;
+    for (let i = 3; i < jobs.length; i += JOB_FIELDS) {
+      if (!jsonPlain(jobs[i])) {
+        plain = false;
+        break;
+      }
+    }
+    if (plain && this.#jobsRing.write(this.#posted, [], JSON.stringify(jobs))) {
+      this.counts.toWorkers++;
+      return;
+    }
     try {
       this.#post({ type: "run", jobs });
     } catch {
@@ -301,10 +355,40 @@ export class PoolWorker {
 
   #post(msg: ToWorker): void {
     this.#worker.postMessage(msg);
+    this.#posted++;
     this.counts.toWorkers++;
   }
 
+  /** A record of the outcome ring: successful runs, 4 numbers each (id, attempt, ms, JSON length), and their JSON texts. */
+  #onDone(nums: Float64Array, text: string): void {
+    this.counts.fromWorkers++;
+    let at = 0;
+    for (let i = 0; i < nums.length; i += 4) {
+      const id = nums[i];
+      const attempt = nums[i + 1];
+      const end = at + nums[i + 3];
+      const job = this.inflight.get(id);
+      if (!job || attempt !== job.attempt) {
+        if (this.#abandoned.size > 0) this.#abandoned.delete(`${id}/${attempt}`);
+        at = end;
+        continue;
+      }
+      const json = at === 0 && end === text.length ? text : text.slice(at, end);
+      at = end;
+      this.inflight.delete(id);
+      this.events.settled(this, job, { id, attempt, ok: true, json, ms: nums[i + 2] });
+    }
+  }
+
   #onMessage(msg: FromWorker): void {
+    // The ring's records written before this message go first; those fenced behind it follow it.
+    this.#doneRing.drain();
+    this.#doneRing.received++;
+    this.#handleMessage(msg);
+    this.#doneRing.drain();
+  }
+
+  #handleMessage(msg: FromWorker): void {
     this.counts.fromWorkers++;
     if (msg.type === "fatal") {
       this.events.crashed(this, msg.message, msg.blame);

@@ -36,6 +36,7 @@ import {
 } from "./messages.ts";
 import type { TaskContext, TaskLogger, TaskLogLevel } from "./types.ts";
 import type { HandlerSettings } from "./spec.ts";
+import { RingReader, RingWriter } from "./ring.ts";
 
 /** How often the worker measures its memory while handlers run. */
 const MEMORY_SAMPLE_MS = 100;
@@ -45,6 +46,9 @@ interface StartData {
   nice?: number;
   /** The shared table of this worker's command process groups (see `ChildGroups`). */
   children?: SharedArrayBuffer;
+  /** The ring of jobs from the pool, and the ring of successful outcomes to it (see `ring.ts`). */
+  jobs?: SharedArrayBuffer;
+  done?: SharedArrayBuffer;
 }
 
 /** The handlers, and which tasks run in a context that names their run (see {@linkcode tracedTasks}). */
@@ -91,6 +95,20 @@ function scheduleFlush(): void {
 
 function flush(): void {
   flushScheduled = false;
+  if (doneRing && failedOut.length === 0 && progressOut.size === 0 && logsOut.length === 0) {
+    if (doneOut.length === 0) return;
+    const nums: number[] = [];
+    let text = "";
+    for (let i = 0; i < doneOut.length; i += 4) {
+      const json = doneOut[i + 3] as string;
+      nums.push(doneOut[i] as number, doneOut[i + 1] as number, doneOut[i + 2] as number, json.length);
+      text += json;
+    }
+    if (text.length < 16 * 1024 && doneRing.write(posted, nums, text)) {
+      doneOut = [];
+      return;
+    }
+  }
   const outcomes = failedOut;
   failedOut = [];
   const done = doneOut;
@@ -105,7 +123,7 @@ function flush(): void {
     logsOut = [];
   }
   try {
-    port.postMessage(msg);
+    post(msg);
   } catch {
     // Results and messages are text and numbers: only a log line's properties can fail to clone
     // (a function, a symbol, …). Those lines go without their properties; nothing else is lost.
@@ -118,7 +136,7 @@ function flush(): void {
         return { ...l, properties: { unsendable: `these log properties cannot be sent: ${(e as Error).message}` } };
       }
     });
-    port.postMessage(msg);
+    post(msg);
   }
 }
 
@@ -201,7 +219,7 @@ function abort(ids: number[], reason: "timeout" | "shutdown" = "timeout"): void 
     ? new DOMException("the task ran past its timeout", "TimeoutError")
     : new DOMException("the server is stopping", "AbortError");
   for (const id of ids) running.get(id)?.abort(why);
-  port.postMessage({ type: "aborted", ids } satisfies FromWorker);
+  post({ type: "aborted", ids } satisfies FromWorker);
 }
 
 /**
@@ -236,7 +254,7 @@ function watchMemory(): void {
     }
     const h = v8.getHeapStatistics();
     const bytes = h.used_heap_size + h.external_memory;
-    if (bytes > memoryLimit) port.postMessage({ type: "memory", bytes } satisfies FromWorker);
+    if (bytes > memoryLimit) post({ type: "memory", bytes } satisfies FromWorker);
   }, MEMORY_SAMPLE_MS);
 }
 let memoryTimer: ReturnType<typeof setInterval> | undefined;
@@ -248,15 +266,31 @@ const USAGE_REPORT_MS = 2000;
 function reportUsage(): void {
   const report = () => {
     const h = v8.getHeapStatistics();
-    port.postMessage({ type: "usage", bytes: h.used_heap_size + h.external_memory } satisfies FromWorker);
+    post({ type: "usage", bytes: h.used_heap_size + h.external_memory } satisfies FromWorker);
   };
   report();
   realSetInterval(report, USAGE_REPORT_MS);
 }
 
 const port = parentPort!;
+/** Messages posted to the pool: the fence of the outcome ring's records. */
+let posted = 0;
+function post(msg: FromWorker): void {
+  port.postMessage(msg);
+  posted++;
+}
 // Cast: node's types leave `workerData` untyped; the pool (pool_worker.ts) puts a StartData there.
 const start = (workerData ?? {}) as StartData;
+const doneRing = start.done ? new RingWriter(start.done) : undefined;
+const jobsRing = start.jobs
+  ? new RingReader(start.jobs, (_nums, text) => {
+    const jobs = JSON.parse(text) as unknown[];
+    for (let i = 0; i < jobs.length; i += JOB_FIELDS) {
+      run({ id: jobs[i] as number, attempt: jobs[i + 1] as number, task: jobs[i + 2] as string, data: jobs[i + 3] });
+    }
+  })
+  : undefined;
+jobsRing?.run();
 lowerPriority(start.nice ?? 0);
 if (start.children) {
   const groups = new ChildGroups(start.children);
@@ -274,7 +308,7 @@ function lowerPriority(nice: number): void {
   try {
     const tid = Number(Deno.readLinkSync("/proc/thread-self").split("/").pop());
     if (!Number.isInteger(tid) || tid <= 0) return;
-    port.postMessage({ type: "thread", tid } satisfies FromWorker);
+    post({ type: "thread", tid } satisfies FromWorker);
     if (nice > 0) os.setPriority(tid, nice);
   } catch {
     // not Linux, or not permitted: run at the normal priority
@@ -290,7 +324,7 @@ function fatal(error: unknown, blame: RunRef | undefined): void {
   if (closing) return;
   closing = true;
   const message = error instanceof Error ? error.message : String(error);
-  port.postMessage({ type: "fatal", message, ...(blame ? { blame } : {}) } satisfies FromWorker);
+  post({ type: "fatal", message, ...(blame ? { blame } : {}) } satisfies FromWorker);
   realSetTimeout(() => realClose(), 0);
 }
 globalThis.addEventListener("error", (e) => {
@@ -345,7 +379,7 @@ const workerGlobal = globalThis as unknown as { close(): void };
 const realClose = workerGlobal.close.bind(globalThis);
 workerGlobal.close = () => {
   const blame = currentRun.getStore();
-  if (!closing) port.postMessage({ type: "closing", ...(blame ? { blame } : {}) } satisfies FromWorker);
+  if (!closing) post({ type: "closing", ...(blame ? { blame } : {}) } satisfies FromWorker);
   closing = true;
   realClose();
 };
@@ -353,7 +387,16 @@ workerGlobal.close = () => {
 // every received message, element by element, looking for MessagePorts to patch (a third of
 // this thread's JavaScript time under load, measured with --cpu-prof). Jobs never carry ports.
 globalThis.addEventListener("message", (e) => {
-  const msg = (e as MessageEvent<ToWorker>).data;
+  // The ring's jobs written before this message go first; those fenced behind it follow it.
+  if (jobsRing) {
+    jobsRing.drain();
+    jobsRing.received++;
+    onMessage((e as MessageEvent<ToWorker>).data);
+    jobsRing.drain();
+  } else onMessage((e as MessageEvent<ToWorker>).data);
+});
+
+function onMessage(msg: ToWorker): void {
   if (msg.type === "init") {
     maxResultBytes = msg.maxResultBytes;
     memoryLimit = msg.memoryLimit;
@@ -363,7 +406,7 @@ globalThis.addEventListener("message", (e) => {
       handlers,
       traced: tracedTasks(handlers, settings),
     }));
-    const ready = () => port.postMessage({ type: "ready" } satisfies FromWorker);
+    const ready = () => post({ type: "ready" } satisfies FromWorker);
     registry.then(ready, ready);
     reportUsage();
   } else if (msg.type === "run") {
@@ -374,4 +417,4 @@ globalThis.addEventListener("message", (e) => {
   } else {
     abort(msg.ids, msg.reason);
   }
-});
+}
