@@ -15,6 +15,7 @@ import { Worker } from "node:worker_threads";
 import { setImmediate } from "node:timers";
 import {
   acceptedRow,
+  ENDED_FIELDS,
   endedRow,
   type JournalBatch,
   JournalDamagedError,
@@ -43,6 +44,21 @@ export type JournalReply =
 type Distributive<T> = T extends unknown ? Omit<T, "id"> : never;
 
 const empty = (): JournalBatch => ({ accepted: [], started: [], attempts: [], ended: [], discarded: [] });
+
+/**
+ * The batch's starts, less those of tasks that end in the same batch: a start is kept only to
+ * count an interruption after a crash, and a task whose end is written with it has none to count.
+ * Under a pipelined load of fast tasks that is most of them: a row written, and swept, less per task.
+ */
+function startsStillOpen(batch: JournalBatch): number[] {
+  const ended = new Set<number>();
+  for (let i = 0; i < batch.ended.length; i += ENDED_FIELDS) ended.add(batch.ended[i] as number);
+  const open: number[] = [];
+  for (let i = 0; i < batch.started.length; i += 2) {
+    if (!ended.has(batch.started[i])) open.push(batch.started[i], batch.started[i + 1]);
+  }
+  return open;
+}
 
 /**
  * A journal file, written from its own thread.
@@ -204,6 +220,7 @@ export class JournalClient {
   #post(): Promise<void> {
     const batch = this.#buffer;
     this.#buffer = empty();
+    if (batch.started.length > 0 && batch.ended.length > 0) batch.started = startsStillOpen(batch);
     this.#batchTime = undefined;
     const t0 = performance.now();
     const done = this.#request({ type: "write", batch }).then(
