@@ -24,7 +24,14 @@ import { createClient } from "redis";
 import { getLogger } from "@logtape/logtape";
 import type { Format, Tag } from "../protocol.ts";
 import type { BrokerAddress } from "./redis_url.ts";
-import { ACCEPT_SCRIPT, CLAIM_SCRIPT, END_SCRIPT, MOVE_DUE_SCRIPT, START_SCRIPT } from "./redis_scripts.ts";
+import {
+  ACCEPT_SCRIPT,
+  CLAIM_SCRIPT,
+  END_SCRIPT,
+  MOVE_DUE_SCRIPT,
+  START_SCRIPT,
+  TRIM_SCRIPT,
+} from "./redis_scripts.ts";
 import {
   type AcceptedTask,
   type ClusterStats,
@@ -263,6 +270,7 @@ export class RedisStore implements TaskStore {
       ["end", END_SCRIPT],
       ["claim", CLAIM_SCRIPT],
       ["move", MOVE_DUE_SCRIPT],
+      ["trim", TRIM_SCRIPT],
     ];
     for (const [name, lua] of scripts) {
       this.#shas.set(name, String(await this.#redis.sendCommand(["SCRIPT", "LOAD", lua])));
@@ -397,9 +405,12 @@ export class RedisStore implements TaskStore {
   ended(id: number, end: TaskEnd): void {
     const h = this.#held.get(id);
     if (h) this.#release(id, h);
-    const e = h ?? this.#entries.get(id);
+    // An entry no server has read is deleted with the end (marked "!"); one that was read is acknowledged, and trimmed later.
+    const unread = h ? undefined : this.#entries.get(id);
     this.#entries.delete(id);
-    this.#ends.push({ id, stream: e?.stream ?? "", entry: e?.entry ?? "", end, origin: h?.origin ?? "" });
+    const stream = h?.stream ?? unread?.stream ?? "";
+    const entry = h ? h.entry : unread ? `!${unread.entry}` : "";
+    this.#ends.push({ id, stream, entry, end, origin: h?.origin ?? "" });
     if (this.#ends.length === 1) queueMicrotask(() => this.#flushEnds());
   }
 
@@ -504,6 +515,7 @@ export class RedisStore implements TaskStore {
     every(Math.max(100, Math.floor(this.#visibilityMs / 3)), () => this.#renew());
     every(Math.max(200, Math.floor(this.#visibilityMs / 2)), () => this.#claim());
     every(250, () => this.#moveDue());
+    every(1000, () => this.#script("trim", [GROUP, ...c.tasks.map((t) => this.#streamOf(t))]));
     every(2000, () => this.#report());
     this.#report().catch(() => {});
   }

@@ -12,7 +12,9 @@
  * failed one is kept, now; then per end: id, stream, entry id, state, attempts, result JSON, error
  * code, error message, origin instance. An end already recorded is not recorded again (a task
  * claimed and run twice ends once); a task accepted by another instance gets its end on that
- * instance's results stream. Entries are acknowledged and deleted, one XACK and XDEL per stream.
+ * instance's results stream. Entries read by a server are acknowledged, one XACK per stream, and
+ * trimmed later in bulk ({@linkcode TRIM_SCRIPT}: deleting each one cost ~4.6 µs of Redis's CPU per
+ * task); an entry never read (its task ended first, as a cancel does) is deleted, its id marked `!`.
  */
 export const END_SCRIPT = `
 local p, g, me, ttlOk, ttlFail, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -39,14 +41,15 @@ for i = 7, #ARGV, 9 do
       redis.call('PEXPIRE', r, 3600000)
     end
   end
-  if entry ~= '' then
+  if string.sub(entry, 1, 1) == '!' then
+    redis.call('XDEL', stream, string.sub(entry, 2))
+  elseif entry ~= '' then
     if not acks[stream] then acks[stream] = {} end
     table.insert(acks[stream], entry)
   end
 end
 for stream, ids in pairs(acks) do
   redis.call('XACK', stream, g, unpack(ids))
-  redis.call('XDEL', stream, unpack(ids))
 end
 return recorded
 `;
@@ -151,4 +154,35 @@ for i = 3, #ARGV, 2 do
   if s ~= 'done' and s ~= 'failed' then redis.call('HSET', key, 's', 'running', 'x', me, 'ra', ARGV[i+1]) end
 end
 return 0
+`;
+
+/**
+ * Trims the task streams of entries that every server is done with: those older than the oldest
+ * entry still pending (read and not ended), or, with none pending, than the last one read. ARGV:
+ * group, then the streams. Returns how many entries went.
+ */
+export const TRIM_SCRIPT = `
+local g = ARGV[1]
+local trimmed = 0
+for i = 2, #ARGV do
+  local stream = ARGV[i]
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
+  if ok then
+    local last
+    for _, info in ipairs(groups) do
+      local name, delivered
+      for j = 1, #info, 2 do
+        if info[j] == 'name' then name = info[j+1] elseif info[j] == 'last-delivered-id' then delivered = info[j+1] end
+      end
+      if name == g then last = delivered end
+    end
+    if last and last ~= '0-0' then
+      local pending = redis.call('XPENDING', stream, g)
+      local keep = last
+      if pending[1] > 0 then keep = pending[2] end
+      trimmed = trimmed + redis.call('XTRIM', stream, 'MINID', keep)
+    end
+  end
+end
+return trimmed
 `;
