@@ -257,11 +257,15 @@ const peerRows: string[][] = [];
       continue;
     }
     const finished = o.done + o.failed;
-    if (o.failed > 0 || o.lost > 0 || o.done !== o.load.conns * o.load.tasks) {
-      problems.push(`${o.peer}, ${loadText(o.load)}: ${o.done} done, ${o.failed} failed, ${o.lost} lost`);
+    // A peer's own failures (BullMQ fails jobs whose lock it could not renew on a loaded machine) are
+    // reported in its row and on stderr; only asynctask's scenes make the suite fail.
+    const shortfall = o.failed > 0 || o.lost > 0 || o.done !== o.load.conns * o.load.tasks;
+    if (shortfall) {
+      console.error(`bench: ${o.peer}, ${loadText(o.load)}: ${o.done} done, ${o.failed} failed, ${o.lost} lost`);
     }
     const split = Object.entries(o.cpuUs).map(([k, v]) => `${k} ${us(v / Math.max(1, finished))}`).join(" + ");
     const notes = [
+      ...(shortfall ? [`${o.failed} failed, ${o.lost} lost of ${o.load.conns * o.load.tasks}`] : []),
       ...(o.extra.redis_commands_per_task !== undefined
         ? [`${o.extra.redis_commands_per_task.toFixed(1)} Redis commands/task`]
         : []),

@@ -250,6 +250,13 @@ export class TaskBook {
     this.#delete(id);
   }
 
+  /** Forgets an unfinished task that was never this server's to finish (the broker: not taken, or handed back). */
+  drop(rec: TaskRecord): void {
+    if (this.get(rec.id) !== rec || rec.state === "done" || rec.state === "failed") return;
+    this.#delete(rec.id);
+    this.#live--;
+  }
+
   /** Files a task that has just reached `done` or `failed`, and forgets what has expired. */
   finish(rec: TaskRecord, now: number): void {
     rec.finishedAt = now;

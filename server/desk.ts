@@ -405,7 +405,9 @@ export class Desk {
       : rec.state === "failed"
       ? { error: rec.error, attempts: rec.attempts, ...(rec.retriedAs ? { retried_as: rec.retriedAs } : {}) }
       : { attempts: rec.attempts, ...this.#waiting(rec.id, rec.task, rec.state) };
-    c.send(reply.status(format, tag, taskId, rec.state, detail));
+    // With the broker, a task that ran here says so, as one that ran elsewhere does.
+    const where = shared && rec.here ? { instance: shared.instance } : {};
+    c.send(reply.status(format, tag, taskId, rec.state, { ...detail, ...where }));
   }
 
   /** `/status` from Redis: where the task is, wherever it runs or ran. */

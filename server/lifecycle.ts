@@ -398,7 +398,7 @@ export class TaskLifecycle {
   /** Forgets a task the shared queue did not take: it was never accepted. */
   #withdraw(rec: TaskRecord): void {
     this.#ownLive--;
-    this.#book.forget(rec.id);
+    this.#book.drop(rec);
     this.#dataBytes -= rec.size;
     this.counts.accepted--;
     this.counts.of(rec.task).accepted--;
@@ -406,6 +406,7 @@ export class TaskLifecycle {
     const target = rec.target;
     rec.target = undefined;
     target?.taskEnded();
+    this.#wakeWaiters();
   }
 
   /**
@@ -427,6 +428,34 @@ export class TaskLifecycle {
       },
       deliver: (t) => this.#delivered(t),
       ended: (id, end) => this.#endedElsewhere(id, end),
+      waitingElsewhere: () => {
+        const ids: number[] = [];
+        for (const rec of this.#book.unfinished()) if (rec.origin === undefined && !rec.here) ids.push(rec.id);
+        return ids;
+      },
+      lost: (ids) => {
+        for (const id of ids) {
+          const rec = this.#book.get(id);
+          if (!rec || rec.here || rec.state === "done" || rec.state === "failed") continue;
+          this.#finish(
+            rec,
+            {
+              code: "store_unavailable",
+              message:
+                "Redis lost the task: it restarted without keeping it (see its persistence settings); submit it again",
+            },
+            undefined,
+            0,
+            false,
+          );
+        }
+        log.error(
+          "redis lost {n} task(s) accepted here (it restarted without keeping them): they failed store_unavailable",
+          {
+            n: ids.length,
+          },
+        );
+      },
       progress: (id, percent, message) => {
         const rec = this.#book.get(id);
         if (rec && rec.state !== "done" && rec.state !== "failed") {
@@ -434,6 +463,29 @@ export class TaskLifecycle {
         }
       },
     });
+  }
+
+  /**
+   * A pause with the broker: the tasks of `task` (every task, without one) read here and still
+   * queued go back to the shared queue, for the servers that are not paused.
+   */
+  #handBack(task?: string): void {
+    const shared = this.#shared!;
+    shared.roomChanged();
+    const ids: number[] = [];
+    for (const rec of [...this.#book.unfinished()]) {
+      if (!rec.here || rec.state !== "queued" || (task !== undefined && rec.task !== task)) continue;
+      if (this.pool.cancel(rec.id, "") !== "queued") continue; // running, or waiting out a retry's backoff
+      ids.push(rec.id);
+      rec.here = false;
+      if (rec.origin !== undefined) {
+        // Not accepted here: its server waits for its end; this one forgets it.
+        this.#dataBytes -= rec.size;
+        this.#book.drop(rec);
+      }
+    }
+    shared.handBack(ids);
+    this.#wakeWaiters();
   }
 
   /** A task the shared queue handed to this server: accepted here, or by another server. */
@@ -586,7 +638,7 @@ export class TaskLifecycle {
    */
   pause(task?: string): string[] {
     this.pool.pause(task);
-    this.#shared?.roomChanged();
+    if (this.#shared) this.#handBack(task);
     return this.pool.paused;
   }
 
@@ -1051,6 +1103,11 @@ export class TaskLifecycle {
       }
       rec.also = undefined;
     }
+    this.#wakeWaiters();
+  }
+
+  /** Resolves {@linkcode allFinished} when nothing is left to wait for. */
+  #wakeWaiters(): void {
     if (this.#finishedWaiters.length > 0 && this.#waitingFor() === 0) {
       const waiters = this.#finishedWaiters;
       this.#finishedWaiters = [];

@@ -330,3 +330,82 @@ Deno.test({
     }
   },
 });
+
+brokerTest("broker: after Redis restarts empty, task ids still never repeat", async (redis, dir) => {
+  const [s] = await servers(1, redis, await config(dir));
+  try {
+    const c = await LineClient.connect(s.port);
+    await c.send('{"task":"echo","data":"before"}');
+    assert.equal(JSON.parse(await c.next()).type, "accepted");
+    assert.equal(JSON.parse(await c.next()).type, "done");
+    await redis.stop("SIGKILL");
+    await redis.restart(); // no persistence: the id counter starts again from 0
+    await new Promise((r) => setTimeout(r, 3000)); // the server reconnects, reports its ids, takes a new block
+    const lines = Array.from({ length: 10_100 }, (_, i) => JSON.stringify({ task: "echo", data: i }));
+    const { accepted, refused } = await submitAll(c, lines, 90_000);
+    assert.deepEqual(refused, []);
+    assert.equal(accepted.size, 10_100, "every ACCEPTED id is new");
+    assert.ok(!accepted.has(1), "id 1 was issued before the restart");
+    await c.close();
+  } finally {
+    await stopAll([s]);
+  }
+});
+
+brokerTest(
+  "broker: a pause hands the tasks a server read and has not started back to the queue",
+  async (redis, dir) => {
+    const cfg = await config(dir);
+    const [a] = await servers(1, redis, cfg, ["--workers", "1", "--concurrency", "1"]);
+    const file = `${dir}/runs`;
+    let b: ServeProcess | undefined;
+    try {
+      const c = await LineClient.connect(a.port);
+      const admin = await LineClient.connect(a.port);
+      for (let i = 0; i < 4; i++) await c.send(record(file, 1000));
+      // a has read two (its room is 2 × 1 worker × 1) and runs one.
+      await eventually("a task running on a", async () => {
+        await admin.send('{"cmd":"stats"}');
+        return JSON.parse(await admin.next()).running === 1;
+      });
+      await admin.send('{"cmd":"pause"}');
+      await admin.next();
+      [b] = await servers(1, redis, cfg, ["--workers", "2", "--concurrency", "2"]);
+      const replies = (await c.take(8, 20_000)).map((l) => JSON.parse(l) as Reply);
+      assert.equal(replies.filter((r) => r.type === "done").length, 4, "all four ended while a stayed paused");
+      const pids = new Set((await runs(file)).map(([, pid]) => pid));
+      assert.ok(pids.size >= 1);
+      await c.close();
+      await admin.close();
+    } finally {
+      await stopAll(b ? [a, b] : [a]);
+    }
+  },
+);
+
+brokerTest(
+  "broker: a task Redis lost (a restart without persistence) fails store_unavailable, and a stop does not wait for it",
+  async (redis, dir) => {
+    const [a] = await servers(1, redis, await config(dir));
+    try {
+      const c = await LineClient.connect(a.port);
+      await c.send('{"cmd":"pause"}');
+      await c.next();
+      await c.send('{"task":"echo","data":"lost"}');
+      assert.equal(JSON.parse(await c.next()).type, "accepted");
+      await redis.stop("SIGKILL");
+      await redis.restart();
+      const failed = JSON.parse(await c.next(15_000)) as Reply;
+      assert.equal(failed.type, "failed");
+      assert.equal(failed.error?.code, "store_unavailable");
+      assert.match(failed.error!.message, /Redis lost the task/);
+      const t0 = Date.now();
+      a.child.kill("SIGTERM");
+      assert.equal((await a.exited()).code, 0);
+      assert.ok(Date.now() - t0 < 10_000, "the stop waited for nothing");
+      await c.close();
+    } finally {
+      await stopAll([a]);
+    }
+  },
+);

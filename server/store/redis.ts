@@ -26,8 +26,12 @@ import type { Format, Tag } from "../protocol.ts";
 import type { BrokerAddress } from "./redis_url.ts";
 import {
   ACCEPT_SCRIPT,
+  ATTEMPT_SCRIPT,
   CLAIM_SCRIPT,
   END_SCRIPT,
+  HAND_BACK_SCRIPT,
+  IDS_SCRIPT,
+  MISSING_SCRIPT,
   MOVE_DUE_SCRIPT,
   START_SCRIPT,
   TRIM_SCRIPT,
@@ -168,6 +172,7 @@ export class RedisStore implements TaskStore {
       nextId: () => this.#nextId(),
       taken: (id) => this.#taking.get(id),
       consume: (c) => this.#consume(c),
+      handBack: (ids) => this.#handBack(ids),
       roomChanged: () => this.#roomChanged(),
       progress: (id, percent, message) => this.#forwardProgress(id, percent, message),
       lookup: (id) => this.#lookup(id),
@@ -257,8 +262,18 @@ export class RedisStore implements TaskStore {
     this.#up = up;
     if (up) {
       log.info("redis: connected again; accepting tasks", {});
+      // What this server holds is renewed first, and nothing is claimed for a visibility time: after a
+      // long outage every entry looks idle, and the servers holding them are alive.
+      this.#claimAfter = Date.now() + this.#visibilityMs;
+      this.#renew().catch(() => {});
       this.#flushEnds();
-      this.#nextBlock ??= this.#takeIds().catch(() => {}).finally(() => (this.#nextBlock = undefined));
+      this.#checkLost().catch(() => {});
+      // A new block once every server has said (within 2 s) which ids it took: a Redis that restarted
+      // empty starts its counter again from 0.
+      setTimeout(() => {
+        this.#report().catch(() => {});
+        this.#nextBlock ??= this.#takeIds().catch(() => {}).finally(() => (this.#nextBlock = undefined));
+      }, 2500);
     } else log.error("redis: {reason}; refusing new tasks (store_unavailable) and reconnecting", { reason });
     this.#consumer?.connection?.(up, reason);
   }
@@ -271,6 +286,10 @@ export class RedisStore implements TaskStore {
       ["claim", CLAIM_SCRIPT],
       ["move", MOVE_DUE_SCRIPT],
       ["trim", TRIM_SCRIPT],
+      ["ids", IDS_SCRIPT],
+      ["attempt", ATTEMPT_SCRIPT],
+      ["handBack", HAND_BACK_SCRIPT],
+      ["missing", MISSING_SCRIPT],
     ];
     for (const [name, lua] of scripts) {
       this.#shas.set(name, String(await this.#redis.sendCommand(["SCRIPT", "LOAD", lua])));
@@ -298,8 +317,16 @@ export class RedisStore implements TaskStore {
 
   // ---- ids
 
+  /** The highest id this server has taken from Redis. */
+  get #idsTaken(): number {
+    return Math.max(this.#ids.last, this.#spare?.last ?? 0);
+  }
+
+  /** Ms since the epoch before which no entry is claimed (right after a reconnection). */
+  #claimAfter = 0;
+
   async #takeIds(): Promise<void> {
-    const last = Number(await this.#cmd(["INCRBY", this.#key("ids"), String(ID_BLOCK)]));
+    const last = Number(await this.#script("ids", [this.#prefix, ID_BLOCK, this.#idsTaken]));
     if (this.#ids.next > this.#ids.last) this.#ids = { next: last - ID_BLOCK + 1, last };
     else this.#spare = { next: last - ID_BLOCK + 1, last };
   }
@@ -399,7 +426,7 @@ export class RedisStore implements TaskStore {
 
   attemptFailed(id: number, attempt: number): void {
     this.#writeStarts(); // its start first
-    this.#cmd(["HSET", this.#key("t", id), "s", "queued", "a", String(attempt)]).catch(() => {});
+    this.#script("attempt", [this.#key("t", id), attempt]).catch(() => {});
   }
 
   ended(id: number, end: TaskEnd): void {
@@ -692,6 +719,7 @@ export class RedisStore implements TaskStore {
 
   /** Claims entries of servers that stopped renewing them (they died), as room allows. */
   async #claim(): Promise<void> {
+    if (Date.now() < this.#claimAfter) return;
     const c = this.#consumer!;
     for (const task of c.tasks) {
       const room = Math.min(c.capacity - this.#held.size, c.room(task) - (this.#heldOf.get(task) ?? 0));
@@ -724,6 +752,35 @@ export class RedisStore implements TaskStore {
     }
   }
 
+  /**
+   * Gives entries this server read and has not started back to the queue (a pause): they go to the
+   * end of their streams, for any server to read.
+   */
+  #handBack(ids: number[]): void {
+    const args: string[] = [GROUP];
+    for (const id of ids) {
+      const h = this.#held.get(id);
+      if (!h) continue;
+      this.#release(id, h);
+      args.push(h.stream, h.entry);
+    }
+    if (args.length > 1) this.#script("handBack", args).catch(() => {});
+  }
+
+  /**
+   * After a reconnection: the tasks accepted here that wait for an end from another server, and
+   * whose record Redis no longer has (it restarted without keeping them), are reported lost.
+   */
+  async #checkLost(): Promise<void> {
+    const c = this.#consumer;
+    const waiting = c?.waitingElsewhere?.() ?? [];
+    for (let i = 0; i < waiting.length; i += 1000) {
+      const ids = waiting.slice(i, i + 1000);
+      const missing = await this.#script("missing", ids.map((id) => this.#key("t", id))) as number[];
+      if (missing.length > 0) c!.lost?.(missing.map((k) => ids[k - 1]));
+    }
+  }
+
   #lastCluster?: ClusterStats;
 
   async #report(): Promise<void> {
@@ -732,7 +789,7 @@ export class RedisStore implements TaskStore {
       "HSET",
       this.#key("instances"),
       this.instance,
-      JSON.stringify({ ...me, held: this.#held.size, seen: Date.now() }),
+      JSON.stringify({ ...me, held: this.#held.size, ids: this.#idsTaken, seen: Date.now() }),
     ]);
     this.#lastCluster = await this.#cluster();
   }

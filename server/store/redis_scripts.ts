@@ -186,3 +186,53 @@ for i = 2, #ARGV do
 end
 return trimmed
 `;
+
+/**
+ * Takes a block of task ids: `INCRBY <prefix>:ids`, but never below the highest id any server says
+ * it has taken (`ids` in each server's entry of `<prefix>:instances`, and ARGV[3], this server's):
+ * after Redis restarts without persistence, the counter starts again from 0, and ids must not.
+ * ARGV: prefix, block size, this server's highest id. Returns the block's last id.
+ */
+export const IDS_SCRIPT = `
+local p, n, floor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for _, json in ipairs(redis.call('HVALS', p .. ':instances')) do
+  local ok, m = pcall(cjson.decode, json)
+  if ok and type(m) == 'table' and tonumber(m.ids) and tonumber(m.ids) > floor then floor = tonumber(m.ids) end
+end
+local key = p .. ':ids'
+local cur = tonumber(redis.call('GET', key) or '0')
+if cur < floor then redis.call('SET', key, floor) end
+return redis.call('INCRBY', key, n)
+`;
+
+/** Records a failed attempt (unless the task's end is recorded already). ARGV: the record's key, attempts. */
+export const ATTEMPT_SCRIPT = `
+local s = redis.call('HGET', ARGV[1], 's')
+if s ~= 'done' and s ~= 'failed' then redis.call('HSET', ARGV[1], 's', 'queued', 'a', ARGV[2]) end
+return 0
+`;
+
+/**
+ * Hands entries back to the queue: each is copied to the end of its stream as a new entry (any
+ * server may read it), then acknowledged and deleted. ARGV: group, then pairs of stream and entry.
+ */
+export const HAND_BACK_SCRIPT = `
+local g = ARGV[1]
+for i = 2, #ARGV, 2 do
+  local stream, entry = ARGV[i], ARGV[i+1]
+  local e = redis.call('XRANGE', stream, entry, entry)
+  if e[1] then redis.call('XADD', stream, '*', unpack(e[1][2])) end
+  redis.call('XACK', stream, g, entry)
+  redis.call('XDEL', stream, entry)
+end
+return 0
+`;
+
+/** Which of the task records named in ARGV exist no more (Redis lost them). Returns their keys' positions (1-based). */
+export const MISSING_SCRIPT = `
+local out = {}
+for i = 1, #ARGV do
+  if redis.call('EXISTS', ARGV[i]) == 0 then out[#out+1] = i end
+end
+return out
+`;

@@ -157,6 +157,10 @@ export interface QueueConsumer {
   progress(id: number, percent: number, message: string): void;
   /** Whether Redis answers (false: accepting is refused with `store_unavailable`). */
   connection?(up: boolean, why: string): void;
+  /** Tasks accepted here that no server has reported ended, and that do not run here. */
+  waitingElsewhere?(): number[];
+  /** Of those, tasks Redis no longer has (it restarted without keeping them): they will never run. */
+  lost?(ids: number[]): void;
 }
 
 /** One server of the cluster, as it last reported itself. */
@@ -188,6 +192,8 @@ export interface SharedQueue {
   consume(consumer: QueueConsumer): void;
   /** The room changed (a pause, a resume): the next read takes it into account at once. */
   roomChanged(): void;
+  /** Gives tasks read here and not started back to the queue, for any server (a pause). */
+  handBack(ids: number[]): void;
   /** Forwards a running task's progress to the server that accepted it. */
   progress(id: number, percent: number, message: string): void;
   /** A task's state, wherever it runs or ran. */
