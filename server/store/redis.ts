@@ -98,6 +98,9 @@ interface PendingEnd {
 
 type Client = ReturnType<typeof createClient>;
 
+/** A stream entry's `t` field: data, format, tag, failed attempts, priority, the accepting server. */
+type EntryPayload = [unknown, Format, Tag | null, number, number, string];
+
 /** What a failed Redis call says, for a log line or an error reply. */
 function why(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -363,11 +366,17 @@ export class RedisStore implements TaskStore {
 
   accepted(task: AcceptedTask): void {
     const stream = this.#streamOf(task.task);
-    const fields: string[] = ["i", String(task.id), "d", JSON.stringify(task.data) ?? "null", "f", task.format];
-    if (task.tag !== undefined) fields.push("g", JSON.stringify(task.tag));
-    if (task.attempts) fields.push("a", String(task.attempts));
-    if (task.priority) fields.push("p", String(task.priority));
-    fields.push("o", this.instance);
+    // Two fields: the id (the claim script reads it) and the rest as one JSON text — fewer arguments
+    // to encode here and to store and decode in Redis than a field each.
+    const payload: EntryPayload = [
+      task.data ?? null,
+      task.format,
+      task.tag ?? null,
+      task.attempts,
+      task.priority ?? 0,
+      this.instance,
+    ];
+    const fields = ["i", String(task.id), "t", JSON.stringify(payload)];
     if (!this.#accepts) {
       const batch = { args: [], ids: [], streams: [], taken: Promise.withResolvers<void>() };
       // Nobody may be waiting for a batch (a schedule's run): its failure is handled by the caller's catch.
@@ -618,32 +627,34 @@ export class RedisStore implements TaskStore {
     stream: string,
     entry: string,
     f: Record<string, string>,
-    attempts = Number(f.a ?? 0),
+    attempts?: number,
     interrupted = 0,
     wasRunning = false,
   ): void {
     const id = Number(f.i);
     if (!Number.isSafeInteger(id) || this.#held.has(id)) return;
     this.#entries.delete(id);
-    const origin = f.o ?? "";
+    let p: EntryPayload;
+    try {
+      p = JSON.parse(f.t ?? "") as EntryPayload;
+    } catch {
+      log.error("redis: entry {entry} of {stream} cannot be read; dropping it", { entry, stream });
+      this.#cmd(["XACK", stream, GROUP, entry]).catch(() => {});
+      return;
+    }
+    const [data, format, tag, firstAttempts, priority, origin] = p;
     this.#held.set(id, { task, stream, entry, origin });
     this.#heldOf.set(task, (this.#heldOf.get(task) ?? 0) + 1);
-    let data: unknown = null;
-    try {
-      data = JSON.parse(f.d ?? "null");
-    } catch {
-      // written by this code: never
-    }
     this.#consumer!.deliver({
       id,
       task,
       data,
-      format: (f.f === "json" ? "json" : "text") as Format,
-      tag: f.g === undefined ? undefined : JSON.parse(f.g) as Tag,
-      attempts,
+      format,
+      tag: tag ?? undefined,
+      attempts: attempts ?? firstAttempts,
       interrupted,
       wasRunning,
-      priority: f.p === undefined ? undefined : Number(f.p),
+      priority: priority || undefined,
       origin,
     });
   }
