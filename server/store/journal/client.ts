@@ -22,6 +22,8 @@ import {
   JournalError,
   type JournalSync,
   type LoadedJournal,
+  pushAccepted,
+  pushEnded,
 } from "./file.ts";
 import type { AcceptedTask } from "../store.ts";
 
@@ -140,7 +142,7 @@ export class JournalClient {
 
   /** Records an accepted task: durable once a later {@linkcode commit} resolves. */
   accept(t: AcceptedTask): void {
-    this.#buffer.accepted.push(...acceptedRow(t, this.#batchTime ??= Date.now()));
+    pushAccepted(this.#buffer.accepted, t, this.#batchTime ??= Date.now());
     this.#schedule();
   }
 
@@ -164,7 +166,7 @@ export class JournalClient {
     json: string | undefined,
     error: { code: string; message: string } | undefined,
   ): void {
-    this.#buffer.ended.push(...endedRow(id, state, attempts, json, error, this.#batchTime ??= Date.now()));
+    pushEnded(this.#buffer.ended, id, state, attempts, json, error, this.#batchTime ??= Date.now());
     this.#schedule();
   }
 
