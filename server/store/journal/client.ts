@@ -14,9 +14,7 @@
 import { Worker } from "node:worker_threads";
 import { setImmediate } from "node:timers";
 import {
-  acceptedRow,
   ENDED_FIELDS,
-  endedRow,
   type JournalBatch,
   JournalDamagedError,
   JournalError,
