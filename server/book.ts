@@ -97,6 +97,11 @@ export function newRecord(
   return rec;
 }
 
+/** Whether a task has had its end (done or failed). */
+export function isFinished(rec: TaskRecord): rec is TaskRecord & { state: "done" | "failed" } {
+  return rec.state === "done" || rec.state === "failed";
+}
+
 /** What a finished record holds, in bytes, estimated: its result or error text, twice (UTF-16), and ~160 for the record. */
 function sizeOf(rec: TaskRecord): number {
   return 160 + 2 * ((rec.json?.length ?? 0) + (rec.error?.message.length ?? 0));
@@ -252,7 +257,7 @@ export class TaskBook {
 
   /** Forgets an unfinished task that was never this server's to finish (the broker: not taken, or handed back). */
   drop(rec: TaskRecord): void {
-    if (this.get(rec.id) !== rec || rec.state === "done" || rec.state === "failed") return;
+    if (this.get(rec.id) !== rec || isFinished(rec)) return;
     this.#delete(rec.id);
     this.#live--;
   }

@@ -13,6 +13,7 @@ import { InvalidDataError } from "../task/types.ts";
 import { compileTemplate, parseTiming, type Template } from "../task/timing.ts";
 import type { TaskSpec } from "../task/spec.ts";
 import { AuthThrottle, type TokenCheck } from "./auth.ts";
+import { isFinished } from "./book.ts";
 import type { TaskLifecycle } from "./lifecycle.ts";
 import type { Connection } from "./net/connection.ts";
 import type { LineEvent } from "./net/lines.ts";
@@ -313,8 +314,6 @@ export class Desk {
     }
     let summary = handler.accepted?.(data) ?? `${name} task queued`;
     if (runAt !== undefined) summary += `; it runs at ${new Date(runAt).toISOString()}`;
-    const unavailable = lifecycle.unavailable();
-    if (unavailable) return this.#refuse(c, format, tag, "store_unavailable", unavailable);
     let id: number;
     try {
       id = lifecycle.submit(
@@ -380,7 +379,7 @@ export class Desk {
     const shared = this.#p.lifecycle.shared;
     const known = this.#p.lifecycle.get(taskId);
     // With the broker, a task not run here may be running, or have ended, on another server: Redis knows.
-    if (shared && (!known || (!known.here && known.state !== "done" && known.state !== "failed"))) {
+    if (shared && (!known || (!known.here && !isFinished(known)))) {
       return c.sendLater(this.#sharedStatus(shared, format, tag, taskId));
     }
     const rec = known;

@@ -20,13 +20,20 @@ import { getLogger } from "@logtape/logtape";
 import { formatDuration } from "../cli/units.ts";
 import type { Outcome } from "../task/messages.ts";
 import { type Job, type PoolOptions, WorkerPool } from "../task/pool.ts";
-import { FailedTasks, newRecord, type ReplyTarget, TaskBook, type TaskRecord } from "./book.ts";
+import { FailedTasks, isFinished, newRecord, type ReplyTarget, TaskBook, type TaskRecord } from "./book.ts";
 import { MinHeap } from "../task/priority_queue.ts";
 import { type ErrorCode, type Format, type ListedState, reply, type Tag } from "./protocol.ts";
 import { LineBudget } from "./line_budget.ts";
 import { Metrics } from "./metrics.ts";
 import { Counters } from "./stats.ts";
-import type { DeliveredTask, Recovered, SharedQueue, TaskEnd, TaskStore } from "./store/store.ts";
+import {
+  type DeliveredTask,
+  type Recovered,
+  type SharedQueue,
+  StoreUnavailableError,
+  type TaskEnd,
+  type TaskStore,
+} from "./store/store.ts";
 
 export type { ReplyTarget } from "./book.ts";
 
@@ -140,6 +147,11 @@ export function retryDelay(attempt: number, base: number, max: number, random: (
  */
 function spent(job: Job): number {
   return job.attempt - (job.requeues ?? 0);
+}
+
+/** A finished task's end, as a store records it. */
+function endOf(rec: TaskRecord & { state: "done" | "failed" }): TaskEnd {
+  return { state: rec.state, attempts: rec.attempts, json: rec.json, error: rec.error };
 }
 
 /** A handler's log message with its `{name}` placeholders filled from its properties. */
@@ -326,7 +338,8 @@ export class TaskLifecycle {
   }
 
   /**
-   * Accepts a task: gives it an id, records it in the store, queues it. The caller sends
+   * Accepts a task: gives it an id, records it in the store, queues it. With the broker, throws
+   * `StoreUnavailableError` when Redis cannot be reached (nothing is accepted). The caller sends
    * `ACCEPTED` to `target` (the store's commit comes before it is written), and refuses the task
    * instead when {@linkcode full} says why.
    */
@@ -382,13 +395,6 @@ export class TaskLifecycle {
     return id;
   }
 
-  /** With the broker, while Redis cannot be reached: why no task can be accepted now. */
-  unavailable(): string | undefined {
-    const shared = this.#shared;
-    if (!shared || shared.up) return undefined;
-    return `Redis cannot be reached (${this.#store.name}); the server is reconnecting — send the task again in a moment`;
-  }
-
   /**
    * With the broker: resolves when the shared queue has taken task `id` (just submitted), rejects
    * when it has not (Redis is unreachable) — the task is then forgotten, and its client is told
@@ -439,7 +445,7 @@ export class TaskLifecycle {
       lost: (ids) => {
         for (const id of ids) {
           const rec = this.#book.get(id);
-          if (!rec || rec.here || rec.state === "done" || rec.state === "failed") continue;
+          if (!rec || rec.here || isFinished(rec)) continue;
           this.#finish(
             rec,
             {
@@ -461,7 +467,7 @@ export class TaskLifecycle {
       },
       progress: (id, percent, message) => {
         const rec = this.#book.get(id);
-        if (rec && rec.state !== "done" && rec.state !== "failed") {
+        if (rec && !isFinished(rec)) {
           rec.target?.send(reply.progress(rec.format, rec.id, rec.tag, percent, message));
         }
       },
@@ -494,9 +500,9 @@ export class TaskLifecycle {
   /** A task the shared queue handed to this server: accepted here, or by another server. */
   #delivered(t: DeliveredTask): void {
     let rec = this.#book.get(t.id);
-    if (rec && (rec.state === "done" || rec.state === "failed")) {
+    if (rec && isFinished(rec)) {
       // It ended here, and its end is on its way to Redis: nothing to run.
-      this.#store.ended(t.id, { state: rec.state, attempts: rec.attempts, json: rec.json, error: rec.error });
+      this.#store.ended(t.id, endOf(rec));
       return;
     }
     if (!rec) {
@@ -542,7 +548,7 @@ export class TaskLifecycle {
   /** A task accepted here ended on another server: its client hears it from here. */
   #endedElsewhere(id: number, end: TaskEnd): void {
     const rec = this.#book.get(id);
-    if (!rec || rec.state === "done" || rec.state === "failed") return;
+    if (!rec || isFinished(rec)) return;
     rec.attempts = end.attempts;
     this.#finish(rec, end.error, end.json, 0, false);
   }
@@ -558,7 +564,7 @@ export class TaskLifecycle {
     const k = `${task}\u0000${uniqueKey}`;
     const id = this.#unique.get(k);
     const rec = id === undefined ? undefined : this.#book.get(id);
-    if (rec && (rec.state !== "done" && rec.state !== "failed" || this.#clock.now() - rec.finishedAt < forMs)) {
+    if (rec && (!isFinished(rec) || this.#clock.now() - rec.finishedAt < forMs)) {
       return rec;
     }
     if (id !== undefined) this.#unique.delete(k);
@@ -570,7 +576,7 @@ export class TaskLifecycle {
    * once, if the task has ended already.
    */
   join(rec: TaskRecord, target: ReplyTarget, format: Format, tag?: Tag): void {
-    if (rec.state === "done" || rec.state === "failed") {
+    if (isFinished(rec)) {
       target.send(this.#finalReply(rec, format, tag, 0));
       return;
     }
@@ -665,7 +671,7 @@ export class TaskLifecycle {
   cancellable(id: number): Refusal | undefined {
     const rec = this.#book.get(id);
     if (!rec) return this.#unknown(id);
-    if (rec.state === "done" || rec.state === "failed") {
+    if (isFinished(rec)) {
       return {
         code: "conflict",
         message: `task ${id} is ${rec.state} already: only a queued or running task can be cancelled`,
@@ -726,10 +732,16 @@ export class TaskLifecycle {
       return { code: "unknown_task", message: `this server has no task "${rec.task}" any more` };
     }
     const size = JSON.stringify(rec.data)?.length ?? 4;
-    const newId = this.submit(
-      { task: rec.task, data: rec.data, ...s, size, retryOf: id, summary: `retry of ${id}` },
-      target,
-    );
+    let newId: number;
+    try {
+      newId = this.submit(
+        { task: rec.task, data: rec.data, ...s, size, retryOf: id, summary: `retry of ${id}` },
+        target,
+      );
+    } catch (e) {
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      return { code: "store_unavailable", message: `${e.message}; retry it again in a moment` };
+    }
     rec.retriedAs = newId;
     this.#failed.delete(id);
     this.#store.discarded(id);
@@ -968,9 +980,9 @@ export class TaskLifecycle {
 
   #settled(job: Job, outcome: Outcome, worker: number): void {
     const rec = this.#book.get(job.id);
-    if (rec && this.#shared && (rec.state === "done" || rec.state === "failed")) {
+    if (rec && this.#shared && isFinished(rec)) {
       // It ended on another server meanwhile (claimed while this one stalled): let its entry go.
-      this.#store.ended(rec.id, { state: rec.state, attempts: rec.attempts, json: rec.json, error: rec.error });
+      this.#store.ended(rec.id, endOf(rec));
       return;
     }
     if (!rec || rec.state !== "running" || rec.attempts !== job.attempt) return;

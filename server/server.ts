@@ -29,7 +29,7 @@ import type { ServeOptions } from "./options.ts";
 import type { ServerStats } from "./stats.ts";
 import { JournalError, JournalStore } from "./store/journal.ts";
 import { MemoryStore } from "./store/memory.ts";
-import type { SharedQueue, TaskStore } from "./store/store.ts";
+import { type SharedQueue, StoreUnavailableError, type TaskStore } from "./store/store.ts";
 import { parseBrokerUrl } from "./store/redis_url.ts";
 
 export { StartError } from "./errors.ts";
@@ -83,24 +83,26 @@ function startSchedules(
   }
   const scheduler: Scheduler = new Scheduler(specs, (spec, dueAt, run) => {
     const data = spec.data;
-    const unavailable = lifecycle.unavailable();
-    if (unavailable) {
+    let id: number;
+    try {
+      id = lifecycle.submit({
+        task: spec.task,
+        data,
+        format: "json",
+        connId: 0,
+        size: JSON.stringify(data)?.length ?? 4,
+        summary: `schedule ${spec.name}${run.catchUp ? " (a missed run, caught up)" : ""}`,
+        priority: spec.priority,
+      }, NOBODY);
+    } catch (e) {
+      if (!(e instanceof StoreUnavailableError)) throw e;
       log.error("schedule {name}: its run due {due} was not submitted: {why}", {
         name: spec.name,
         due: new Date(dueAt).toISOString(),
-        why: unavailable,
+        why: e.message,
       });
       return;
     }
-    const id = lifecycle.submit({
-      task: spec.task,
-      data,
-      format: "json",
-      connId: 0,
-      size: JSON.stringify(data)?.length ?? 4,
-      summary: `schedule ${spec.name}${run.catchUp ? " (a missed run, caught up)" : ""}`,
-      priority: spec.priority,
-    }, NOBODY);
     log.info("schedule {name}: task {id} ({task}), due {due}", {
       name: spec.name,
       id,

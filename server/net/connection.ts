@@ -28,6 +28,9 @@ const READ_SIZE = 4 * 1024;
 /** Bytes of the first reads, until one fills them. */
 const FIRST_READ_SIZE = 512;
 
+/** What a reply whose text comes later counts against `maxOutput` until it is written. */
+const LATER_SIZE = 64;
+
 /** What a connection hands to the server. */
 export interface ConnectionEvents {
   /** One event of the line framing (a line, a non-UTF-8 line, or an over-long one). */
@@ -86,6 +89,10 @@ export class Connection implements ReplyTarget {
   #paused: PromiseWithResolvers<void> | undefined;
   /** Replies to write, in order; a promise is a reply whose text is known only later (the broker's ACCEPTED). */
   #out: (string | Promise<string>)[] = [];
+  /** Characters counted for what is in {@linkcode #out} (a later reply counts {@linkcode LATER_SIZE}). */
+  #outSize = 0;
+  /** Later replies (promises) in {@linkcode #out}. */
+  #outLater = 0;
   /** A flush is scheduled or running; it writes everything queued until it finds the queue empty. */
   #flushing = false;
   #flushWaiters: (() => void)[] = [];
@@ -150,7 +157,7 @@ export class Connection implements ReplyTarget {
    * replies queued after it wait for it, so that their order stays the order of the requests.
    */
   sendLater(line: Promise<string>): void {
-    this.#queue(line, 64);
+    this.#queue(line, LATER_SIZE);
   }
 
   /**
@@ -159,13 +166,8 @@ export class Connection implements ReplyTarget {
    */
   sendAccepted(line: string): void {
     const hold = this.limits.hold;
-    if (!hold?.enabled || this.#outstanding > 1 || this.#flushing || this.#out.length > 0 || !this.#writable) {
-      return this.send(line);
-    }
-    this.#pending += line.length + 1;
-    this.#out.push(line);
-    this.#held = true;
-    hold.add(this);
+    const holds = hold?.enabled === true && this.#outstanding <= 1 && this.#out.length === 0;
+    this.#queue(line, line.length + 1, holds ? hold : undefined);
   }
 
   /** The hold's time is up: what this connection holds is written now. */
@@ -174,7 +176,8 @@ export class Connection implements ReplyTarget {
     this.#held = false;
   }
 
-  #queue(line: string | Promise<string>, size: number): void {
+  /** Queues a reply of `size` characters; with `hold`, its write waits for the hold (see {@linkcode sendAccepted}). */
+  #queue(line: string | Promise<string>, size: number, hold?: ReplyHold): void {
     if (!this.#writable) return;
     this.#pending += size;
     if (this.#pending > this.limits.maxOutput) {
@@ -183,7 +186,13 @@ export class Connection implements ReplyTarget {
       return;
     }
     this.#out.push(line);
-    if (!this.#flushing) this.#startFlush();
+    this.#outSize += size;
+    if (typeof line !== "string") this.#outLater++;
+    if (this.#flushing) return;
+    if (hold) {
+      this.#held = true;
+      hold.add(this);
+    } else this.#startFlush();
   }
 
   #startFlush(): void {
@@ -251,6 +260,8 @@ export class Connection implements ReplyTarget {
     if (!this.#writable) return;
     this.#writable = false;
     this.#out = [];
+    this.#outSize = 0;
+    this.#outLater = 0;
     this.#resumeReading?.();
     this.#paused?.resolve();
     try {
@@ -266,11 +277,14 @@ export class Connection implements ReplyTarget {
       while (this.#out.length > 0 && this.#writable) {
         // Take the replies first: those queued while the journal commits wait for the next commit.
         const out = this.#out;
+        const size = this.#outSize;
+        const later = this.#outLater;
         this.#out = [];
-        let size = 0;
-        for (const l of out) size += typeof l === "string" ? l.length + 1 : 64;
+        this.#outSize = 0;
+        this.#outLater = 0;
         if (this.events.beforeWrite) await this.events.beforeWrite();
-        const lines = out.some((l) => typeof l !== "string") ? await Promise.all(out) : out as string[];
+        // Only promises were queued by sendLater; without one, every reply is text already.
+        const lines = later > 0 ? await Promise.all(out) : out as string[];
         const text = lines.join("\n") + "\n";
         if (!this.#writable) break;
         const data = encoder.encode(text);

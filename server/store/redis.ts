@@ -70,10 +70,8 @@ export interface RedisStoreOptions {
   failedTtlMs?: number;
   /** PEM of the CA that signed Redis's certificate (`rediss://` with a private CA). */
   caCert?: string;
-  /** This server's name in the cluster. @default `<pid>-<6 random hex digits>` */
-  instance?: string;
   /** What this server says of itself to the cluster (`/stats`). */
-  describe?: () => { workers: number; address?: string };
+  describe?: () => { workers: number };
 }
 
 /** Why Redis could not be used at start: the server stops with this message. */
@@ -180,7 +178,6 @@ export class RedisStore implements TaskStore {
       progress: (id, percent, message) => this.#forwardProgress(id, percent, message),
       lookup: (id) => this.#lookup(id),
       lastId: async () => Number(await this.#cmd(["GET", this.#key("ids")]) ?? 0),
-      cluster: () => this.#cluster(),
       get up() {
         return isUp();
       },
@@ -245,7 +242,7 @@ export class RedisStore implements TaskStore {
       throw new BrokerError(explain(a, why(e)));
     }
     started = true;
-    const instance = opts.instance ?? `${Deno.pid}-${crypto.randomUUID().slice(0, 6)}`;
+    const instance = `${Deno.pid}-${crypto.randomUUID().slice(0, 6)}`;
     const store = new RedisStore(opts, conns, instance);
     await store.#loadScripts();
     await store.#takeIds();
@@ -275,10 +272,9 @@ export class RedisStore implements TaskStore {
       // empty starts its counter again from 0.
       setTimeout(() => {
         this.#report().catch(() => {});
-        this.#nextBlock ??= this.#takeIds().catch(() => {}).finally(() => (this.#nextBlock = undefined));
+        this.#prefetchIds();
       }, 2500);
     } else log.error("redis: {reason}; refusing new tasks (store_unavailable) and reconnecting", { reason });
-    this.#consumer?.connection?.(up, reason);
   }
 
   async #loadScripts(): Promise<void> {
@@ -328,6 +324,11 @@ export class RedisStore implements TaskStore {
   /** Ms since the epoch before which no entry is claimed (right after a reconnection). */
   #claimAfter = 0;
 
+  /** Takes the next block of ids in the background, unless that is under way already. */
+  #prefetchIds(): void {
+    this.#nextBlock ??= this.#takeIds().catch(() => {}).finally(() => (this.#nextBlock = undefined));
+  }
+
   async #takeIds(): Promise<void> {
     const last = Number(await this.#script("ids", [this.#prefix, ID_BLOCK, this.#idsTaken]));
     if (this.#ids.next > this.#ids.last) this.#ids = { next: last - ID_BLOCK + 1, last };
@@ -337,17 +338,20 @@ export class RedisStore implements TaskStore {
   #spare?: { next: number; last: number };
 
   #nextId(): number {
+    if (!this.#up) {
+      throw new StoreUnavailableError(`Redis cannot be reached (${this.name}); the server is reconnecting`);
+    }
     if (this.#ids.next > this.#ids.last && this.#spare) {
       this.#ids = this.#spare;
       this.#spare = undefined;
     }
     if (this.#ids.next > this.#ids.last) {
-      this.#nextBlock ??= this.#takeIds().catch(() => {}).finally(() => (this.#nextBlock = undefined));
+      this.#prefetchIds();
       throw new StoreUnavailableError("no task id could be had from Redis");
     }
     const id = this.#ids.next++;
     if (!this.#spare && this.#ids.last - this.#ids.next < ID_BLOCK / 2 && this.#up) {
-      this.#nextBlock ??= this.#takeIds().catch(() => {}).finally(() => (this.#nextBlock = undefined));
+      this.#prefetchIds();
     }
     return id;
   }
@@ -809,8 +813,8 @@ export class RedisStore implements TaskStore {
     const now = Date.now();
     const raw = fieldsOf(await this.#cmd(["HGETALL", this.#key("instances")]));
     const instances = Object.entries(raw).map(([instance, json]) => {
-      const m = JSON.parse(json) as { workers: number; held: number; seen: number; address?: string };
-      return { instance, seenMsAgo: now - m.seen, workers: m.workers, held: m.held, address: m.address };
+      const m = JSON.parse(json) as { workers: number; held: number; seen: number };
+      return { instance, seenMsAgo: now - m.seen, workers: m.workers, held: m.held };
     }).filter((m) => m.seenMsAgo < 10_000).sort((a, b) => a.instance.localeCompare(b.instance));
     const queues: ClusterStats["queues"] = {};
     for (const task of this.#consumer?.tasks ?? []) {

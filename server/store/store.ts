@@ -155,8 +155,6 @@ export interface QueueConsumer {
   ended(id: number, end: TaskEnd): void;
   /** A task accepted here reported progress on another server. */
   progress(id: number, percent: number, message: string): void;
-  /** Whether Redis answers (false: accepting is refused with `store_unavailable`). */
-  connection?(up: boolean, why: string): void;
   /** Tasks accepted here that no server has reported ended, and that do not run here. */
   waitingElsewhere?(): number[];
   /** Of those, tasks Redis no longer has (it restarted without keeping them): they will never run. */
@@ -170,7 +168,6 @@ export interface ClusterMember {
   seenMsAgo: number;
   workers: number;
   held: number;
-  address?: string;
 }
 
 /** The cluster as `/stats` shows it. */
@@ -184,7 +181,7 @@ export interface ClusterStats {
 export interface SharedQueue {
   /** This server's name in the cluster. */
   readonly instance: string;
-  /** A task id unique across the cluster; throws {@linkcode StoreUnavailableError} when none can be had. */
+  /** A task id unique across the cluster; throws {@linkcode StoreUnavailableError} when none can be had (Redis is unreachable). */
   nextId(): number;
   /** Resolves when the queue has taken task `id` (accepted just before); rejects when it has not. */
   taken(id: number): Promise<void> | undefined;
@@ -200,7 +197,6 @@ export interface SharedQueue {
   lookup(id: number): Promise<SharedStatus | undefined>;
   /** The highest task id issued across the cluster. */
   lastId(): Promise<number>;
-  cluster(): Promise<ClusterStats>;
   /** The cluster as last seen (refreshed every 2 s while consuming). */
   readonly lastCluster?: ClusterStats;
   /** Whether Redis answers now. */
