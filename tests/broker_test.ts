@@ -287,6 +287,11 @@ Deno.test({
         s.child.kill("SIGTERM");
         await s.exited();
       }
+      const tlsReuse = await runCli(
+        ["serve", "--port", "0", "--tls-cert", certs.paths.cert, "--tls-key", certs.paths.key, "--reuse-port"],
+      );
+      assert.equal(tlsReuse.code, 2);
+      assert.match(tlsReuse.stderr, /--reuse-port works with plain TCP only/);
       const untrusted = await runCli(["serve", "--port", "0", "--broker", redis.url]);
       assert.equal(untrusted.code, 2);
       assert.match(untrusted.stderr, /--broker: cannot use Redis at rediss:\/\/127\.0\.0\.1:\d+\/0: .*certificate/);
@@ -409,3 +414,26 @@ brokerTest(
     }
   },
 );
+
+Deno.test("serve: a --broker that is not a Redis address, --broker with --journal, and an unreadable --broker-ca stop start-up with what to do", async () => {
+  const http = await runCli(["serve", "--port", "0", "--broker", "http://127.0.0.1:6379"]);
+  assert.equal(http.code, 2);
+  assert.match(http.stderr, /--broker http:\/\/ is not a Redis address; write redis:\/\/host:6379\/0/);
+  const db = await runCli(["serve", "--port", "0", "--broker", "redis://127.0.0.1:1/x"]);
+  assert.equal(db.code, 2);
+  assert.match(db.stderr, /--broker: database "x" is not a number/);
+  const both = await runCli(["serve", "--port", "0", "--broker", "redis://127.0.0.1:1/0", "--journal", "j.db"]);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /--broker and --journal cannot be used together/);
+  const ca = await runCli([
+    "serve",
+    "--port",
+    "0",
+    "--broker",
+    "rediss://127.0.0.1:1/0",
+    "--broker-ca",
+    "/nonexistent/ca.pem",
+  ]);
+  assert.equal(ca.code, 2);
+  assert.match(ca.stderr, /--broker-ca \/nonexistent\/ca.pem: /);
+});
