@@ -11,55 +11,76 @@
  */
 import { type FlagSpec, HELP_FLAG, suggest, UsageError } from "./cli/flags.ts";
 import { type CompletedProgram, runCompletions, SHELLS } from "./cli/completions.ts";
-import { flagSpecs } from "./cli/options.ts";
 import { commandFor, programName } from "./cli/invocation.ts";
 import { VERSION, versionLine, wantsVersion } from "./cli/version.ts";
-import { runServe, SERVE_OPTIONS } from "./server/mod.ts";
-import { StartError } from "./server/mod.ts";
-import { CLIENT_FLAGS, runClient } from "./client/cli.ts";
-import { BENCH_FLAGS, runBench } from "./bench/cli.ts";
-import {
-  CANCEL_FLAGS,
-  PAUSE_FLAGS,
-  RETRY_FLAGS,
-  runCancel,
-  runPauseResume,
-  runRetry,
-  runStatus,
-  runTasks,
-  STATUS_FLAGS,
-  TASKS_FLAGS,
-} from "./client/admin.ts";
+import { StartError } from "./server/errors.ts";
 
 export { VERSION };
 
+// Each command loads its own modules when it runs: a process runs one command, and the others'
+// modules (the client's, the benchmark's, the server's) only cost it memory — a few MiB of heap and
+// compiled code in a server that stays up for months.
 const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
-  serve: { run: runServe, help: "run the task server (like the seed's Server.php)" },
-  client: { run: runClient, help: "send tasks and print their results (like the seed's Client.php)" },
-  status: { run: runStatus, help: "a running server's counters: tasks, queue, workers (its /stats)" },
-  tasks: { run: runTasks, help: "list a server's failed, running or queued tasks" },
-  retry: { run: runRetry, help: "run failed tasks again under new ids, and wait for their results" },
-  cancel: { run: runCancel, help: "stop queued or running tasks" },
-  pause: { run: (args) => runPauseResume("pause", args), help: "stop starting tasks of a name (or all): they wait" },
-  resume: { run: (args) => runPauseResume("resume", args), help: "start paused tasks again" },
-  bench: { run: runBench, help: "load-test a server: tasks/s, latency percentiles, lost tasks" },
+  serve: {
+    run: async (args) => (await import("./server/cli.ts")).runServe(args),
+    help: "run the task server (like the seed's Server.php)",
+  },
+  client: {
+    run: async (args) => (await import("./client/cli.ts")).runClient(args),
+    help: "send tasks and print their results (like the seed's Client.php)",
+  },
+  status: {
+    run: async (args) => (await import("./client/admin.ts")).runStatus(args),
+    help: "a running server's counters: tasks, queue, workers (its /stats)",
+  },
+  tasks: {
+    run: async (args) => (await import("./client/admin.ts")).runTasks(args),
+    help: "list a server's failed, running or queued tasks",
+  },
+  retry: {
+    run: async (args) => (await import("./client/admin.ts")).runRetry(args),
+    help: "run failed tasks again under new ids, and wait for their results",
+  },
+  cancel: {
+    run: async (args) => (await import("./client/admin.ts")).runCancel(args),
+    help: "stop queued or running tasks",
+  },
+  pause: {
+    run: async (args) => (await import("./client/admin.ts")).runPauseResume("pause", args),
+    help: "stop starting tasks of a name (or all): they wait",
+  },
+  resume: {
+    run: async (args) => (await import("./client/admin.ts")).runPauseResume("resume", args),
+    help: "start paused tasks again",
+  },
+  bench: {
+    run: async (args) => (await import("./bench/cli.ts")).runBench(args),
+    help: "load-test a server: tasks/s, latency percentiles, lost tasks",
+  },
   completions: {
-    run: (args) => Promise.resolve(runCompletions(args, completedProgram())),
+    run: async (args) => runCompletions(args, await completedProgram()),
     help: `print a shell completion script: ${SHELLS.join(", ")}`,
   },
 };
 
 /** The commands and their flag tables, for `completions`. */
-function completedProgram(): CompletedProgram {
+async function completedProgram(): Promise<CompletedProgram> {
+  const [{ flagSpecs }, { SERVE_OPTIONS }, { CLIENT_FLAGS }, admin, { BENCH_FLAGS }] = await Promise.all([
+    import("./cli/options.ts"),
+    import("./server/options.ts"),
+    import("./client/cli.ts"),
+    import("./client/admin.ts"),
+    import("./bench/cli.ts"),
+  ]);
   const tables: [string, readonly FlagSpec[]][] = [
     ["serve", flagSpecs(SERVE_OPTIONS)],
     ["client", CLIENT_FLAGS],
-    ["status", STATUS_FLAGS],
-    ["tasks", TASKS_FLAGS],
-    ["retry", RETRY_FLAGS],
-    ["cancel", CANCEL_FLAGS],
-    ["pause", PAUSE_FLAGS],
-    ["resume", PAUSE_FLAGS],
+    ["status", admin.STATUS_FLAGS],
+    ["tasks", admin.TASKS_FLAGS],
+    ["retry", admin.RETRY_FLAGS],
+    ["cancel", admin.CANCEL_FLAGS],
+    ["pause", admin.PAUSE_FLAGS],
+    ["resume", admin.PAUSE_FLAGS],
     ["bench", BENCH_FLAGS],
     ["completions", [HELP_FLAG]],
   ];

@@ -15,19 +15,18 @@ import { createRegistry, type HandlerRegistry } from "../task/handlers/mod.ts";
 import type { TaskLimits } from "../task/pool.ts";
 import type { HandlerSettings, TaskSpec } from "../task/spec.ts";
 import { parseRateLimits, RateLimiter } from "../task/rate.ts";
-import { isLoopback, TokenCheck } from "./auth.ts";
+import { isLoopback } from "./auth.ts";
 import { Desk } from "./desk.ts";
 import { StartError } from "./errors.ts";
 import type { HttpServer } from "./http/mod.ts";
 import { type ReplyTarget, TaskLifecycle } from "./lifecycle.ts";
-import { Scheduler, type ScheduleSpec } from "../task/schedule.ts";
+import type { Scheduler, ScheduleSpec } from "../task/schedule.ts";
 import type { Metrics } from "./metrics.ts";
 import { Listener, openListener } from "./listen.ts";
 import { PollGate } from "./net/poll_gate.ts";
 import type { SocketListener } from "./net/tls.ts";
 import type { ServeOptions } from "./options.ts";
 import type { ServerStats } from "./stats.ts";
-import { JournalError, JournalStore } from "./store/journal.ts";
 import { MemoryStore } from "./store/memory.ts";
 import { type SharedQueue, StoreUnavailableError, type TaskStore } from "./store/store.ts";
 import { parseBrokerUrl } from "./store/redis_url.ts";
@@ -68,6 +67,7 @@ const NOBODY: ReplyTarget = { writable: false, send() {}, taskAccepted() {}, tas
  * a restart a missed run follows its schedule's `missed` policy.
  */
 function startSchedules(
+  schedule: typeof import("../task/schedule.ts"),
   specs: ScheduleSpec[],
   lifecycle: TaskLifecycle,
   store: TaskStore,
@@ -81,7 +81,7 @@ function startSchedules(
       store: store.name,
     });
   }
-  const scheduler: Scheduler = new Scheduler(specs, (spec, dueAt, run) => {
+  const scheduler: Scheduler = new schedule.Scheduler(specs, (spec, dueAt, run) => {
     const data = spec.data;
     let id: number;
     try {
@@ -142,10 +142,19 @@ function rateLimiters(limits: Map<string, TaskLimits>): [string, RateLimiter][] 
   );
 }
 
+/**
+ * The journal's module, once `--journal` has loaded it: loaded only then, because it brings
+ * node:sqlite and the journal's thread along. Without it no store is a journal, and no error a
+ * journal error.
+ */
+let journal: typeof import("./store/journal.ts") | undefined;
+
 async function openStore(options: ServeOptions, hooks: ServerHooks): Promise<TaskStore> {
   if (options.broker) return await openBroker(options, options.broker);
   if (!options.journal) return new MemoryStore();
   const path = options.journal;
+  journal ??= await import("./store/journal.ts");
+  const { JournalError, JournalStore } = journal;
   try {
     const store = await JournalStore.open(path, {
       sync: options.journalSync,
@@ -316,6 +325,10 @@ export class TaskServer {
         `--task "${opts.defaultTask}" is not a task this server knows; use one of ${[...registry.keys()].join(", ")}`,
       );
     }
+    // Loaded only when used, and before anything starts: the cron parser (croner) with a schedules
+    // map, node:crypto with a token. A server without them does not carry their code and heap.
+    const schedule = opts.schedules?.length ? await import("../task/schedule.ts") : undefined;
+    const token = opts.token ? new (await import("./token.ts")).TokenCheck(opts.token) : undefined;
     const store = await openStore(opts, hooks);
     let socket: SocketListener;
     let recovered;
@@ -324,7 +337,7 @@ export class TaskServer {
       socket = await openListener(opts);
     } catch (e) {
       await store.close().catch(() => {});
-      if (e instanceof JournalError) throw new StartError(e.message);
+      if (journal && e instanceof journal.JournalError) throw new StartError(e.message);
       throw e;
     }
     // Without its loopback socket pair (no 127.0.0.1 here, or a narrower --allow-net) the server
@@ -368,11 +381,12 @@ export class TaskServer {
     lifecycle.recover(recovered);
     // With the broker: take as many tasks as the workers run at once, and as many again waiting.
     lifecycle.consume(2 * opts.workers * opts.concurrency, (task) => limits.get(task)?.concurrency);
-    const periodic = opts.schedules?.length
-      ? startSchedules(opts.schedules, lifecycle, store, recovered.state)
+    const periodic = schedule && opts.schedules?.length
+      ? startSchedules(schedule, opts.schedules, lifecycle, store, recovered.state)
       : undefined;
-    if (store instanceof JournalStore) store.client.onCommit = (s) => lifecycle.metrics.journalCommit(s);
-    const token = opts.token ? new TokenCheck(opts.token) : undefined;
+    if (journal && store instanceof journal.JournalStore) {
+      store.client.onCommit = (s) => lifecycle.metrics.journalCommit(s);
+    }
     const desk = new Desk({
       lifecycle,
       registry: current,

@@ -24,7 +24,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { createHash } from "node:crypto";
-import { TokenCheck } from "../auth.ts";
+import { TokenCheck } from "../token.ts";
 import type { Metrics } from "../metrics.ts";
 import type { ServerStats } from "../stats.ts";
 import { connectHost, type HttpAddress, urlHost } from "./address.ts";

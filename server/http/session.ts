@@ -11,7 +11,7 @@
  * @module
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import type { TokenCheck } from "../auth.ts";
+import type { TokenCheck } from "../token.ts";
 
 /** The session cookie's name. */
 export const SESSION_COOKIE = "asynctask_session";
@@ -23,7 +23,7 @@ export const SESSION_SECONDS = 12 * 3600;
  *
  * @example
  * ```ts
- * import { TokenCheck } from "../auth.ts";
+ * import { TokenCheck } from "../token.ts";
  * import { Sessions } from "./session.ts";
  * import assert from "node:assert/strict";
  * const s = new Sessions(new TokenCheck("s3cret"), false);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TokenCheck } from "../auth.ts";
+import { TokenCheck } from "../token.ts";
 import { cookieValue, SESSION_COOKIE, SESSION_SECONDS, Sessions } from "./session.ts";
 
 const cookieOf = (setCookie: string) => setCookie.split(";")[0];
