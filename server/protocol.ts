@@ -149,11 +149,22 @@ export function parseRequest(line: string): Request | undefined {
   const rest = space < 0 ? "" : text.slice(space + 1).trim();
   switch (command) {
     case "/task": {
-      const m = /^(\S+)\s*([\s\S]*)$/.exec(rest);
       const usage = "usage: /task <name> [--priority N] [--delay D | --run-at T] [--unique KEY] <payload>";
-      if (!m) return invalid("text", "bad_request", usage);
+      // The usual `/task <name> <payload>` (a printable ASCII name, one space, the payload) is split
+      // without the expression below, whose match array and captures cost an allocation each per task.
+      let name: string;
+      let payload: string;
+      const sp = rest.indexOf(" ");
+      if (sp > 0 && printable(rest, 0, sp) && printable(rest, sp + 1, sp + 2)) {
+        name = rest.slice(0, sp);
+        payload = rest.slice(sp + 1);
+      } else {
+        const m = /^(\S+)\s*([\s\S]*)$/.exec(rest);
+        if (!m) return invalid("text", "bad_request", usage);
+        name = m[1];
+        payload = m[2];
+      }
       // Options first, each with its value: --priority 5 --delay 30s …; the rest is the payload.
-      let payload = m[2];
       let timing: TimingFields | undefined;
       // Options only when the payload starts with "--" (the plain case pays one comparison).
       if (payload.startsWith("--")) {
@@ -170,8 +181,8 @@ export function parseRequest(line: string): Request | undefined {
       }
       if (/^--[\w-]+$/.test(payload)) return invalid("text", "bad_request", `${payload} needs a value; ${usage}`);
       return timing
-        ? { kind: "submit", format: "text", task: m[1], data: payload, timing }
-        : { kind: "submit", format: "text", task: m[1], data: payload };
+        ? { kind: "submit", format: "text", task: name, data: payload, timing }
+        : { kind: "submit", format: "text", task: name, data: payload };
     }
     case "/status": {
       const id = parseTaskId(rest);
@@ -211,6 +222,16 @@ export function parseRequest(line: string): Request | undefined {
     default:
       return invalid("text", "bad_request", `unknown command ${command.slice(0, 40)}; commands are ${TEXT_COMMANDS}`);
   }
+}
+
+/** Whether `s[from..to)` is non-empty and printable ASCII (no whitespace), which `\S` matches too. */
+function printable(s: string, from: number, to: number): boolean {
+  if (to > s.length || from >= to) return false;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 32 || c >= 127) return false;
+  }
+  return true;
 }
 
 function invalid(format: Format, code: ErrorCode, message: string, tag?: Tag): Request {

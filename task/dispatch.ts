@@ -38,11 +38,32 @@ export function pickSlot(
   capacity: number,
   cursor: { next: number },
 ): number {
-  const n = slots.length;
+  return pickSlotOf(mode, slots.map((s) => s.busy), capacity, cursor);
+}
+
+/**
+ * {@linkcode pickSlot} on the slots' counts of tasks in flight, `busy[i]` for slot `i`: the pool
+ * keeps them in an array while it dispatches a batch, instead of counting each slot per task.
+ *
+ * @example
+ * ```ts
+ * import { pickSlotOf } from "./dispatch.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(pickSlotOf("least-busy", [3, 1, 1], 10, { next: 0 }), 1);
+ * assert.equal(pickSlotOf("round-robin", [10, 10], 10, { next: 0 }), -1);
+ * ```
+ */
+export function pickSlotOf(
+  mode: Exclude<DispatchMode, "connection">,
+  busy: readonly number[],
+  capacity: number,
+  cursor: { next: number },
+): number {
+  const n = busy.length;
   if (mode === "round-robin") {
     for (let k = 0; k < n; k++) {
       const i = (cursor.next + k) % n;
-      if (slots[i].busy < capacity) {
+      if (busy[i] < capacity) {
         cursor.next = (i + 1) % n;
         return i;
       }
@@ -52,10 +73,9 @@ export function pickSlot(
   let best = -1;
   let bestBusy = capacity;
   for (let i = 0; i < n; i++) {
-    const busy = slots[i].busy;
-    if (busy < bestBusy) {
+    if (busy[i] < bestBusy) {
       best = i;
-      bestBusy = busy;
+      bestBusy = busy[i];
     }
   }
   return best;

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { connectionSlot, type DispatchMode, pickSlot } from "./dispatch.ts";
+import { connectionSlot, type DispatchMode, pickSlot, pickSlotOf } from "./dispatch.ts";
 import {
   type FailureCode,
   type Outcome,
@@ -374,19 +374,26 @@ export class WorkerPool {
     if (this.#queued === 0 || this.#closed) return;
     if (this.#probation.length > 0) this.#placeProbation();
     if (this.#parkedCount > 0) this.#unpark();
-    const { concurrency } = this.#opts;
-    if (this.#opts.dispatch === "connection") {
+    const { concurrency, dispatch } = this.#opts;
+    if (dispatch === "connection") {
       for (const slot of this.#slots) {
         while (slot.lane.length > 0 && slot.busy < concurrency) this.#dispatch(slot, slot.lane.shift()!);
       }
       return;
     }
+    // Each slot counted once per drain, not once per task: a dispatch changes only its own slot's count.
+    const busy = this.#busy;
+    for (let i = 0; i < this.#slots.length; i++) busy[i] = this.#slots[i].busy;
     while (this.#shared.length > 0) {
-      const i = this.#slotFor(this.#shared.peek()!);
+      const i = pickSlotOf(dispatch, busy, concurrency, this.#cursor);
       if (i < 0) return;
       this.#dispatch(this.#slots[i], this.#shared.shift()!);
+      busy[i] = this.#slots[i].busy;
     }
   }
+
+  /** The slots' counts of tasks in flight during a drain (see {@linkcode #drain}). */
+  readonly #busy: number[] = [];
 
   /** Starts `job` on `slot`, unless its task is at its limit (parked) or it is on probation and the slot's worker has one. */
   #dispatch(slot: Slot, job: Job): void {
