@@ -88,6 +88,7 @@ interface Held {
 
 interface PendingEnd {
   id: number;
+  task: string;
   stream: string;
   entry: string;
   end: TaskEnd;
@@ -102,6 +103,37 @@ type EntryPayload = [unknown, Format, Tag | null, number, number, string];
 /** What a failed Redis call says, for a log line or an error reply. */
 function why(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * A free text (an error's code and message, a task name) fit to pack for a script: U+0000 ends a
+ * packed field (SPLIT in redis_scripts.ts) and U+0001 separates the parts of a recorded end, so
+ * either inside is replaced (JSON texts never hold one).
+ */
+function packable(s: string): string {
+  return SEPARATORS.test(s) ? s.replace(SEPARATORS_ALL, "\uFFFD") : s;
+}
+// The two separators, on purpose.
+// deno-lint-ignore no-control-regex
+const SEPARATORS = /[\0\x01]/;
+// deno-lint-ignore no-control-regex
+const SEPARATORS_ALL = /[\0\x01]/g;
+
+/** A recorded end (a record's `e`, a results stream entry's `e`; see END_SCRIPT): its parts. */
+function endOf(
+  e: string,
+): { state: "done" | "failed"; attempts: number; instance: string; task: string; end: TaskEnd } {
+  const [state, attempts, , instance, task, json, code, message] = e.split("\x01");
+  const n = Number(attempts);
+  return {
+    state: state === "done" ? "done" : "failed",
+    attempts: n,
+    instance,
+    task,
+    end: state === "done"
+      ? { state: "done", attempts: n, json }
+      : { state: "failed", attempts: n, error: { code, message } },
+  };
 }
 
 /** An entry's fields (`[f1, v1, f2, v2, …]`) as a record. */
@@ -364,9 +396,9 @@ export class RedisStore implements TaskStore {
   }
 
   /** Accepts of this turn, written by one script call at its end; `taken` settles for all of them. */
-  #accepts?: { args: string[]; ids: number[]; streams: string[]; taken: PromiseWithResolvers<void> };
-  /** Starts of this turn: ids and attempts, written by one script call at its end. */
-  #starts: string[] = [];
+  #accepts?: { packed: string; ids: number[]; streams: string[]; taken: PromiseWithResolvers<void> };
+  /** Starts of this turn, packed (see START_SCRIPT), written by one script call at its end. */
+  #starts = "";
 
   accepted(task: AcceptedTask): void {
     const stream = this.#streamOf(task.task);
@@ -380,24 +412,17 @@ export class RedisStore implements TaskStore {
       task.priority ?? 0,
       this.instance,
     ];
-    const fields = ["i", String(task.id), "t", JSON.stringify(payload)];
     if (!this.#accepts) {
-      const batch = { args: [], ids: [], streams: [], taken: Promise.withResolvers<void>() };
+      const batch = { packed: "", ids: [], streams: [], taken: Promise.withResolvers<void>() };
       // Nobody may be waiting for a batch (a schedule's run): its failure is handled by the caller's catch.
       batch.taken.promise.catch(() => {});
       this.#accepts = batch;
       queueMicrotask(() => this.#writeAccepts());
     }
     const b = this.#accepts;
-    b.args.push(
-      String(task.id),
-      stream,
-      task.task,
-      task.format,
-      task.runAt === undefined ? "" : String(task.runAt),
-      String(fields.length),
-      ...fields,
-    );
+    // The entry's fields are `i` (the id: the claim script reads it) and `t`, the rest as one JSON
+    // text — fewer to encode here and to store and decode in Redis than a field each.
+    b.packed += `${stream}\0${task.id}\0${packable(task.task)}\0${task.runAt ?? ""}\0${JSON.stringify(payload)}\0`;
     b.ids.push(task.id);
     b.streams.push(stream);
     this.#taking.set(task.id, b.taken.promise);
@@ -407,10 +432,10 @@ export class RedisStore implements TaskStore {
     const b = this.#accepts;
     if (!b) return; // written already, by commit()
     this.#accepts = undefined;
-    const written = this.#script("accept", [this.#prefix, this.instance, ...b.args]);
+    const written = this.#script("accept", [this.#prefix, b.packed]);
     written.then(
       (entries) => {
-        const list = Array.isArray(entries) ? entries : [];
+        const list = typeof entries === "string" ? entries.split(" ") : [];
         b.ids.forEach((id, i) => {
           const entry = list[i];
           if (typeof entry === "string" && entry !== "") this.#entries.set(id, { stream: b.streams[i], entry });
@@ -426,15 +451,15 @@ export class RedisStore implements TaskStore {
   }
 
   started(id: number, attempt: number): void {
-    if (this.#starts.length === 0) queueMicrotask(() => this.#writeStarts());
-    this.#starts.push(String(id), String(attempt));
+    if (this.#starts === "") queueMicrotask(() => this.#writeStarts());
+    this.#starts += `${id}\0${attempt} ${this.instance}\0${packable(this.#held.get(id)?.task ?? "")}\0`;
   }
 
   #writeStarts(): void {
-    if (this.#starts.length === 0) return;
+    if (this.#starts === "") return;
     const starts = this.#starts;
-    this.#starts = [];
-    this.#script("start", [this.#prefix, this.instance, ...starts]).catch(() => {});
+    this.#starts = "";
+    this.#script("start", [this.#prefix, starts]).catch(() => {});
   }
 
   attemptFailed(id: number, attempt: number): void {
@@ -450,12 +475,14 @@ export class RedisStore implements TaskStore {
     this.#entries.delete(id);
     const stream = h?.stream ?? unread?.stream ?? "";
     const entry = h ? h.entry : unread ? `!${unread.entry}` : "";
-    this.#ends.push({ id, stream, entry, end, origin: h?.origin ?? "" });
+    const task = h?.task ?? (unread ? stream.slice(this.#key("q").length + 1) : "");
+    this.#ends.push({ id, task, stream, entry, end, origin: h?.origin ?? "" });
     if (this.#ends.length === 1) queueMicrotask(() => this.#flushEnds());
   }
 
   discarded(id: number): void {
     this.#cmd(["DEL", this.#key("t", id)]).catch(() => {});
+    this.#cmd(["HDEL", this.#key("queued"), String(id)]).catch(() => {});
   }
 
   saveState(key: string, json: string): void {
@@ -500,28 +527,18 @@ export class RedisStore implements TaskStore {
     try {
       while (this.#ends.length > 0) {
         const batch = this.#ends.slice(0, END_BATCH);
-        const args: (string | number)[] = [
-          this.#prefix,
-          GROUP,
-          this.instance,
-          this.#resultTtlMs,
-          this.#failedTtlMs,
-          Date.now(),
-        ];
+        let packed = "";
+        // The end's parts, after its state and attempts: finish time, this instance, task name (endOf reads them).
+        const here = `\x01${Date.now()}\x01${this.instance}\x01`;
         for (const e of batch) {
-          args.push(
-            e.id,
-            e.stream,
-            e.entry,
-            e.end.state,
-            e.end.attempts,
-            e.end.json ?? "",
-            e.end.error?.code ?? "",
-            e.end.error?.message ?? "",
-            e.origin,
-          );
+          const error = e.end.error;
+          packed += `${e.id}\0${e.stream}\0${e.entry}\0${e.origin}\0${e.end.state}\x01${e.end.attempts}${here}${
+            packable(e.task)
+          }\x01${e.end.json ?? ""}\x01${error ? packable(error.code) : ""}\x01${
+            error ? packable(error.message) : ""
+          }\0`;
         }
-        await this.#script("end", args);
+        await this.#script("end", [this.#prefix, GROUP, this.instance, this.#resultTtlMs, this.#failedTtlMs, packed]);
         this.#ends.splice(0, batch.length);
       }
     } catch (e) {
@@ -684,8 +701,7 @@ export class RedisStore implements TaskStore {
           const id = Number(f.i);
           if (f.k !== "p") this.#entries.delete(id);
           if (f.k === "p") c.progress(id, Number(f.pc ?? 0), f.m ?? "");
-          else if (f.s === "done") c.ended(id, { state: "done", attempts: Number(f.a), json: f.j });
-          else c.ended(id, { state: "failed", attempts: Number(f.a), error: { code: f.c, message: f.m } });
+          else c.ended(id, endOf(f.e ?? "").end);
         }
       }
       this.#cmd(["XTRIM", key, "MINID", last]).catch(() => {});
@@ -791,7 +807,7 @@ export class RedisStore implements TaskStore {
     const waiting = c?.waitingElsewhere?.() ?? [];
     for (let i = 0; i < waiting.length; i += 1000) {
       const ids = waiting.slice(i, i + 1000);
-      const missing = await this.#script("missing", ids.map((id) => this.#key("t", id))) as number[];
+      const missing = await this.#script("missing", [this.#prefix, ...ids]) as number[];
       if (missing.length > 0) c!.lost?.(missing.map((k) => ids[k - 1]));
     }
   }
@@ -828,18 +844,34 @@ export class RedisStore implements TaskStore {
     return { instances, queues };
   }
 
+  /**
+   * A task's state from its record: its end (`e`) first, then its start (`r`: attempt and
+   * instance), then `s` (scheduled, or queued again); a task with no record yet is queued if the
+   * queued index names it.
+   */
   async #lookup(id: number): Promise<SharedStatus | undefined> {
-    const h = fieldsOf(await this.#cmd(["HGETALL", this.#key("t", id)]));
-    if (!h.s) return undefined;
-    const state = h.s as SharedStatus["state"];
-    return {
-      state,
-      task: h.n ?? "",
-      attempts: Number((state === "running" ? h.ra : h.a) ?? 0),
-      ...(state === "done" ? { json: h.j } : {}),
-      ...(state === "failed" ? { error: { code: h.c ?? "", message: h.m ?? "" } } : {}),
-      ...(h.x ? { instance: h.x } : {}),
-    };
+    const [record, queued] = await Promise.all([
+      this.#cmd(["HGETALL", this.#key("t", id)]),
+      this.#cmd(["HGET", this.#key("queued"), String(id)]),
+    ]);
+    const h = fieldsOf(record);
+    const task = h.n ?? (typeof queued === "string" ? queued : "");
+    if (h.e !== undefined) {
+      const e = endOf(h.e);
+      return {
+        state: e.state,
+        task: e.task || task,
+        attempts: e.attempts,
+        ...(e.end.state === "done" ? { json: e.end.json } : { error: e.end.error }),
+        ...(e.instance ? { instance: e.instance } : {}),
+      };
+    }
+    if (h.r !== undefined) {
+      const space = h.r.indexOf(" ");
+      return { state: "running", task, attempts: Number(h.r.slice(0, space)), instance: h.r.slice(space + 1) };
+    }
+    if (h.s) return { state: h.s as SharedStatus["state"], task, attempts: Number(h.a ?? 0) };
+    return typeof queued === "string" ? { state: "queued", task, attempts: Number(h.a ?? 0) } : undefined;
   }
 }
 
