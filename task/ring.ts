@@ -67,14 +67,19 @@ export class RingWriter {
     const max = HEAD + nums.length * 8 + text.length * 3 + 8;
     const r = Atomics.load(this.#ctrl, R);
     let w = this.#w;
-    if (w >= r) {
-      // Keep 8 bytes at the end for a wrap marker; never let w catch up with r.
-      if (max > this.#cap - w - 8) {
-        if (max >= r) return false;
-        this.#i32[w >> 2] = WRAP;
-        w = 0;
-      }
-    } else if (max >= r - w) return false;
+    // Keep 8 bytes at the end for a wrap marker; never let w catch up with r. Every comparison and
+    // the marker's store run on every write, though the wrap takes them once a ring's length: a
+    // branch the optimised code has never seen taken deoptimises it when it is (each isolate's
+    // ring wraps for the first time well after its write is optimised) and has it compiled again.
+    const ahead = w >= r;
+    const fitsTail = max <= this.#cap - w - 8;
+    const fitsHead = max < r;
+    const fitsGap = max < r - w;
+    if (ahead ? !fitsTail && !fitsHead : !fitsGap) return false;
+    const wrap = ahead && !fitsTail;
+    // Free space either way: without a wrap the record's header overwrites it below.
+    this.#i32[w >> 2] = wrap ? WRAP : 0;
+    if (wrap) w = 0;
     const i = w >> 2;
     let at = (w + HEAD) >> 3;
     for (let k = 0; k < nums.length; k++) this.#f64[at++] = nums[k];
