@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { ECHO_LOAD, runLoad } from "./load.ts";
+import { ECHO_LOAD, runLoad, warmUp } from "./load.ts";
 import type { LoadOptions, LoadReport } from "./load.ts";
 import { asynctaskCommand, type ServerProcess, startServerProcess } from "./process.ts";
 import { cpuUs, freePort, reason, which } from "./peers/common.ts";
@@ -63,6 +63,7 @@ async function row(label: string, o: Partial<LoadOptions>, servers: number): Pro
       stops.unshift(() => s.stop());
       started.push(s);
     }
+    await warmUp({ ...ECHO_LOAD, port: started[0].port, drainTimeoutMs: 60_000, ...o });
     if (redisPort) await redisCommand(redisPort, "CONFIG RESETSTAT");
     const ours = () => started.reduce((sum, s) => sum + cpuUs(s.pid), 0);
     const [cpu0, redis0] = [ours(), redisPid ? cpuUs(redisPid) : 0];

@@ -24,7 +24,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ECHO_LOAD, type LoadOptions, type LoadReport, runLoad } from "./load.ts";
+import { ECHO_LOAD, type LoadOptions, type LoadReport, runLoad, warmUp } from "./load.ts";
 import { asynctaskCommand, bareCommand, startServerProcess } from "./process.ts";
 import { reportJson } from "./cli.ts";
 import { cpuUs, loadText, type PeerLoad, type PeerOutcome } from "./peers/common.ts";
@@ -57,6 +57,9 @@ function load(port: number, o: Partial<LoadOptions>): Promise<LoadReport> {
   return runLoad({ ...ECHO_LOAD, port, ...o });
 }
 
+/** A tenth of the load first, not counted ({@linkcode warmUp}). */
+const warm = (port: number, o: Partial<LoadOptions>) => warmUp({ ...ECHO_LOAD, port, ...o });
+
 function check(name: string, r: LoadReport, expected: number): void {
   if (r.lost > 0 || r.unanswered > 0 || r.done !== expected) {
     problems.push(`${name}: ${r.done} of ${expected} done, ${r.lost} lost, ${r.unanswered} unanswered`);
@@ -81,6 +84,7 @@ interface Run {
 /** Runs a load against a server started with these serve flags (none: the in-memory default). */
 async function runOurs(o: Partial<LoadOptions>, ...serveArgs: string[]): Promise<Run> {
   const server = await serve(...serveArgs);
+  await warm(server.port, o);
   let peakKiB = 0;
   const sampler = setInterval(() => (peakKiB = Math.max(peakKiB, server.rssKiB())), 100);
   const cpu0 = cpuUs(server.pid);
@@ -95,6 +99,7 @@ async function runOurs(o: Partial<LoadOptions>, ...serveArgs: string[]): Promise
 /** Runs a load against the bare line responder. */
 async function runBare(o: Partial<LoadOptions>): Promise<Run> {
   const bare = await startServerProcess(bareCommand());
+  await warm(bare.port, { ...o, task: "" });
   const cpu0 = cpuUs(bare.pid);
   const report = await load(bare.port, { ...o, task: "" });
   const cpu = cpuUs(bare.pid) - cpu0;
