@@ -145,7 +145,7 @@ Deno.test("bad journals stop startup with a message that names the file and the 
     assert.equal(tooNew.code, 2);
     assert.match(
       tooNew.stderr,
-      /has schema version 99, newer than this asynctask understands \(4\) — run the newer asynctask/,
+      /has schema version 99, newer than this asynctask understands \(5\) — run the newer asynctask/,
     );
 
     const nowhere = await runCli(["serve", "--port", "0", "--journal", `${dir}/no/such/dir/j.db`]);

@@ -13,16 +13,8 @@
  */
 import { Worker } from "node:worker_threads";
 import { setImmediate } from "node:timers";
-import {
-  ENDED_FIELDS,
-  type JournalBatch,
-  JournalDamagedError,
-  JournalError,
-  type JournalSync,
-  type LoadedJournal,
-  pushAccepted,
-  pushEnded,
-} from "./file.ts";
+import { JournalDamagedError, JournalError, type JournalSync, type LoadedJournal } from "./file.ts";
+import { BatchWriter, type PackedBatch } from "./batch.ts";
 import type { AcceptedTask } from "../store.ts";
 
 /** Main → journal thread. */
@@ -31,7 +23,7 @@ export type JournalRequest =
   & (
     | { type: "open"; path: string; sync: JournalSync; reset: boolean }
     | { type: "load"; since: number; failedSince: number }
-    | { type: "write"; batch: JournalBatch }
+    | { type: "write"; batch: PackedBatch }
     | { type: "sweep"; before: number; keep: number; failedBefore: number }
     | { type: "close" }
   );
@@ -42,23 +34,6 @@ export type JournalReply =
   | { id: number; ok: false; message: string; error: "damaged" | "journal" | "other" };
 
 type Distributive<T> = T extends unknown ? Omit<T, "id"> : never;
-
-const empty = (): JournalBatch => ({ accepted: [], started: [], attempts: [], ended: [], discarded: [] });
-
-/**
- * The batch's starts, less those of tasks that end in the same batch: a start is kept only to
- * count an interruption after a crash, and a task whose end is written with it has none to count.
- * Under a pipelined load of fast tasks that is most of them: a row written, and swept, less per task.
- */
-function startsStillOpen(batch: JournalBatch): number[] {
-  const ended = new Set<number>();
-  for (let i = 0; i < batch.ended.length; i += ENDED_FIELDS) ended.add(batch.ended[i] as number);
-  const open: number[] = [];
-  for (let i = 0; i < batch.started.length; i += 2) {
-    if (!ended.has(batch.started[i])) open.push(batch.started[i], batch.started[i + 1]);
-  }
-  return open;
-}
 
 /**
  * A journal file, written from its own thread.
@@ -75,9 +50,8 @@ export class JournalClient {
   readonly #worker: Worker;
   readonly #waiting = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   #nextId = 0;
-  #buffer: JournalBatch = empty();
-  /** The clock, read once per batch: a row's time is its batch's (a few ms apart at most). */
-  #batchTime: number | undefined;
+  /** What is recorded for the next batch; the clock is read once per batch (see `batch.ts`). */
+  readonly #buffer = new BatchWriter();
   #inflight: Promise<void> | undefined;
   #next: PromiseWithResolvers<void> | undefined;
   #closed = false;
@@ -140,19 +114,19 @@ export class JournalClient {
 
   /** Records an accepted task: durable once a later {@linkcode commit} resolves. */
   accept(t: AcceptedTask): void {
-    pushAccepted(this.#buffer.accepted, t, this.#batchTime ??= Date.now());
+    this.#buffer.accept(t);
     this.#schedule();
   }
 
   /** Records that attempt `attempt` of a task started on a worker. */
   started(id: number, attempt: number): void {
-    this.#buffer.started.push(id, attempt);
+    this.#buffer.started(id, attempt);
     this.#schedule();
   }
 
   /** Records that a task failed attempt `attempt` and waits for a retry (a crash keeps the count). */
   failedAttempt(id: number, attempt: number): void {
-    this.#buffer.attempts.push(id, attempt);
+    this.#buffer.failedAttempt(id, attempt);
     this.#schedule();
   }
 
@@ -164,19 +138,19 @@ export class JournalClient {
     json: string | undefined,
     error: { code: string; message: string } | undefined,
   ): void {
-    pushEnded(this.#buffer.ended, id, state, attempts, json, error, this.#batchTime ??= Date.now());
+    this.#buffer.ended(id, state, attempts, json, error);
     this.#schedule();
   }
 
   /** Records a piece of the server's state (`state.<key>` in the meta table). */
   saveState(key: string, json: string): void {
-    (this.#buffer.state ??= []).push(key, json);
+    this.#buffer.saveState(key, json);
     this.#schedule();
   }
 
   /** Records that a finished task is to be forgotten now. */
   discard(id: number): void {
-    (this.#buffer.discarded ??= []).push(id);
+    this.#buffer.discard(id);
     this.#schedule();
   }
 
@@ -193,13 +167,7 @@ export class JournalClient {
 
   /** Resolves when everything recorded before this call is on disk. */
   commit(): Promise<void> {
-    const b = this.#buffer;
-    if (
-      b.accepted.length === 0 && b.started.length === 0 && b.attempts.length === 0 && b.ended.length === 0 &&
-      (b.discarded?.length ?? 0) === 0 && (b.state?.length ?? 0) === 0
-    ) {
-      return this.#inflight ?? Promise.resolve();
-    }
+    if (this.#buffer.empty) return this.#inflight ?? Promise.resolve();
     if (!this.#inflight) return this.#post();
     this.#next ??= Promise.withResolvers<void>();
     return this.#next.promise;
@@ -218,10 +186,7 @@ export class JournalClient {
   }
 
   #post(): Promise<void> {
-    const batch = this.#buffer;
-    this.#buffer = empty();
-    if (batch.started.length > 0 && batch.ended.length > 0) batch.started = startsStillOpen(batch);
-    this.#batchTime = undefined;
+    const batch = this.#buffer.take()!;
     const t0 = performance.now();
     const done = this.#request({ type: "write", batch }).then(
       () => {

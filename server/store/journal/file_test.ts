@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { acceptedRow, endedRow, Journal, JournalDamagedError, JournalError, SCHEMA_VERSION } from "./file.ts";
+import { BatchWriter, unpack } from "./batch.ts";
 
 /** Runs `fn` with a fresh directory, removed afterwards. */
 const inTempDir = (fn: (dir: string) => Promise<void> | void) => async () => {
@@ -146,6 +147,30 @@ Deno.test(
       [2, false, 0],
       [3, false, 0],
     ]);
+  }),
+);
+
+Deno.test(
+  "Journal.load() counts a start written with its task's accept (in the task's row) as running, once",
+  inTempDir((dir) => {
+    const j = Journal.open(`${dir}/j.db`, "full");
+    const w = new BatchWriter();
+    // 1 accepted and started in one batch, 2 accepted only, 3 accepted, started and done in one batch.
+    for (const id of [1, 2, 3]) w.accept({ id, task: "echo", data: id, format: "text", attempts: 0 });
+    w.started(1, 1);
+    w.started(3, 1);
+    w.ended(3, "done", 1, '"ok"', undefined);
+    const rows = unpack(w.take()!);
+    assert.deepEqual(rows.started, [], "no start needs a row of its own");
+    j.write(rows);
+    crashCopy(`${dir}/j.db`, `${dir}/c.db`);
+    j.close();
+    const c = Journal.open(`${dir}/c.db`, "full");
+    const first = c.load(0);
+    const second = c.load(0); // stopped again before any of them started
+    c.close();
+    assert.deepEqual(first.unfinished.map((t) => [t.id, t.wasRunning, t.interrupted]), [[1, true, 1], [2, false, 0]]);
+    assert.deepEqual(second.unfinished.map((t) => [t.id, t.wasRunning, t.interrupted]), [[1, false, 1], [2, false, 0]]);
   }),
 );
 

@@ -8,6 +8,7 @@
  */
 import { parentPort } from "node:worker_threads";
 import { Journal, JournalDamagedError, JournalError } from "./file.ts";
+import { unpack } from "./batch.ts";
 import type { JournalReply, JournalRequest } from "./client.ts";
 
 const port = parentPort!;
@@ -21,7 +22,7 @@ function handle(req: JournalRequest): unknown {
     case "load":
       return journal!.load(req.since, req.failedSince);
     case "write":
-      journal!.write(req.batch);
+      journal!.write(unpack(req.batch));
       return null;
     case "sweep":
       journal!.sweep(req.before, req.keep, req.failedBefore);
