@@ -452,7 +452,7 @@ export class RedisStore implements TaskStore {
 
   started(id: number, attempt: number): void {
     if (this.#starts === "") queueMicrotask(() => this.#writeStarts());
-    this.#starts += `${id}\0${attempt} ${this.instance}\0${packable(this.#held.get(id)?.task ?? "")}\0`;
+    this.#starts += `${id}\0${packable(this.#held.get(id)?.task ?? "")}\x01${attempt} ${this.instance}\0`;
   }
 
   #writeStarts(): void {
@@ -464,7 +464,7 @@ export class RedisStore implements TaskStore {
 
   attemptFailed(id: number, attempt: number): void {
     this.#writeStarts(); // its start first
-    this.#script("attempt", [this.#key("t", id), attempt]).catch(() => {});
+    this.#script("attempt", [this.#prefix, id, attempt]).catch(() => {});
   }
 
   ended(id: number, end: TaskEnd): void {
@@ -523,6 +523,9 @@ export class RedisStore implements TaskStore {
   /** Writes the waiting ends, a batch per script call; on a failure, tries again in 500 ms. */
   async #flushEnds(): Promise<void> {
     if (this.#endsRunning || this.#ends.length === 0 || this.#closed) return;
+    // The starts of this turn go first (one connection: Redis runs them in order), so that no end
+    // is followed by its own start in the queued index.
+    this.#writeStarts();
     this.#endsRunning = true;
     try {
       while (this.#ends.length > 0) {
@@ -636,9 +639,10 @@ export class RedisStore implements TaskStore {
         continue;
       }
       if (!Array.isArray(res)) continue;
+      const q = this.#prefix.length + 3; // "<prefix>:q:"
       for (const [stream, entries] of res as [string, [string, string[]][]][]) {
-        const task = stream.slice(this.#key("q").length + 1);
-        for (const [entry, list] of entries) this.#deliver(task, stream, entry, fieldsOf(list));
+        const task = stream.slice(q);
+        for (const [entry, list] of entries) this.#deliver(task, stream, entry, list);
       }
     }
   }
@@ -647,17 +651,25 @@ export class RedisStore implements TaskStore {
     task: string,
     stream: string,
     entry: string,
-    f: Record<string, string>,
+    list: string[],
     attempts?: number,
     interrupted = 0,
     wasRunning = false,
   ): void {
-    const id = Number(f.i);
+    // The fields are `i` and `t`, in that order, as every XADD of a task writes them: read in
+    // place, without a record of them per entry.
+    let i: string | undefined = list[1];
+    let t: string | undefined = list[3];
+    if (list[0] !== "i" || list[2] !== "t") {
+      const f = fieldsOf(list);
+      [i, t] = [f.i, f.t];
+    }
+    const id = Number(i);
     if (!Number.isSafeInteger(id) || this.#held.has(id)) return;
     this.#entries.delete(id);
     let p: EntryPayload;
     try {
-      p = JSON.parse(f.t ?? "") as EntryPayload;
+      p = JSON.parse(t ?? "") as EntryPayload;
     } catch {
       log.error("redis: entry {entry} of {stream} cannot be read; dropping it", { entry, stream });
       this.#cmd(["XACK", stream, GROUP, entry]).catch(() => {});
@@ -771,7 +783,7 @@ export class RedisStore implements TaskStore {
         });
       }
       for (const [entry, list, attempts, interrupted, wasRunning] of claimed) {
-        this.#deliver(task, stream, entry, fieldsOf(list), Number(attempts), Number(interrupted), wasRunning === 1);
+        this.#deliver(task, stream, entry, list, Number(attempts), Number(interrupted), wasRunning === 1);
       }
     }
   }
@@ -845,17 +857,18 @@ export class RedisStore implements TaskStore {
   }
 
   /**
-   * A task's state from its record: its end (`e`) first, then its start (`r`: attempt and
-   * instance), then `s` (scheduled, or queued again); a task with no record yet is queued if the
-   * queued index names it.
+   * A task's state from its record and the queued index: its end (`e`) first, then its start (in
+   * the queued index after the task name and U+0001: attempt and instance), then `s` (scheduled,
+   * or queued again); a task with no record yet is queued if the queued index names it.
    */
   async #lookup(id: number): Promise<SharedStatus | undefined> {
-    const [record, queued] = await Promise.all([
+    const [record, index] = await Promise.all([
       this.#cmd(["HGETALL", this.#key("t", id)]),
       this.#cmd(["HGET", this.#key("queued"), String(id)]),
     ]);
     const h = fieldsOf(record);
-    const task = h.n ?? (typeof queued === "string" ? queued : "");
+    const [queued, started] = typeof index === "string" ? index.split("\x01") : [];
+    const task = h.n ?? queued ?? "";
     if (h.e !== undefined) {
       const e = endOf(h.e);
       return {
@@ -866,12 +879,12 @@ export class RedisStore implements TaskStore {
         ...(e.instance ? { instance: e.instance } : {}),
       };
     }
-    if (h.r !== undefined) {
-      const space = h.r.indexOf(" ");
-      return { state: "running", task, attempts: Number(h.r.slice(0, space)), instance: h.r.slice(space + 1) };
+    if (started !== undefined) {
+      const space = started.indexOf(" ");
+      return { state: "running", task, attempts: Number(started.slice(0, space)), instance: started.slice(space + 1) };
     }
     if (h.s) return { state: h.s as SharedStatus["state"], task, attempts: Number(h.a ?? 0) };
-    return typeof queued === "string" ? { state: "queued", task, attempts: Number(h.a ?? 0) } : undefined;
+    return queued !== undefined ? { state: "queued", task, attempts: Number(h.a ?? 0) } : undefined;
   }
 }
 
