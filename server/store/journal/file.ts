@@ -141,14 +141,7 @@ export function acceptedRow(
   t: AcceptedTask,
   now: number = Date.now(),
 ): AcceptedRow {
-  const row: JournalValue[] = [];
-  pushAccepted(row, t, now);
-  return row as AcceptedRow;
-}
-
-/** Appends the values of {@linkcode acceptedRow} to a batch's flat array, without a row array of their own. */
-export function pushAccepted(into: JournalValue[], t: AcceptedTask, now: number): void {
-  into.push(
+  return [
     t.id,
     t.task,
     JSON.stringify(t.data) ?? "null",
@@ -160,7 +153,7 @@ export function pushAccepted(into: JournalValue[], t: AcceptedTask, now: number)
     t.runAt ?? null,
     t.uniqueKey ?? null,
     null,
-  );
+  ];
 }
 
 /**
@@ -181,22 +174,7 @@ export function endedRow(
   error: { code: string; message: string } | undefined,
   now: number = Date.now(),
 ): EndedRow {
-  const row: JournalValue[] = [];
-  pushEnded(row, id, state, attempts, json, error, now);
-  return row as EndedRow;
-}
-
-/** Appends the values of {@linkcode endedRow} to a batch's flat array. */
-export function pushEnded(
-  into: JournalValue[],
-  id: number,
-  state: "done" | "failed",
-  attempts: number,
-  json: string | undefined,
-  error: { code: string; message: string } | undefined,
-  now: number,
-): void {
-  into.push(id, state, attempts, state === "done" ? json ?? "null" : null, error ? JSON.stringify(error) : null, now);
+  return [id, state, attempts, state === "done" ? json ?? "null" : null, error ? JSON.stringify(error) : null, now];
 }
 
 /** An accepted task as the journal keeps it: finished or not, with its priority always set. */
