@@ -310,3 +310,62 @@ redisTest("killed with SIGKILL, the ends it recorded are there and the rest run 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+redisTest(
+  "any server's lookup finds a task queued, running (its attempt and server), and ended once commit() resolved",
+  async (r) => {
+    const a = await openRedis(r);
+    const b = await openRedis(r);
+    const [queued, running] = [a.shared.nextId(), a.shared.nextId()];
+    a.accepted({ id: queued, task: "echo", data: 1, format: "text", attempts: 0 });
+    a.accepted({ id: running, task: "echo", data: 2, format: "text", attempts: 0 });
+    await a.commit();
+    assert.deepEqual(await b.shared.lookup(queued), { state: "queued", task: "echo", attempts: 0 });
+    await drain(a, 2);
+    a.started(running, 1);
+    let seen = await b.shared.lookup(running);
+    for (let i = 0; i < 50 && seen?.state !== "running"; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      seen = await b.shared.lookup(running);
+    }
+    assert.deepEqual(seen, { state: "running", task: "echo", attempts: 1, instance: a.instance });
+    // Another end's write is under way when this one is recorded: commit() waits for both.
+    a.ended(queued, { state: "done", attempts: 1, json: "1" });
+    await Promise.resolve();
+    a.ended(running, { state: "done", attempts: 1, json: "2" });
+    await a.commit();
+    assert.deepEqual(await b.shared.lookup(running), {
+      state: "done",
+      task: "echo",
+      attempts: 1,
+      json: "2",
+      instance: a.instance,
+    });
+    await a.close();
+    await b.close();
+  },
+);
+
+redisTest(
+  "commit() resolves once the ends recorded before it are written, a failed write tried again included",
+  async (r) => {
+    const a = await openRedis(r);
+    const id = a.shared.nextId();
+    const key = `asynctask:t:${id}`;
+    a.accepted({ id, task: "echo", data: 1, format: "text", attempts: 0 });
+    await a.commit();
+    await drain(a, 1);
+    a.started(id, 1);
+    await a.commit();
+    await r.cli("SET", key, "in the way"); // the end's script fails on it (WRONGTYPE), and is tried again
+    a.ended(id, { state: "done", attempts: 1, json: "1" });
+    let resolved = false;
+    const committed = a.commit().then(() => (resolved = true));
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    assert.equal(resolved, false, "commit() resolved before the end was written");
+    await r.cli("DEL", key);
+    await committed;
+    assert.equal(await r.cli("HEXISTS", key, "e"), "1");
+    await a.close();
+  },
+);

@@ -56,6 +56,8 @@ const GROUP = "workers";
 const ID_BLOCK = 10_000;
 /** Most ends recorded by one script call. */
 const END_BATCH = 1000;
+/** How long a closing store waits for Redis to take the ends it still holds. */
+const CLOSE_WAIT_MS = 5000;
 
 /** How the broker connects and behaves. */
 export interface RedisStoreOptions {
@@ -177,6 +179,13 @@ export class RedisStore implements TaskStore {
   /** Ends not yet written (Redis was down, or the batch is being built). */
   #ends: PendingEnd[] = [];
   #endsRunning = false;
+  /**
+   * Ends recorded, and ends written, since the start (in the order recorded): {@linkcode commit}
+   * waits until what was recorded before it is written.
+   */
+  #endsRecorded = 0;
+  #endsWritten = 0;
+  #endWaiters: { upTo: number; resolve: () => void }[] = [];
   #endsTimer?: ReturnType<typeof setTimeout>;
   /** Entries of tasks accepted here that no server has read yet (to drop them if the task ends first). */
   readonly #entries = new Map<number, { stream: string; entry: string }>();
@@ -477,6 +486,7 @@ export class RedisStore implements TaskStore {
     const entry = h ? h.entry : unread ? `!${unread.entry}` : "";
     const task = h?.task ?? (unread ? stream.slice(this.#key("q").length + 1) : "");
     this.#ends.push({ id, task, stream, entry, end, origin: h?.origin ?? "" });
+    this.#endsRecorded++;
     if (this.#ends.length === 1) queueMicrotask(() => this.#flushEnds());
   }
 
@@ -489,10 +499,30 @@ export class RedisStore implements TaskStore {
     this.#cmd(["HSET", this.#key("state", this.instance), key, json]).catch(() => {});
   }
 
-  /** Resolves when every command sent before the call has been answered (whatever the answer). */
+  /**
+   * Resolves when the ends recorded before the call are written, and every other command sent
+   * before it has been answered (whatever the answer: a refused accept is told by its own reply).
+   * A final reply waits for this, so a client is never told `DONE` for an end Redis does not have;
+   * while Redis cannot be reached, the ends wait in memory, and so do their replies.
+   */
   async commit(): Promise<void> {
     if (this.#accepts) this.#writeAccepts();
+    const upTo = this.#endsRecorded;
+    if (this.#endsWritten < upTo) {
+      // Now rather than at the end of the turn; a batch being written takes these next.
+      void this.#flushEnds();
+      await new Promise<void>((resolve) => this.#endWaiters.push({ upTo, resolve }));
+    }
     await this.#last;
+  }
+
+  /** Resolves the commits whose ends are all written. */
+  #endsDone(): void {
+    const written = this.#endsWritten;
+    if (this.#endWaiters.length === 0 || this.#endWaiters[0].upTo > written) return;
+    const waiting = this.#endWaiters;
+    this.#endWaiters = waiting.filter((w) => w.upTo > written);
+    for (const w of waiting) if (w.upTo <= written) w.resolve();
   }
 
   sweep(_before: number, _keep: number, _failedBefore?: number): Promise<void> {
@@ -501,9 +531,19 @@ export class RedisStore implements TaskStore {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.#flushEnds();
-    await this.commit();
+    // The ends wait for Redis a while; what is still unwritten then, another server runs again.
+    const written = this.commit();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), CLOSE_WAIT_MS)));
+    if (await Promise.race([written, late]) === "late") {
+      log.warn("redis: {ends} task end(s) not written at close; another server will run those tasks again", {
+        ends: this.#ends.length,
+      });
+    }
+    clearTimeout(timer);
     this.#closed = true;
+    for (const w of this.#endWaiters) w.resolve();
+    this.#endWaiters = [];
     for (const t of this.#timers) clearInterval(t);
     clearTimeout(this.#endsTimer);
     this.#wakeReader?.();
@@ -543,6 +583,8 @@ export class RedisStore implements TaskStore {
         }
         await this.#script("end", [this.#prefix, GROUP, this.instance, this.#resultTtlMs, this.#failedTtlMs, packed]);
         this.#ends.splice(0, batch.length);
+        this.#endsWritten += batch.length;
+        this.#endsDone();
       }
     } catch (e) {
       log.warn("redis: {ends} task end(s) not written yet ({error}); trying again", {
