@@ -47,7 +47,10 @@ if (positionals[0] === "worker") {
   });
 } else if (positionals[0] === "producer") {
   const conns = Number(values.conns), tasks = Number(values.tasks), window = Number(values.window);
-  const queue = new Queue(QUEUE, { connection });
+  // The event stream is trimmed to 10,000 events by default: ~3 events a job, and a QueueEvents
+  // reader a few thousand jobs behind (as it gets under this load) misses completions, whose
+  // waitUntilFinished then waits out its 30 s. A user at this rate raises it, as here.
+  const queue = new Queue(QUEUE, { connection, streams: { events: { maxLen: 200_000 } } });
   const events = new QueueEvents(QUEUE, { connection });
   await queue.waitUntilReady();
   await events.waitUntilReady();
