@@ -155,6 +155,7 @@ function pairsJson(pairs: Pair[], base: "bare" | "in_memory"): Record<string, un
     rounds: pairs.map((p) => ({
       ratio: +p.ratio.toFixed(3),
       tasks_per_s: Math.round(p.ours.report.tasksPerSec),
+      server_cpu_us_per_task: +cpuPerTask(p.ours).toFixed(1),
       [`${base}_tasks_per_s`]: Math.round(p.base.report.tasksPerSec),
     })),
   };
