@@ -369,3 +369,20 @@ redisTest(
     await a.close();
   },
 );
+
+redisTest("ends too large for one script call together are written in several", async (r) => {
+  await r.cli("CONFIG", "SET", "proto-max-bulk-len", "12mb"); // Redis's longest argument, 512 MB by default
+  const a = await openRedis(r);
+  const ids = [a.shared.nextId(), a.shared.nextId(), a.shared.nextId()];
+  for (const id of ids) a.accepted({ id, task: "echo", data: id, format: "text", attempts: 0 });
+  await a.commit();
+  await drain(a, 3);
+  const result = (id: number) => JSON.stringify(`${id}:${"x".repeat(5_000_000)}`); // ~5 MB each
+  for (const id of ids) a.ended(id, { state: "done", attempts: 1, json: result(id) });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<string>((resolve) => timer = setTimeout(() => resolve("still waiting after 10 s"), 10_000));
+  assert.equal(await Promise.race([a.commit().then(() => "written"), late]), "written");
+  clearTimeout(timer);
+  for (const id of ids) assert.equal((await a.shared.lookup(id))?.json, result(id));
+  await a.close();
+});

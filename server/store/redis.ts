@@ -56,6 +56,13 @@ const GROUP = "workers";
 const ID_BLOCK = 10_000;
 /** Most ends recorded by one script call. */
 const END_BATCH = 1000;
+/**
+ * The length at which a script call's packed argument is sent, and the next record starts another
+ * call: one argument holding a turn's every record would, with large data or results (a backlog
+ * of ends after an outage), pass Redis's longest argument (512 MB) or V8's longest string. At
+ * most 3 bytes a UTF-16 unit, 8M units stay under 24 MB.
+ */
+const PACKED_CHARS = 8 * 1024 * 1024;
 /** How long a closing store waits for Redis to take the ends it still holds. */
 const CLOSE_WAIT_MS = 5000;
 
@@ -435,6 +442,7 @@ export class RedisStore implements TaskStore {
     b.ids.push(task.id);
     b.streams.push(stream);
     this.#taking.set(task.id, b.taken.promise);
+    if (b.packed.length >= PACKED_CHARS) this.#writeAccepts(); // the next accept starts another batch
   }
 
   #writeAccepts(): void {
@@ -569,11 +577,13 @@ export class RedisStore implements TaskStore {
     this.#endsRunning = true;
     try {
       while (this.#ends.length > 0) {
-        const batch = this.#ends.slice(0, END_BATCH);
         let packed = "";
+        let n = 0;
         // The end's parts, after its state and attempts: finish time, this instance, task name (endOf reads them).
         const here = `\x01${Date.now()}\x01${this.instance}\x01`;
-        for (const e of batch) {
+        for (const e of this.#ends) {
+          if (n === END_BATCH || (n > 0 && packed.length >= PACKED_CHARS)) break;
+          n++;
           const error = e.end.error;
           packed += `${e.id}\0${e.stream}\0${e.entry}\0${e.origin}\0${e.end.state}\x01${e.end.attempts}${here}${
             packable(e.task)
@@ -582,8 +592,8 @@ export class RedisStore implements TaskStore {
           }\0`;
         }
         await this.#script("end", [this.#prefix, GROUP, this.instance, this.#resultTtlMs, this.#failedTtlMs, packed]);
-        this.#ends.splice(0, batch.length);
-        this.#endsWritten += batch.length;
+        this.#ends.splice(0, n);
+        this.#endsWritten += n;
         this.#endsDone();
       }
     } catch (e) {
@@ -904,9 +914,11 @@ export class RedisStore implements TaskStore {
    * or queued again); a task with no record yet is queued if the queued index names it.
    */
   async #lookup(id: number): Promise<SharedStatus | undefined> {
-    const [record, index] = await Promise.all([
-      this.#cmd(["HGETALL", this.#key("t", id)]),
+    // The index first: an end written between the two reads (it sets the record's end, then
+    // takes the task out of the index) is then seen in the record; the other way round it could be in neither.
+    const [index, record] = await Promise.all([
       this.#cmd(["HGET", this.#key("queued"), String(id)]),
+      this.#cmd(["HGETALL", this.#key("t", id)]),
     ]);
     const h = fieldsOf(record);
     const [queued, started] = typeof index === "string" ? index.split("\x01") : [];

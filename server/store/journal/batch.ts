@@ -1,7 +1,7 @@
 /**
  * A group commit's records as they cross from the main thread to the journal's thread: the
- * numbers of every record in one `Float64Array`, and their strings one after the other in one
- * string (each one's length is among the numbers).
+ * numbers of every record in one `Float64Array`, and their strings one after the other in a few
+ * long strings (each one's length is among the numbers).
  *
  * A batch of flat arrays (`JournalBatch`) cost the main thread a structured clone of ~17 values
  * per task, the largest part of what the journal added to it (`--cpu-prof`, 200k tasks: the clone
@@ -39,8 +39,13 @@ import type { AcceptedTask } from "../store.ts";
 export interface PackedBatch {
   /** The records: a kind, then the record's fields (see {@linkcode BatchWriter}). */
   nums: Float64Array;
-  /** The records' strings, in the order of their records. */
-  text: string;
+  /**
+   * The records' strings, in the order of their records, joined in pieces of at most
+   * {@linkcode TEXT_PIECE} UTF-16 units (a longer string is a piece of its own); no string is
+   * split between two pieces. One string for all would break on V8's longest string (~537M
+   * units) — 70 results of the largest size, recorded while a commit is on disk, are past it.
+   */
+  text: string[];
   /** When the batch was begun (ms since the epoch): every row's time is its batch's. */
   time: number;
   /** Ids of finished tasks to forget now. */
@@ -58,6 +63,9 @@ const START = 2;
 const ATTEMPT = 3;
 /** id, state (0 done, 1 failed), attempts, then the lengths of result and error. */
 const END = 4;
+/** How long a piece of {@linkcode PackedBatch.text} grows, at most (UTF-16 units). */
+export const TEXT_PIECE = 16 * 1024 * 1024;
+
 /** The length of a string that is absent (null in its row). */
 const ABSENT = -1;
 
@@ -144,7 +152,7 @@ export class BatchWriter {
     const batch: PackedBatch = {
       // A copy of the values only (a view would be cloned with all of its buffer); the buffer stays here, for the next batch.
       nums: this.#nums.slice(0, this.#n),
-      text: this.#parts.join(""),
+      text: pieces(this.#parts),
       time: this.#time ?? Date.now(),
     };
     if (this.#discarded) batch.discarded = this.#discarded;
@@ -182,15 +190,41 @@ export class BatchWriter {
   }
 }
 
+/** Strings joined in pieces of at most {@linkcode TEXT_PIECE} units, none split between two. */
+function pieces(parts: string[]): string[] {
+  const out: string[] = [];
+  let from = 0;
+  let size = 0;
+  for (let i = 0; i < parts.length; i++) {
+    if (size > 0 && size + parts[i].length > TEXT_PIECE) {
+      out.push(parts.slice(from, i).join(""));
+      from = i;
+      size = 0;
+    }
+    size += parts[i].length;
+  }
+  out.push(parts.slice(from).join(""));
+  return out;
+}
+
 /**
  * The journal thread's side: the rows of a packed batch, its starts placed by {@linkcode placeStarts}.
  */
 export function unpack(p: PackedBatch): JournalBatch {
   const nums = p.nums;
-  const text = p.text;
+  let piece = 0;
+  let text = p.text[0] ?? "";
   const time = p.time;
   let at = 0;
-  const string = (length: number): string | null => length === ABSENT ? null : text.slice(at, at += length);
+  const string = (length: number): string | null => {
+    if (length === ABSENT) return null;
+    if (at + length > text.length) {
+      // The string is the next piece's first.
+      text = p.text[++piece];
+      at = 0;
+    }
+    return text.slice(at, at += length);
+  };
   const accepted: JournalValue[] = [];
   let started: number[] = [];
   const attempts: number[] = [];

@@ -168,7 +168,16 @@ export class JournalClient {
   /** Resolves when everything recorded before this call is on disk. */
   commit(): Promise<void> {
     if (this.#buffer.empty) return this.#inflight ?? Promise.resolve();
-    if (!this.#inflight) return this.#post();
+    if (!this.#inflight) {
+      try {
+        return this.#post();
+      } catch (e) {
+        // Never a throw at the caller (a timer's callback, a reply's write): fatal, and said so.
+        const error = e instanceof Error ? e : new Error(String(e));
+        this.#die(`commit failed (${error.message})`);
+        return Promise.reject(error);
+      }
+    }
     this.#next ??= Promise.withResolvers<void>();
     return this.#next.promise;
   }
