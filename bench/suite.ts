@@ -267,13 +267,20 @@ const peerRows: string[][] = [];
     // reported in its row and on stderr; only asynctask's scenes make the suite fail.
     const shortfall = o.failed > 0 || o.lost > 0 || o.done !== o.load.conns * o.load.tasks;
     if (shortfall) {
-      console.error(`bench: ${o.peer}, ${loadText(o.load)}: ${o.done} done, ${o.failed} failed, ${o.lost} lost`);
+      console.error(
+        `bench: ${o.peer}, ${loadText(o.load)}: ${o.done} done, ${o.failed} failed, ${o.lost} lost${
+          o.firstError ? ` (first failure: ${o.firstError})` : ""
+        }`,
+      );
     }
     const split = Object.entries(o.cpuUs).map(([k, v]) => `${k} ${us(v / Math.max(1, finished))}`).join(" + ");
     const notes = [
       ...(shortfall ? [`${o.failed} failed, ${o.lost} lost of ${o.load.conns * o.load.tasks}`] : []),
       ...(o.extra.redis_commands_per_task !== undefined
         ? [`${o.extra.redis_commands_per_task.toFixed(1)} Redis commands/task`]
+        : []),
+      ...(o.extra.missed_events
+        ? [`${o.extra.missed_events} completions missed by QueueEvents, read from the job`]
         : []),
       `CPU µs/task: ${split}`,
     ];

@@ -106,6 +106,8 @@ export async function runBullmq(load: PeerLoad, o: { install: boolean }): Promis
     const r = JSON.parse(stdout.trim().split("\n").pop()!) as {
       done: number;
       failed: number;
+      missed: number;
+      first_error?: string;
       elapsed_ms: number;
       cpu_us: number;
       p50_ms: number;
@@ -130,7 +132,13 @@ export async function runBullmq(load: PeerLoad, o: { install: boolean }): Promis
       cpuUsPerTask: total / Math.max(1, finished),
       p50Ms: r.p50_ms,
       p99Ms: r.p99_ms,
-      extra: { redis_commands_per_task: calls / Math.max(1, finished), worker_concurrency: BULLMQ_CONCURRENCY },
+      extra: {
+        redis_commands_per_task: calls / Math.max(1, finished),
+        worker_concurrency: BULLMQ_CONCURRENCY,
+        // Completions QueueEvents did not report within 2 s, read from the job instead.
+        missed_events: r.missed,
+      },
+      ...(r.first_error ? { firstError: r.first_error } : {}),
     };
   } catch (e) {
     return { peer, load, skipped: reason(e) };

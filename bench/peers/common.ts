@@ -31,6 +31,8 @@ export interface PeerResult {
   p99Ms: number;
   /** Peer-specific figures (e.g. Redis commands per task). */
   extra: Record<string, number>;
+  /** The first failure's message, where tasks failed. */
+  firstError?: string;
 }
 
 /** One peer row that could not run, and why. */
