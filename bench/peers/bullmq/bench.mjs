@@ -74,12 +74,13 @@ if (positionals[0] === "worker") {
           } catch (e) {
             // No completion event within 2 s: QueueEvents may have missed it (on this machine, a few
             // dozen of 30,000 in some runs). Ask the job itself, as a user's fallback would.
-            if (await job.getState() === "completed") {
+            const state = await job.getState();
+            if (state === "completed") {
               done++;
               missed++;
             } else {
               failed++;
-              firstError ??= e instanceof Error ? e.message : String(e);
+              firstError ??= `${e instanceof Error ? e.message : String(e)}; the job is ${state}`;
             }
           }
         } catch (e) {
