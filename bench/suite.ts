@@ -9,7 +9,8 @@
  * - (e) load (a) against a server with `--journal` (full sync): its ratio to (a)'s in-memory server
  * - (f) 100,000 tasks delayed by 3 s, all due at once: how long after their time they have all run
  *
- * plus the server's idle RSS and its RSS under (a), and the asynctask/bare ratios of (a) and (b).
+ * plus the server's idle RSS, its RSS under (a), how soon its RSS comes back after a load once the
+ * results expired, and the asynctask/bare ratios of (a) and (b).
  *
  * Then the peers a user would pick instead, in a second table with the server CPU per task of
  * (a) and (b): BullMQ on redis-server (`bench/peers/bullmq.ts`, run with Node) and beanstalkd
@@ -161,11 +162,36 @@ function pairsJson(pairs: Pair[], base: "bare" | "in_memory"): Record<string, un
   };
 }
 
-// Idle RSS of a server with 4 workers.
+// Idle RSS of a server with 4 workers; then, on the same server, RSS after load (a) and how soon it
+// comes back within 20 MiB of idle once the results expired (`--result-ttl 5s`), sampled each
+// second for 90 s at most (10 s in a quick run). Reported, never a check.
+let memoryLine = "";
 {
-  const server = await serve();
-  await new Promise((r) => setTimeout(r, 1000));
-  results.idle_rss_mib = Math.round(server.rssKiB() / 1024);
+  const server = await serve("--result-ttl", "5s");
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const mib = () => server.rssKiB() / 1024;
+  await sleep(1000);
+  const idle = mib();
+  results.idle_rss_mib = Math.round(idle);
+  const r = await load(server.port, { ...(quick ? { conns: 10, tasks: 200 } : {}), window: 20 });
+  const after = mib();
+  const t0 = performance.now();
+  let now = after;
+  while (now > idle + 20 && performance.now() - t0 < (quick ? 10_000 : 90_000)) {
+    await sleep(1000);
+    now = mib();
+  }
+  const s = (performance.now() - t0) / 1000;
+  results.memory_after_load = {
+    tasks: r.done,
+    after_mib: Math.round(after),
+    settled_mib: Math.round(now),
+    above_idle_mib: Math.round(now - idle),
+    seconds: +s.toFixed(0),
+  };
+  memoryLine = `; after ${r.done.toLocaleString("en-US")} echo tasks ${Math.round(after)} MiB, ${Math.round(now)} MiB ${
+    s.toFixed(0)
+  } s later (${Math.round(now - idle)} MiB above idle, results kept 5 s)`;
   await server.stop();
 }
 
@@ -460,7 +486,7 @@ console.log(`
 | --- | --- | --- | --- | --- | --- | --- |
 ${rows.map((r) => `| ${r.join(" | ")} |`).join("\n")}
 
-Idle server with 4 workers: ${results.idle_rss_mib} MiB RSS.
+Idle server with 4 workers: ${results.idle_rss_mib} MiB RSS${memoryLine}.
 
 Peers (tasks/s; CPU µs per finished task across the load, utime + stime from /proc):
 

@@ -16,6 +16,7 @@ Deno.test("bench --quick: every scene completes every task, none lost", async ()
   assert.equal(out.code, 0, stdout + new TextDecoder().decode(out.stderr));
   assert.match(stdout, /\| \(a\) echo 10×200, window 20 \| \d+ \| \d+ \| \d+% \|/);
   assert.match(stdout, /\| \(d\) 200 idle connections \|/);
+  assert.match(stdout, /Idle server with 4 workers: \d+ MiB RSS; after 2,000 echo tasks \d+ MiB, \d+ MiB \d+ s later/);
   assert.match(stdout, /bench --quick: every task completed, none lost/);
 });
 
