@@ -14,46 +14,21 @@ export const DISPATCH_MODES = ["least-busy", "round-robin", "connection"] as con
 /** One of {@linkcode DISPATCH_MODES}. */
 export type DispatchMode = (typeof DISPATCH_MODES)[number];
 
-/** What a dispatcher needs to know of a worker slot. */
-export interface Candidate {
-  /** Tasks in flight on the slot's current worker. */
-  readonly busy: number;
-}
-
 /**
- * Picks a slot with room (`busy < capacity`) for the `least-busy` and `round-robin` modes, or
- * returns -1 when every slot is full. `cursor` carries round-robin's position between calls.
+ * Picks a slot with room (`busy[i] < capacity`, `busy[i]` the tasks in flight on slot `i`) for the
+ * `least-busy` and `round-robin` modes, or returns -1 when every slot is full. `cursor` carries
+ * round-robin's position between calls. The pool counts its slots once per batch it dispatches.
  *
  * @example
  * ```ts
  * import { pickSlot } from "./dispatch.ts";
  * import assert from "node:assert/strict";
  * const cursor = { next: 0 };
- * assert.equal(pickSlot("least-busy", [{ busy: 3 }, { busy: 1 }], 10, cursor), 1);
+ * assert.equal(pickSlot("least-busy", [3, 1, 1], 10, cursor), 1);
+ * assert.equal(pickSlot("round-robin", [10, 10], 10, cursor), -1);
  * ```
  */
 export function pickSlot(
-  mode: Exclude<DispatchMode, "connection">,
-  slots: readonly Candidate[],
-  capacity: number,
-  cursor: { next: number },
-): number {
-  return pickSlotOf(mode, slots.map((s) => s.busy), capacity, cursor);
-}
-
-/**
- * {@linkcode pickSlot} on the slots' counts of tasks in flight, `busy[i]` for slot `i`: the pool
- * keeps them in an array while it dispatches a batch, instead of counting each slot per task.
- *
- * @example
- * ```ts
- * import { pickSlotOf } from "./dispatch.ts";
- * import assert from "node:assert/strict";
- * assert.equal(pickSlotOf("least-busy", [3, 1, 1], 10, { next: 0 }), 1);
- * assert.equal(pickSlotOf("round-robin", [10, 10], 10, { next: 0 }), -1);
- * ```
- */
-export function pickSlotOf(
   mode: Exclude<DispatchMode, "connection">,
   busy: readonly number[],
   capacity: number,

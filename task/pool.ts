@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { connectionSlot, type DispatchMode, pickSlot, pickSlotOf } from "./dispatch.ts";
+import { connectionSlot, type DispatchMode, pickSlot } from "./dispatch.ts";
 import {
   type FailureCode,
   type Outcome,
@@ -382,17 +382,21 @@ export class WorkerPool {
       return;
     }
     // Each slot counted once per drain, not once per task: a dispatch changes only its own slot's count.
-    const busy = this.#busy;
-    for (let i = 0; i < this.#slots.length; i++) busy[i] = this.#slots[i].busy;
+    const busy = this.#countBusy();
     while (this.#shared.length > 0) {
-      const i = pickSlotOf(dispatch, busy, concurrency, this.#cursor);
+      const i = pickSlot(dispatch, busy, concurrency, this.#cursor);
       if (i < 0) return;
       this.#dispatch(this.#slots[i], this.#shared.shift()!);
       busy[i] = this.#slots[i].busy;
     }
   }
 
-  /** The slots' counts of tasks in flight during a drain (see {@linkcode #drain}). */
+  /** The slots' counts of tasks in flight, `[i]` for slot `i`, counted now (one array, reused). */
+  #countBusy(): number[] {
+    const busy = this.#busy;
+    for (let i = 0; i < this.#slots.length; i++) busy[i] = this.#slots[i].busy;
+    return busy;
+  }
   readonly #busy: number[] = [];
 
   /** Starts `job` on `slot`, unless its task is at its limit (parked) or it is on probation and the slot's worker has one. */
@@ -431,7 +435,7 @@ export class WorkerPool {
   /** A free slot for `job`, by the dispatch mode; -1 when none. */
   #slotFor(job: Job): number {
     const { concurrency, dispatch } = this.#opts;
-    if (dispatch !== "connection") return pickSlot(dispatch, this.#slots, concurrency, this.#cursor);
+    if (dispatch !== "connection") return pickSlot(dispatch, this.#countBusy(), concurrency, this.#cursor);
     const i = connectionSlot(job.connId, this.#slots.length);
     return this.#slots[i].busy < concurrency ? i : -1;
   }

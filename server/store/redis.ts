@@ -129,7 +129,7 @@ const SEPARATORS = /[\0\x01]/;
 const SEPARATORS_ALL = /[\0\x01]/g;
 
 /** A recorded end (a record's `e`, a results stream entry's `e`; see END_SCRIPT): its parts. */
-function endOf(
+function parseEnd(
   e: string,
 ): { state: "done" | "failed"; attempts: number; instance: string; task: string; end: TaskEnd } {
   const [state, attempts, , instance, task, json, code, message] = e.split("\x01");
@@ -579,7 +579,7 @@ export class RedisStore implements TaskStore {
       while (this.#ends.length > 0) {
         let packed = "";
         let n = 0;
-        // The end's parts, after its state and attempts: finish time, this instance, task name (endOf reads them).
+        // The end's parts, after its state and attempts: finish time, this instance, task name (parseEnd reads them).
         const here = `\x01${Date.now()}\x01${this.instance}\x01`;
         for (const e of this.#ends) {
           if (n === END_BATCH || (n > 0 && packed.length >= PACKED_CHARS)) break;
@@ -765,7 +765,7 @@ export class RedisStore implements TaskStore {
           const id = Number(f.i);
           if (f.k !== "p") this.#entries.delete(id);
           if (f.k === "p") c.progress(id, Number(f.pc ?? 0), f.m ?? "");
-          else c.ended(id, endOf(f.e ?? "").end);
+          else c.ended(id, parseEnd(f.e ?? "").end);
         }
       }
       this.#cmd(["XTRIM", key, "MINID", last]).catch(() => {});
@@ -924,7 +924,7 @@ export class RedisStore implements TaskStore {
     const [queued, started] = typeof index === "string" ? index.split("\x01") : [];
     const task = h.n ?? queued ?? "";
     if (h.e !== undefined) {
-      const e = endOf(h.e);
+      const e = parseEnd(h.e);
       return {
         state: e.state,
         task: e.task || task,
