@@ -69,3 +69,12 @@ Deno.test("replies: text and JSON forms as PROTOCOL.md states them", () => {
   assert.equal(reply.status("text", undefined, 4, "unknown"), "STATUS 4 unknown");
   assert.equal(oneLine(undefined), "null");
 });
+
+Deno.test("parseRequest() splits /task lines the same way whether or not they take the usual path", () => {
+  const submit = (task: string, data: string) => ({ kind: "submit", format: "text", task, data });
+  assert.deepEqual(parseRequest("/task echo x"), submit("echo", "x"));
+  assert.deepEqual(parseRequest("/task echo\tx"), submit("echo", "x"));
+  assert.deepEqual(parseRequest("/task echo  x"), submit("echo", "x"));
+  assert.deepEqual(parseRequest("/task é x"), submit("é", "x"));
+  assert.deepEqual(parseRequest("/task echo"), submit("echo", ""));
+});
