@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { newRecord, TaskBook } from "./book.ts";
+import { FailedTasks, newRecord, TaskBook } from "./book.ts";
 
 Deno.test("TaskBook: finds every live task across index chunks, forgets the oldest finished beyond the limit", () => {
   const book = new TaskBook({ ttlMs: 60_000, max: 100 });
@@ -36,4 +36,49 @@ Deno.test("TaskBook: a byte budget forgets the oldest results first, whatever th
   assert.ok(book.retainedBytes <= 10 * 1024);
   assert.equal(book.get(3), undefined, "the older ones went first");
   assert.equal(book.get(5)?.json, big);
+});
+
+Deno.test("FailedTasks: forgets failures past the keep time, oldest first", () => {
+  const failed = new FailedTasks({ keepMs: 60_000, maxBytes: 1024 * 1024 });
+  const fail = (id: number, at: number) =>
+    failed.add(newRecord({
+      id,
+      task: "echo",
+      format: "text",
+      state: "failed",
+      attempts: 1,
+      finishedAt: at,
+      error: { code: "handler_error", message: "no" },
+    }));
+  fail(1, 0);
+  fail(2, 30_000);
+  assert.equal(failed.size, 2);
+  fail(3, 60_000); // task 1 is 60 s old now
+  assert.deepEqual(failed.newest(10).map((r) => r.id), [3, 2]);
+  failed.sweep(90_000);
+  assert.deepEqual(failed.newest(10).map((r) => r.id), [3]);
+  assert.equal(failed.get(3)?.error?.code, "handler_error");
+  failed.sweep(120_000);
+  assert.equal(failed.size, 0);
+});
+
+Deno.test("FailedTasks: a byte budget forgets the oldest failures first, whatever their age", () => {
+  const failed = new FailedTasks({ keepMs: 3_600_000, maxBytes: 10 * 1024 });
+  const data = "x".repeat(2000); // ~4 KiB counted per failure
+  for (let id = 1; id <= 5; id++) {
+    failed.add(newRecord({
+      id,
+      task: "echo",
+      format: "text",
+      state: "failed",
+      attempts: 1,
+      data,
+      finishedAt: 1000,
+      error: { code: "handler_error", message: "no" },
+    }));
+  }
+  assert.deepEqual(failed.newest(10).map((r) => r.id), [5, 4], "two of ~4 KiB fit in 10 KiB");
+  assert.ok(failed.delete(4));
+  assert.ok(!failed.delete(4));
+  assert.equal(failed.size, 1);
 });

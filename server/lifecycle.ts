@@ -21,7 +21,7 @@ import { formatDuration } from "../cli/units.ts";
 import type { Outcome } from "../task/messages.ts";
 import { type Job, type PoolOptions, WorkerPool } from "../task/pool.ts";
 import { FailedTasks, isFinished, newRecord, type ReplyTarget, TaskBook, type TaskRecord } from "./book.ts";
-import { MinHeap } from "../task/priority_queue.ts";
+import { MinHeap } from "../task/heap.ts";
 import { type ErrorCode, type Format, type ListedState, reply, type Tag } from "./protocol.ts";
 import { LineBudget } from "./line_budget.ts";
 import { Metrics } from "./metrics.ts";

@@ -19,7 +19,7 @@ import {
 } from "./messages.ts";
 import { type Job, type MessageCounts, MIN_WORKER_HEAP, PoolWorker, type PoolWorkerEvents } from "./pool_worker.ts";
 import { Deque, PriorityLane } from "./queue.ts";
-import { MinHeap } from "./priority_queue.ts";
+import { MinHeap } from "./heap.ts";
 import { type RateLimiter, tryStartAll } from "./rate.ts";
 import { formatDuration } from "../cli/units.ts";
 import type { HandlerSettings } from "./spec.ts";

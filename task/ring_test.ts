@@ -58,7 +58,10 @@ Deno.test("RingReader.run() parks, wakes on a write, and ends on stop()", async 
   const came = Promise.withResolvers<string>();
   const reader = new RingReader(buffer, (_nums, text) => came.resolve(text));
   const running = reader.run();
-  await new Promise((r) => setTimeout(r, 10)); // parked by now
+  // Parked: the reader's flag in the ring's control words (the third Int32) is set while it waits.
+  const parked = () => Atomics.load(new Int32Array(buffer, 0, 4), 2) === 1;
+  for (let i = 0; i < 500 && !parked(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(parked(), "the reader parked with nothing to read");
   new RingWriter(buffer).write(0, [], "wake up");
   assert.equal(await came.promise, "wake up");
   reader.stop();

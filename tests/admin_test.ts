@@ -135,7 +135,7 @@ Deno.test("cancel: a running task and a queued one (their owner gets FAILED canc
     const queued = await admin(server, ["tasks", "--queued", "--json"]);
     assert.deepEqual(JSON.parse(queued.stdout).map((t: { id: number }) => t.id), [2]);
 
-    const t0 = performance.now();
+    // The running task stops at once, not after its 30 s (take() gives up after 10 s).
     const r = await admin(server, ["cancel", "2", "1"]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, "task 2 cancelled\ntask 1 cancelled\n");
@@ -145,7 +145,6 @@ Deno.test("cancel: a running task and a queued one (their owner gets FAILED canc
       ends.every((l) => /^FAILED [12] cancelled cancelled by 127\.0\.0\.1:\d+ \(connection \d+\)$/.test(l)),
       ends.join("\n"),
     );
-    assert.ok(performance.now() - t0 < 15_000, "the running task stopped, not after its 30 s");
 
     const unknown = await admin(server, ["cancel", "999"]);
     assert.equal(unknown.code, 1);

@@ -56,11 +56,10 @@ Deno.test("/cancel: a queued task and a running one end FAILED cancelled to thei
     await admin.send("/cancel 2");
     assert.equal(await admin.next(), "OK cancelled 2");
     assert.match(await owner.next(), /^FAILED 2 cancelled cancelled by 127\.0\.0\.1:\d+ \(connection 2\)$/);
-    const t0 = performance.now();
+    // A running task stops at once, not after its 30 s (next() gives up after 10 s).
     await admin.send('{"cmd":"cancel","task_id":1,"id":"c1"}');
     assert.equal(await admin.next(), '{"type":"ok","id":"c1","task_id":1,"state":"cancelled"}');
     assert.match(await owner.next(), /^FAILED 1 cancelled /);
-    assert.ok(performance.now() - t0 < 5000, "a running task stops at once, not after its 30 s");
     assert.equal(await owner.next(), "DONE 3 hi", "the queue goes on");
     await admin.send("/cancel 3");
     assert.equal(

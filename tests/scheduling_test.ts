@@ -79,21 +79,21 @@ Deno.test("with --journal, a delayed task survives a restart in the middle of it
   try {
     let server = await spawnServe(args);
     let c = await LineClient.connect(server.port);
-    await c.send('{"task":"echo","data":"kept","delay":"2s"}');
+    // Long enough for a stop and a start on a slow machine: the restarted server must find it still scheduled.
+    await c.send('{"task":"echo","data":"kept","delay":"8s"}');
     assert.match(await c.next(), /"type":"accepted","task_id":1/);
     await c.close();
-    const stop = performance.now();
     server.child.kill("SIGTERM");
     const { code, log } = await server.exited();
     assert.equal(code, 0, log);
-    assert.ok(performance.now() - stop < 1500, "a graceful stop does not wait for a delayed task the journal keeps");
     server = await spawnServe(args);
     c = await LineClient.connect(server.port);
     try {
+      // Still scheduled: the graceful stop did not wait for it (the journal keeps it), nor did it run.
       await c.send("/status 1");
       assert.match(await c.next(), /^STATUS 1 scheduled /);
       let status = "";
-      for (let i = 0; i < 60 && !/done/.test(status); i++) {
+      for (let i = 0; i < 200 && !/done/.test(status); i++) {
         await new Promise((r) => setTimeout(r, 100));
         await c.send("/status 1");
         status = await c.next();

@@ -11,8 +11,9 @@ Deno.test("SIGTERM: queued and running tasks finish, their DONE replies are deli
   const server = await spawnServe(["--workers", "1", "--concurrency", "2"]);
   const c = await LineClient.connect(server.port);
   try {
-    // Two run at once, two wait in the queue.
-    await c.send("/task sleep 400", "/task sleep 400", "/task sleep 300", "/task sleep 300");
+    // Two run at once, two wait in the queue; long enough that all four are unfinished while a slow
+    // machine handles the signal and the late task.
+    await c.send("/task sleep 2500", "/task sleep 2500", "/task sleep 2000", "/task sleep 2000");
     assert.equal((await c.take(4)).filter((l) => l.startsWith("ACCEPTED")).length, 4);
     server.child.kill("SIGTERM");
     await eventually("the server to start stopping", () => /SIGTERM: stopping/.test(server.log()));
@@ -21,10 +22,10 @@ Deno.test("SIGTERM: queued and running tasks finish, their DONE replies are deli
     assert.equal(await c.next(), "PONG", "the connection still answers while draining");
     const finals = (await c.take(4)).sort();
     assert.deepEqual(finals, [
-      'DONE 1 {"slept_ms":400}',
-      'DONE 2 {"slept_ms":400}',
-      'DONE 3 {"slept_ms":300}',
-      'DONE 4 {"slept_ms":300}',
+      'DONE 1 {"slept_ms":2500}',
+      'DONE 2 {"slept_ms":2500}',
+      'DONE 3 {"slept_ms":2000}',
+      'DONE 4 {"slept_ms":2000}',
     ]);
     await c.closedByServer();
     const { code, log } = await server.exited();

@@ -578,8 +578,9 @@ Deno.test("a forced stop (--shutdown-timeout ran out) kills the process groups o
     "stubborn.sh": `#!/bin/sh
 trap '' TERM
 sleep 300 &
-echo $! > "$PIDS/grandchild"
-echo $$ > "$PIDS/child"
+# Each pid file appears whole (written, then renamed): the test reads it once it exists.
+echo $$ > "$PIDS/child.tmp" && mv "$PIDS/child.tmp" "$PIDS/child"
+echo $! > "$PIDS/grandchild.tmp" && mv "$PIDS/grandchild.tmp" "$PIDS/grandchild"
 wait
 `,
   });
@@ -599,6 +600,8 @@ wait
     );
     const child = Number(await Deno.readTextFile(join(dir, "child")));
     const grandchild = Number(await Deno.readTextFile(join(dir, "grandchild")));
+    assert.ok(child > 0 && grandchild > 0, `pids read: ${child}, ${grandchild}`);
+    assert.ok(alive(child) && alive(grandchild), "the script and its child run before the stop");
     server.child.kill("SIGTERM");
     assert.match(await c.next(), /^FAILED 1 shutting_down /);
     assert.equal((await server.exited()).code, 1);

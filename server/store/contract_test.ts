@@ -61,51 +61,52 @@ for (const s of SUBJECTS) {
     }),
   );
 
-  Deno.test(
-    `${s.name}: after a clean close, ${s.durable ? "every state comes back as it was" : "nothing comes back"}`,
-    inTempDir(async (dir) => {
-      const store = await s.open(dir);
-      await store.load(0);
-      recordStates(store);
-      await store.close();
-      const again = await s.open(dir);
-      const r = await again.load(0);
-      await again.close();
-      if (!s.durable) return assert.deepEqual(r, { unfinished: [], finished: [], maxId: 0 });
-      assert.equal(r.maxId, 5);
-      assert.deepEqual(
-        r.unfinished.map((t) => [t.id, t.data, t.format, t.tag, t.attempts, t.wasRunning, t.interrupted]),
-        [
-          [1, { n: 1 }, "text", "t1", 0, false, 0],
-          [2, { n: 2 }, "json", "t2", 0, true, 1],
-          [5, { n: 5 }, "text", "t5", 1, false, 0],
-        ],
-      );
-      assert.deepEqual(r.finished.map((t) => [t.id, t.state, t.attempts, t.json, t.error?.code]), [
-        [3, "done", 1, '{"ok":true}', undefined],
-        [4, "failed", 1, undefined, "handler_error"],
-      ]);
-    }),
-  );
+  // What a store keeps across a close: a store that keeps nothing (memory) has nothing to show here.
+  if (s.durable) {
+    Deno.test(
+      `${s.name}: after a clean close, every state comes back as it was`,
+      inTempDir(async (dir) => {
+        const store = await s.open(dir);
+        await store.load(0);
+        recordStates(store);
+        await store.close();
+        const again = await s.open(dir);
+        const r = await again.load(0);
+        await again.close();
+        assert.equal(r.maxId, 5);
+        assert.deepEqual(
+          r.unfinished.map((t) => [t.id, t.data, t.format, t.tag, t.attempts, t.wasRunning, t.interrupted]),
+          [
+            [1, { n: 1 }, "text", "t1", 0, false, 0],
+            [2, { n: 2 }, "json", "t2", 0, true, 1],
+            [5, { n: 5 }, "text", "t5", 1, false, 0],
+          ],
+        );
+        assert.deepEqual(r.finished.map((t) => [t.id, t.state, t.attempts, t.json, t.error?.code]), [
+          [3, "done", 1, '{"ok":true}', undefined],
+          [4, "failed", 1, undefined, "handler_error"],
+        ]);
+      }),
+    );
 
-  Deno.test(
-    `${s.name}: sweep() forgets finished tasks, never the unfinished, and ids still go on after the highest`,
-    inTempDir(async (dir) => {
-      const store = await s.open(dir);
-      await store.load(0);
-      recordStates(store);
-      await store.commit();
-      await store.sweep(Date.now() + 1000, 0);
-      await store.close();
-      const again = await s.open(dir);
-      const r = await again.load(0);
-      await again.close();
-      if (!s.durable) return;
-      assert.deepEqual(r.finished, []);
-      assert.deepEqual(r.unfinished.map((t) => t.id), [1, 2, 5]);
-      assert.equal(r.maxId, 5);
-    }),
-  );
+    Deno.test(
+      `${s.name}: sweep() forgets finished tasks, never the unfinished, and ids still go on after the highest`,
+      inTempDir(async (dir) => {
+        const store = await s.open(dir);
+        await store.load(0);
+        recordStates(store);
+        await store.commit();
+        await store.sweep(Date.now() + 1000, 0);
+        await store.close();
+        const again = await s.open(dir);
+        const r = await again.load(0);
+        await again.close();
+        assert.deepEqual(r.finished, []);
+        assert.deepEqual(r.unfinished.map((t) => t.id), [1, 2, 5]);
+        assert.equal(r.maxId, 5);
+      }),
+    );
+  }
 }
 
 /** A child process that opens a journal store, records, and then waits to be killed. */

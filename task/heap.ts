@@ -1,45 +1,12 @@
 /**
- * The queue waiting tasks are served from when tasks have priorities: higher priority first, first in
- * first out within a priority, O(log n) `push` and `shift`. It has the members of {@linkcode Deque}
- * (`length`, `push`, `shift`, `peek`, `remove` for a cancel), plus `removeAll`.
- *
- * **Aging, against starvation.** A task's effective priority rises by 1 for every `agingMs` (default
- * 10 s) it has waited, so a stream of high-priority tasks cannot hold a low-priority one back forever:
- * a task of priority -100 waits at most 200 × `agingMs` (33 minutes with the default) behind tasks of
- * priority 100 that keep coming. At time `now`, a task of priority `p` queued at `t` has the effective
- * priority `p + (now - t) / agingMs`, so it is served before a task of priority `q` queued at `u` when
- * `t - p·agingMs < u - q·agingMs`, whatever `now` is. That key, `t - p·agingMs`, never changes while the
- * task waits: the heap is ordered by it once, at `push`, and aging costs nothing afterwards. Equal keys
- * are served in the order they were pushed. `agingMs: Infinity` turns aging off (strict priorities).
- *
- * `t` is the `now` given to `push`; pass times from one clock that does not go back (the default is
- * `performance.now()`). A task put back in the queue (a requeue) may be pushed with the time it first
- * started waiting, to keep the place it had earned.
- *
- * **Cost, measured** (Deno 2.9.6, a noisy 2-core Linux machine, the median of 5 rounds, three runs):
- *
- * | 1,000,000 tasks                                     | push        | shift        | per task     |
- * | --------------------------------------------------- | ----------- | ------------ | ------------ |
- * | random priorities from -100 to 100, 1 ms apart      | 47–67 ms    | 330–410 ms   | 0.37–0.46 µs |
- * | every priority 0 (FIFO)                             | 31–42 ms    | 133–172 ms   | 0.16–0.21 µs |
- * | {@linkcode Deque}, for comparison                   | 14–18 ms    | 3–4 ms       | 0.02 µs      |
- *
- * Half a microsecond per task is small beside a task's whole cost on the server (at its best, ~100k
- * tasks/s: ~10 µs each). Measured with:
- *
- * ```sh
- * ASYNCTASK_BENCH=1 ./deno test --allow-all task/priority_queue_test.ts --filter "1M"
- * ```
- *
- * {@linkcode MinHeap}, the heap underneath, is exported too: keyed by a due time, it is the queue of
- * delayed tasks (one timer for the earliest, `peekKey()`).
+ * A binary min-heap of items by a numeric key, equal keys served in the order they were pushed:
+ * the pool's priority lane keeps tasks of other priorities than 0 in one (keyed by when they were
+ * queued less their priority's worth of waiting, see `PriorityLane` in `queue.ts`), the pool and
+ * the lifecycle keep delayed tasks and retries in one (keyed by their due time, one timer for the
+ * earliest).
  *
  * @module
  */
-import type { Deque } from "./queue.ts";
-
-/** The default `agingMs`: a waiting task's effective priority rises by 1 every 10 s. */
-export const DEFAULT_AGING_MS = 10_000;
 
 /**
  * A binary min-heap of items by a numeric key; equal keys come out in the order they went in.
@@ -47,7 +14,7 @@ export const DEFAULT_AGING_MS = 10_000;
  *
  * @example
  * ```ts
- * import { MinHeap } from "./priority_queue.ts";
+ * import { MinHeap } from "./heap.ts";
  * import assert from "node:assert/strict";
  * const due = new MinHeap<string>();
  * due.push("later", 2000);
@@ -216,95 +183,5 @@ export class MinHeap<T> {
     const seqs = new Float64Array(this.#seqs.length * 2);
     seqs.set(this.#seqs);
     this.#seqs = seqs;
-  }
-}
-
-/** How a {@linkcode PriorityQueue} ages its tasks. */
-export interface PriorityQueueOptions {
-  /**
-   * A waiting task's effective priority rises by 1 for every `agingMs` it has waited; default
-   * {@linkcode DEFAULT_AGING_MS}. `Infinity` turns aging off: strict priorities, FIFO within each.
-   */
-  agingMs?: number;
-}
-
-/**
- * Waiting tasks, served higher priority first, first in first out within a priority, with aging (see
- * the module's doc). A drop-in for a {@linkcode Deque} where tasks have priorities.
- *
- * @example
- * ```ts
- * import { PriorityQueue } from "./priority_queue.ts";
- * import assert from "node:assert/strict";
- * const q = new PriorityQueue<string>({ agingMs: 10_000 });
- * q.push("report", 0, 0);
- * q.push("alert", 10, 1_000);
- * q.push("backup", -5, 2_000);
- * assert.equal(q.shift(), "alert"); // the highest priority
- * assert.equal(q.shift(), "report");
- * // aging: after waiting 60 s, a priority -5 task goes before a fresh priority 0 one
- * q.push("new report", 0, 62_000);
- * assert.equal(q.shift(), "backup");
- * assert.equal(q.remove((t) => t === "new report"), "new report");
- * assert.equal(q.length, 0);
- * ```
- */
-export class PriorityQueue<T> implements Pick<Deque<T>, "length" | "push" | "shift" | "peek" | "remove"> {
-  readonly #heap = new MinHeap<T>();
-  readonly #agingMs: number;
-
-  constructor(options: PriorityQueueOptions = {}) {
-    const agingMs = options.agingMs ?? DEFAULT_AGING_MS;
-    if (!(agingMs > 0)) {
-      throw new RangeError(`PriorityQueue: agingMs must be more than 0 (or Infinity), not ${agingMs}`);
-    }
-    this.#agingMs = agingMs;
-  }
-
-  /** How many tasks are waiting. */
-  get length(): number {
-    return this.#heap.length;
-  }
-
-  /**
-   * Queues `item` with `priority` (higher is served sooner; default 0), waiting since `now` (ms, from
-   * one clock for every push; default `performance.now()`).
-   */
-  push(item: T, priority = 0, now: number = performance.now()): void {
-    const key = this.#agingMs === Infinity ? -priority : now - priority * this.#agingMs;
-    this.#heap.push(item, key);
-  }
-
-  /** Removes and returns the task to serve next. */
-  shift(): T | undefined {
-    return this.#heap.shift();
-  }
-
-  /** The task `shift` would return, left in place. */
-  peek(): T | undefined {
-    return this.#heap.peek();
-  }
-
-  /**
-   * Removes and returns the task `match` accepts that would be served first (a cancel), as
-   * {@linkcode Deque.remove} does. O(n).
-   */
-  remove(match: (item: T) => boolean): T | undefined {
-    return this.#heap.remove(match);
-  }
-
-  /** Removes every task `predicate` accepts, and returns them (in no particular order). O(n). */
-  removeAll(predicate: (item: T) => boolean): T[] {
-    return this.#heap.removeAll(predicate);
-  }
-
-  /** Removes every task. */
-  clear(): void {
-    this.#heap.clear();
-  }
-
-  /** The waiting tasks, in no particular order. */
-  *[Symbol.iterator](): IterableIterator<T> {
-    for (const [item] of this.#heap.entries()) yield item;
   }
 }
