@@ -34,6 +34,21 @@ Deno.test("parseRequest: JSON requests and commands, with the client's tag", () 
   });
   const bad = parseRequest('{"task":"sms","id":1e999}');
   assert.equal(bad?.kind === "invalid" && bad.code, "bad_request");
+  // An id is echoed in every reply: at most 256 characters.
+  const longest = "i".repeat(256);
+  assert.deepEqual(parseRequest(JSON.stringify({ task: "echo", id: longest })), {
+    kind: "submit",
+    format: "json",
+    task: "echo",
+    data: null,
+    tag: longest,
+  });
+  assert.deepEqual(parseRequest(JSON.stringify({ task: "echo", id: longest + "i" })), {
+    kind: "invalid",
+    format: "json",
+    code: "bad_request",
+    message: '"id" must be a string of at most 256 characters or a finite number',
+  });
   const notObject = parseRequest("{");
   assert.equal(notObject?.kind === "invalid" && notObject.code, "bad_json");
   const deep = parseRequest('{"data":' + "[".repeat(100_000) + "]".repeat(100_000) + "}");

@@ -123,3 +123,48 @@ Deno.test("with --journal, failed tasks and their data survive a restart: listed
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("/cancel during a retry's backoff: the task ends cancelled, once, and never runs again", async () => {
+  // A backoff of 0.75–1.5 s: long enough to cancel in, short enough that a retry left armed would run below.
+  const server = await startServer({ modules: [FIXTURE_HANDLERS], retries: 2, retryBackoffMs: 1500 });
+  const c = await LineClient.connect(server.addr.port);
+  try {
+    await c.send("/task flaky 99"); // fails every attempt below 99
+    assert.equal(await c.next(), "ACCEPTED 1 flaky task queued");
+    assert.match(await c.next(), /^PROGRESS 1 0 attempt 1 of 3 failed .*; retrying in/);
+    await c.send("/cancel 1");
+    assert.equal(await c.next(), "OK cancelled 1");
+    assert.match(await c.next(), /^FAILED 1 cancelled /);
+    await new Promise((r) => setTimeout(r, 2500)); // past the backoff
+    await c.send('{"cmd":"status","task_id":1}');
+    const status = JSON.parse(await c.next()); // the next line: no PROGRESS or reply of a second run came
+    assert.equal(status.state, "failed", JSON.stringify(status));
+    assert.equal(status.error?.code, "cancelled", JSON.stringify(status));
+    assert.equal(status.attempts, 1, "one run");
+  } finally {
+    await c.close();
+    await server.shutdown(5000);
+  }
+});
+
+Deno.test("/cancel of a running task with retries left: it ends cancelled, and is not retried", async () => {
+  const server = await startServer({ modules: [FIXTURE_HANDLERS], retries: 2, retryBackoffMs: 10 });
+  const c = await LineClient.connect(server.addr.port);
+  try {
+    await c.send("/task slow 30000");
+    assert.equal(await c.next(), "ACCEPTED 1 slow task queued");
+    await c.send("/tasks running");
+    assert.match(await c.next(), /^TASKS \[\{"id":1,"task":"slow","state":"running"/);
+    await c.send("/cancel 1");
+    assert.equal(await c.next(), "OK cancelled 1");
+    assert.match(await c.next(), /^FAILED 1 cancelled /);
+    await new Promise((r) => setTimeout(r, 500)); // many times the 10 ms backoff
+    await c.send('{"cmd":"status","task_id":1}');
+    const status = JSON.parse(await c.next());
+    assert.equal(status.state, "failed", JSON.stringify(status));
+    assert.equal(status.attempts, 1, "one run: a cancelled task is never retried");
+  } finally {
+    await c.close();
+    await server.shutdown(5000);
+  }
+});
