@@ -12,6 +12,12 @@ import type { Format, Tag, TaskState } from "./protocol.ts";
 export interface ReplyTarget {
   readonly writable: boolean;
   send(line: string): void;
+  /**
+   * Sends one of its tasks' final reply, once `stored` resolves (the store has the task's end),
+   * without holding back the replies queued meanwhile; then counts the task as ended
+   * ({@linkcode taskEnded}). Without `stored`, at once.
+   */
+  sendFinal(line: string, stored?: Promise<void>): void;
   /** One more task of this connection waits for its final reply. */
   taskAccepted(): void;
   /** The final reply for one of its tasks went out (or the task ended without one). */

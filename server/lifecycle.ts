@@ -481,11 +481,11 @@ export class TaskLifecycle {
   #handBack(task?: string): void {
     const shared = this.#shared!;
     shared.roomChanged();
-    const ids: number[] = [];
+    const back: { id: number; attempts: number }[] = [];
     for (const rec of [...this.#book.unfinished()]) {
       if (!rec.here || rec.state !== "queued" || (task !== undefined && rec.task !== task)) continue;
       if (this.pool.cancel(rec.id, "") !== "queued") continue; // running, or waiting out a retry's backoff
-      ids.push(rec.id);
+      back.push({ id: rec.id, attempts: rec.attempts });
       rec.here = false;
       if (rec.origin !== undefined) {
         // Not accepted here: its server waits for its end; this one forgets it.
@@ -493,7 +493,7 @@ export class TaskLifecycle {
         this.#book.drop(rec);
       }
     }
-    shared.handBack(ids);
+    shared.handBack(back);
     this.#wakeWaiters();
   }
 
@@ -542,7 +542,29 @@ export class TaskLifecycle {
         });
       }
       this.#queue(rec, t.attempts + 1);
+      // Read as a pause began (the read was under way, with the room of before): back to the queue,
+      // for a server not paused.
+      this.#handBackIfPaused(t.task);
     }
+  }
+
+  /** Task names queued here in this turn while paused: handed back at its end. */
+  readonly #queuedWhilePaused = new Set<string>();
+
+  /**
+   * With the broker, a task queued here while it is paused (read as the pause began, or back from
+   * a retry's backoff) goes back to the shared queue, for a server that is not paused, at the end
+   * of the turn.
+   */
+  #handBackIfPaused(task: string): void {
+    if (!this.#shared || !this.pool.isPaused(task)) return;
+    if (this.#queuedWhilePaused.size === 0) {
+      queueMicrotask(() => {
+        for (const name of this.#queuedWhilePaused) this.#handBack(name);
+        this.#queuedWhilePaused.clear();
+      });
+    }
+    this.#queuedWhilePaused.add(task);
   }
 
   /** A task accepted here ended on another server: its client hears it from here. */
@@ -1041,6 +1063,7 @@ export class TaskLifecycle {
     const timer = this.#clock.setTimeout(() => {
       this.#retryTimers.delete(rec.id);
       this.pool.submit({ ...job, attempt: job.attempt + 1 }, true);
+      this.#handBackIfPaused(rec.task);
     }, delay);
     this.#retryTimers.set(rec.id, timer);
   }
@@ -1078,7 +1101,6 @@ export class TaskLifecycle {
       rec.error = error;
       this.counts.failed++;
       this.counts.of(rec.task).failed++;
-      target?.send(this.#finalReply(rec, rec.format, rec.tag, ms));
       if (this.#budget.take(now)) {
         taskLog.warn(
           "task {id} ({task}) failed on worker {worker} after {ms} ms, attempt {attempt}: {code} {message}",
@@ -1099,7 +1121,6 @@ export class TaskLifecycle {
       rec.data = undefined; // kept only for a failure's retry
       this.counts.done++;
       this.counts.of(rec.task).done++;
-      target?.send(this.#finalReply(rec, rec.format, rec.tag, ms));
       if (this.#taskLines && this.#budget.take(now)) {
         taskLog.info("task {id} ({task}) done in {ms} ms on worker {worker}, attempt {attempt}: {result}", {
           id: rec.id,
@@ -1117,15 +1138,32 @@ export class TaskLifecycle {
     }
     this.#book.finish(rec, now);
     if (error) this.#failed.add(rec);
-    target?.taskEnded();
+    const stored = target || rec.also ? this.#stored() : undefined;
+    target?.sendFinal(this.#finalReply(rec, rec.format, rec.tag, ms), stored);
     if (rec.also) {
-      for (const a of rec.also) {
-        a.target.send(this.#finalReply(rec, a.format, a.tag, ms));
-        a.target.taskEnded();
-      }
+      for (const a of rec.also) a.target.sendFinal(this.#finalReply(rec, a.format, a.tag, ms), stored);
       rec.also = undefined;
     }
     this.#wakeWaiters();
+  }
+
+  /** With the broker, the commit that covers the ends recorded in this turn (one per turn, made at its end). */
+  #storedThisTurn?: Promise<void>;
+
+  /**
+   * When a final reply may go out: with the broker, once Redis has the task's end (each reply waits
+   * for its own end, not a connection's every reply: while Redis is unreachable, the others still
+   * go); with the journal, at once — its connections write nothing before the group commit.
+   */
+  #stored(): Promise<void> | undefined {
+    if (!this.#shared) return undefined;
+    if (this.#storedThisTurn) return this.#storedThisTurn;
+    const stored = Promise.withResolvers<void>();
+    queueMicrotask(() => {
+      this.#storedThisTurn = undefined;
+      this.#store.commit().then(stored.resolve, stored.reject);
+    });
+    return this.#storedThisTurn = stored.promise;
   }
 
   /** Resolves {@linkcode allFinished} when nothing is left to wait for. */

@@ -18,6 +18,14 @@ function target(): ReplyTarget & { lines: string[]; open: number } {
     send(line: string) {
       this.lines.push(line);
     },
+    sendFinal(line: string, stored?: Promise<void>) {
+      const settle = () => {
+        this.send(line);
+        this.taskEnded();
+      };
+      if (stored) stored.then(settle);
+      else settle();
+    },
     taskAccepted() {
       this.open++;
     },

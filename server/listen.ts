@@ -212,12 +212,29 @@ export class Listener {
     await this.#loop;
   }
 
-  /** Closes every connection once its queued replies are written. */
-  async close(): Promise<void> {
+  /**
+   * Closes every connection once its queued replies are written, waiting at most `waitMs` for them
+   * (final replies wait for the store to have their tasks' ends: a store that cannot be reached
+   * would hold them forever). Returns how many connections were closed with replies unwritten.
+   */
+  async close(waitMs = Infinity): Promise<number> {
     await this.stopAccepting();
     clearInterval(this.#sweeper);
     this.#limits.hold?.close();
-    await Promise.all([...this.#conns].map((c) => c.closeWhenFlushed()));
+    const conns = [...this.#conns];
+    const flushed = Promise.all(conns.map((c) => c.closeWhenFlushed()));
+    if (waitMs === Infinity) {
+      await flushed;
+      return 0;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), waitMs)));
+    const outcome = await Promise.race([flushed, late]);
+    clearTimeout(timer);
+    if (outcome !== "late") return 0;
+    const cut = conns.filter((c) => c.writable);
+    for (const c of cut) c.close();
+    return cut.length;
   }
 
   async #accept(): Promise<void> {

@@ -63,7 +63,14 @@ function handlerSettings(opts: ServeOptions, modules: string[] = opts.modules): 
 }
 
 /** A reply target for tasks nobody submitted over a connection (periodic runs): their end is logged and kept. */
-const NOBODY: ReplyTarget = { writable: false, send() {}, taskAccepted() {}, taskEnded() {} };
+/**
+ * How long a stopping server waits for its last replies to be written: final replies wait for the
+ * store to have their tasks' ends, and a store that cannot be reached (Redis down) must not hold
+ * the stop forever.
+ */
+const REPLY_FLUSH_MS = 5000;
+
+const NOBODY: ReplyTarget = { writable: false, send() {}, sendFinal() {}, taskAccepted() {}, taskEnded() {} };
 
 /**
  * Starts the `schedules` map: each run is an ordinary task (an id, the logs, `/status`, `/stats`),
@@ -334,6 +341,7 @@ export class TaskServer {
     const schedule = opts.schedules?.length ? await import("../task/schedule.ts") : undefined;
     const token = opts.token ? new TokenCheck(opts.token) : undefined;
     const store = await openStore(opts, hooks);
+    const broker = store.shared !== undefined;
     let socket: SocketListener;
     let recovered;
     try {
@@ -407,7 +415,9 @@ export class TaskServer {
     const listener = new Listener(socket, { ...opts, tokenRequired: token !== undefined }, {
       line: (c, event) => desk.line(c, event),
       refused: () => lifecycle.counts.refused++,
-      ...(store.durable ? { beforeWrite: () => store.commit() } : {}),
+      // The journal: a connection writes nothing that its group commit does not cover yet (a few ms).
+      // The broker: each reply that needs Redis waits for its own answer (ACCEPTED, a final reply).
+      ...(store.durable && !broker ? { beforeWrite: () => store.commit() } : {}),
     }, gate);
     const server = made.server = new TaskServer(opts, registry, store, lifecycle, listener, gate);
     server.#periodic = periodic;
@@ -523,7 +533,13 @@ export class TaskServer {
     this.#lifecycle.flushLog();
     this.#saveRates();
     for (const t of this.#timers) clearInterval(t);
-    await this.#listener.close();
+    const cut = await this.#listener.close(REPLY_FLUSH_MS);
+    if (cut > 0) {
+      log.warn(
+        "{n} connection(s) closed with final replies unwritten: the store did not confirm their tasks' ends within {wait} (their results stay available through /status where the store keeps them)",
+        { n: cut, wait: formatDuration(REPLY_FLUSH_MS) },
+      );
+    }
     await this.#store.close();
     this.#gate?.close();
     return { unfinished };

@@ -284,6 +284,11 @@ export class WorkerPool {
     return this.#pausedAll ? ["*"] : [...this.#paused];
   }
 
+  /** Whether `task` is paused (by its own pause or a pause of every task). */
+  isPaused(task: string): boolean {
+    return this.#pausedAll || this.#paused.has(task);
+  }
+
   #now: number | undefined;
 
   /** `performance.now()`, read once per turn of the event loop: every task queued in it queued at once. */
@@ -504,7 +509,7 @@ export class WorkerPool {
   }
 
   #atLimit(task: string): boolean {
-    if (this.#pausedAll || this.#paused.has(task)) return true;
+    if (this.isPaused(task)) return true;
     const max = this.#opts.limits?.get(task)?.concurrency;
     return max !== undefined && (this.#runs.get(task) ?? 0) >= max;
   }

@@ -20,12 +20,14 @@ import { freePort, redisMissing, RedisServer } from "./redis_server.ts";
 const noRedis = await redisMissing();
 const FIXTURE = new URL("./fixtures/broker_record.ts", import.meta.url).pathname;
 
-/** A config with the recording task, and echo. */
+/** A config with the recording task, echo and sleep. */
 async function config(dir: string): Promise<string> {
   const path = `${dir}/asynctask.json`;
   await Deno.writeTextFile(
     path,
-    JSON.stringify({ tasks: { record: { kind: "module", module: FIXTURE }, echo: { kind: "builtin" } } }),
+    JSON.stringify({
+      tasks: { record: { kind: "module", module: FIXTURE }, echo: { kind: "builtin" }, sleep: { kind: "builtin" } },
+    }),
   );
   return path;
 }
@@ -447,3 +449,131 @@ Deno.test("serve: a --broker that is not a Redis address, --broker with --journa
   assert.equal(ca.code, 2);
   assert.match(ca.stderr, /--broker-ca \/nonexistent\/ca.pem: /);
 });
+
+brokerTest(
+  "broker: while Redis is down, a final reply waits for its end to be stored, other replies do not, and a stop does not hang",
+  async (redis, dir) => {
+    const [a] = await servers(1, redis, await config(dir), ["--shutdown-timeout", "2s"]);
+    try {
+      const c = await LineClient.connect(a.port);
+      await c.send("/task sleep 1500");
+      assert.match(await c.next(), /^ACCEPTED 1 /);
+      await redis.stop("SIGKILL"); // the task ends while Redis is down: its end cannot be stored
+      const ask = async (line: string) => {
+        const probe = await LineClient.connect(a.port);
+        await probe.send(line);
+        const answer = await probe.next();
+        await probe.close();
+        return answer;
+      };
+      await eventually("the task to end on its worker", async () => /"done":1\b/.test(await ask("/stats")));
+      // The same connection still answers at once: its DONE waits aside, not in front of these.
+      await c.send("/ping", "/task echo x");
+      assert.equal(await c.next(), "PONG");
+      assert.match(await c.next(), /^ERROR store_unavailable /);
+      await redis.restart(); // AOF on: the end is written once Redis is back, and then the DONE goes
+      assert.equal(await c.next(15_000), 'DONE 1 {"slept_ms":1500}');
+
+      // A stop while an end cannot be stored: the reply is given up after a wait, and the server exits.
+      await c.send("/task sleep 1000");
+      assert.match(await c.next(), /^ACCEPTED 2 /);
+      await eventually("task 2 to run", async () => /^STATUS 2 running/.test(await ask("/status 2")));
+      await redis.stop("SIGKILL");
+      await eventually("task 2 to end on its worker", async () => /"done":2\b/.test(await ask("/stats")));
+      a.child.kill("SIGTERM");
+      const exited = await Promise.race([
+        a.exited().then((e) => e.code),
+        new Promise<"hung">((r) => setTimeout(() => r("hung"), 30_000)),
+      ]);
+      assert.notEqual(exited, "hung", a.log());
+      assert.match(a.log(), /connection\(s\) closed with final replies unwritten/);
+      await c.close();
+    } finally {
+      await stopAll([a]);
+    }
+  },
+  "always",
+);
+
+brokerTest(
+  "broker: a server started just after Redis restarted empty takes no id the running servers took",
+  async (redis, dir) => {
+    const cfg = await config(dir);
+    const [b] = await servers(1, redis, cfg);
+    let c: ServeProcess | undefined;
+    try {
+      const cb = await LineClient.connect(b.port);
+      await cb.send("/task echo b1");
+      assert.equal(await cb.next(), "ACCEPTED 1 echo queued");
+      assert.equal(await cb.next(), "DONE 1 b1");
+      await redis.stop("SIGKILL");
+      await redis.restart(); // no persistence: the id counter is gone
+      [c] = await servers(1, redis, cfg); // at once, before b has reconnected perhaps
+      const cc = await LineClient.connect(c.port);
+      await cc.send("/task echo c1");
+      const accepted = /^ACCEPTED (\d+) /.exec(await cc.next());
+      assert.ok(accepted && Number(accepted[1]) > 1, `a new id, above b's: ${accepted?.[0]}`);
+      assert.equal(await cc.next(), `DONE ${accepted[1]} c1`, "its own result, not another task's");
+      await cb.send("/task echo b2");
+      const again = /^ACCEPTED (\d+) /.exec(await cb.next());
+      assert.ok(again && again[1] !== accepted[1], `b's next id is not c's: ${again?.[0]}`);
+      assert.equal(await cb.next(), `DONE ${again[1]} b2`);
+      await cb.close();
+      await cc.close();
+    } finally {
+      await stopAll(c ? [b, c] : [b]);
+    }
+  },
+);
+
+brokerTest(
+  "broker: a retry of a paused server goes back to the queue with its attempts: --retries still bounds it",
+  async (redis, dir) => {
+    const cfg = await config(dir);
+    const file = `${dir}/runs`;
+    const retries = ["--retries", "2", "--retry-backoff", "1s"];
+    const [a] = await servers(1, redis, cfg, retries);
+    let b: ServeProcess | undefined;
+    try {
+      const c = await LineClient.connect(a.port);
+      await c.send(JSON.stringify({ task: "record", data: { file, fail: true } }));
+      assert.equal(JSON.parse(await c.next()).type, "accepted");
+      assert.match(await c.next(), /"type":"progress".*attempt 1 of 3 failed/);
+      await c.send('{"cmd":"pause"}'); // during the backoff: the retry goes back to the queue when it is due
+      assert.equal(JSON.parse(await c.next()).type, "ok");
+      [b] = await servers(1, redis, cfg, retries);
+      const end = JSON.parse(await c.next(30_000)) as Reply;
+      assert.equal(end.type, "failed", JSON.stringify(end));
+      const ran = await runs(file);
+      assert.deepEqual(ran.map(([, pid]) => pid === a.child.pid ? "a" : "b"), ["a", "b", "b"], "three runs in all");
+      await c.close();
+    } finally {
+      await stopAll(b ? [a, b] : [a]);
+    }
+  },
+);
+
+brokerTest(
+  "broker: after Redis restarts empty, a task another server still runs is not reported lost",
+  async (redis, dir) => {
+    const cfg = await config(dir);
+    const [a, b] = await servers(2, redis, cfg);
+    try {
+      const c = await LineClient.connect(a.port);
+      await c.send('{"cmd":"pause"}'); // a runs nothing: b runs the task
+      assert.equal(JSON.parse(await c.next()).type, "ok");
+      await c.send("/task sleep 4000");
+      const id = Number(/^ACCEPTED (\d+) /.exec(await c.next())?.[1]);
+      await eventually("b to run it", async () => {
+        await c.send(`/status ${id}`);
+        return new RegExp(`^STATUS ${id} running`).test(await c.next());
+      });
+      await redis.stop("SIGKILL");
+      await redis.restart(); // empty: the queued index and the streams are gone; b still runs the task
+      assert.equal(await c.next(15_000), `DONE ${id} {"slept_ms":4000}`);
+      await c.close();
+    } finally {
+      await stopAll([a, b]);
+    }
+  },
+);

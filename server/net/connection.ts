@@ -110,6 +110,10 @@ export class Connection implements ReplyTarget {
   #held = false;
   /** The read loop, paused by backpressure, waiting for the output to drain. */
   #resumeReading: (() => void) | undefined;
+  /** Final replies waiting for the store to have their task's end ({@linkcode sendFinal}). */
+  #finalsWaiting = 0;
+  /** Resolved when the last of those is queued. */
+  #finalsQueued?: PromiseWithResolvers<void>;
   readonly #splitter: LineSplitter;
   /** `host:port` of the peer. */
   readonly remote: string;
@@ -160,6 +164,28 @@ export class Connection implements ReplyTarget {
   /** Queues one reply line (without `\n`); it is written with the others of this turn. */
   send(line: string): void {
     this.#queue(line, line.length + 1);
+  }
+
+  /**
+   * Sends a task's final reply once `stored` resolves (the broker: Redis has the task's end), and
+   * counts the task ended. The replies queued meanwhile (a `PONG`, an `ERROR`, other tasks' replies)
+   * do not wait for it: a final reply answers no request, so its place among them is free, while a
+   * reply queued behind it would have waited for Redis — for as long as Redis is unreachable.
+   */
+  sendFinal(line: string, stored?: Promise<void>): void {
+    if (!stored) {
+      this.send(line);
+      this.taskEnded();
+      return;
+    }
+    this.#finalsWaiting++;
+    const settle = (stored: boolean) => {
+      // A store that could not keep the end says so itself (its commit never rejects): never a DONE it does not have.
+      if (stored) this.send(line);
+      this.taskEnded();
+      if (--this.#finalsWaiting === 0) this.#finalsQueued?.resolve();
+    };
+    stored.then(() => settle(true), () => settle(false));
   }
 
   /**
@@ -258,9 +284,14 @@ export class Connection implements ReplyTarget {
     this.events.ended(this);
   }
 
-  /** Writes what is queued, then closes. */
+  /** Writes what is queued (final replies waiting for the store included), then closes. */
   async closeWhenFlushed(): Promise<void> {
     this.#stopReading = true;
+    while (this.#finalsWaiting > 0 && this.#writable) {
+      this.#finalsQueued ??= Promise.withResolvers<void>();
+      await this.#finalsQueued.promise;
+      this.#finalsQueued = undefined;
+    }
     if (this.#held) this.#startFlush();
     if (this.#flushing) await new Promise<void>((resolve) => this.#flushWaiters.push(resolve));
     this.close();
@@ -276,6 +307,7 @@ export class Connection implements ReplyTarget {
     this.#outLater = 0;
     this.#resumeReading?.();
     this.#paused?.resolve();
+    this.#finalsQueued?.resolve();
     try {
       this.conn.close();
     } catch {

@@ -65,6 +65,11 @@ const END_BATCH = 1000;
 const PACKED_CHARS = 8 * 1024 * 1024;
 /** How long a closing store waits for Redis to take the ends it still holds. */
 const CLOSE_WAIT_MS = 5000;
+/**
+ * How long after Redis comes back every server has reconnected (its backoff is at most 2 s) and
+ * restored what it knows: the id counter, the tasks it holds.
+ */
+const RESTORE_MS = 2500;
 
 /** How the broker connects and behaves. */
 export interface RedisStoreOptions {
@@ -93,6 +98,8 @@ interface Held {
   stream: string;
   entry: string;
   origin: string;
+  /** The attempt running here, once started. */
+  attempt?: number;
 }
 
 interface PendingEnd {
@@ -221,7 +228,7 @@ export class RedisStore implements TaskStore {
       nextId: () => this.#nextId(),
       taken: (id) => this.#taking.get(id),
       consume: (c) => this.#consume(c),
-      handBack: (ids) => this.#handBack(ids),
+      handBack: (tasks) => this.#handBack(tasks),
       roomChanged: () => this.#roomChanged(),
       progress: (id, percent, message) => this.#forwardProgress(id, percent, message),
       lookup: (id) => this.#lookup(id),
@@ -234,6 +241,11 @@ export class RedisStore implements TaskStore {
       },
     };
     this.#redis.on("ready", () => this.#setUp(true, "connected"));
+    // A reconnected reader is a new client to Redis: `CLIENT UNBLOCK` (a pause) needs its new id.
+    this.#reader.on("ready", () => {
+      if (this.#readerId === undefined) return; // not reading yet: #readTasks asks
+      this.#reader.sendCommand(["CLIENT", "ID"]).then((id) => (this.#readerId = String(id))).catch(() => {});
+    });
     this.#redis.on("error", (e: Error) => this.#setUp(false, e.message || e.name));
   }
 
@@ -293,6 +305,7 @@ export class RedisStore implements TaskStore {
     const instance = `${Deno.pid}-${crypto.randomUUID().slice(0, 6)}`;
     const store = new RedisStore(opts, conns, instance);
     await store.#loadScripts();
+    await store.#waitForIdReports();
     await store.#takeIds();
     return store;
   }
@@ -313,15 +326,18 @@ export class RedisStore implements TaskStore {
       // What this server holds is renewed first, and nothing is claimed for a visibility time: after a
       // long outage every entry looks idle, and the servers holding them are alive.
       this.#claimAfter = Date.now() + this.#visibilityMs;
+      // A Redis that restarted empty lost the id counter, the queued index and the streams: the
+      // counter is set back above every id this server took, and the tasks it holds are put back in
+      // the index, first — before a new server takes ids, or another one looks for lost tasks.
+      this.#restore().catch(() => {});
       this.#renew().catch(() => {});
       this.#flushEnds();
-      this.#checkLost().catch(() => {});
-      // A new block once every server has said (within 2 s) which ids it took: a Redis that restarted
-      // empty starts its counter again from 0.
+      // Once every server has reconnected (within its 2 s backoff) and restored what it holds:
+      // the tasks accepted here and held nowhere are lost; a new block of ids is taken.
       setTimeout(() => {
-        this.#report().catch(() => {});
+        this.#checkLost().catch(() => {});
         this.#prefetchIds();
-      }, 2500);
+      }, RESTORE_MS);
     } else log.error("redis: {reason}; refusing new tasks (store_unavailable) and reconnecting", { reason });
   }
 
@@ -384,6 +400,43 @@ export class RedisStore implements TaskStore {
   }
 
   #spare?: { next: number; last: number };
+
+  /**
+   * At start: when Redis has no id counter and started less than {@linkcode RESTORE_MS} ago, it
+   * may have restarted empty, with servers still holding ids from before that have not
+   * reconnected yet to set the counter back ({@linkcode #restore}): their ids must not be taken
+   * again, so this server waits for them.
+   */
+  async #waitForIdReports(): Promise<void> {
+    const [exists, info] = await Promise.all([
+      this.#cmd(["EXISTS", this.#key("ids")]),
+      this.#cmd(["INFO", "server"]),
+    ]);
+    const uptime = Number(/uptime_in_seconds:(\d+)/.exec(String(info))?.[1] ?? Infinity);
+    // uptime_in_seconds counts whole seconds: u means up to u + 1 s.
+    const waitMs = RESTORE_MS - uptime * 1000;
+    if (Number(exists) === 1 || waitMs <= 0) return;
+    log.info(
+      "redis started {uptime} s ago and has no task id counter: waiting {ms} ms for servers that were connected before to set it back",
+      { uptime, ms: waitMs },
+    );
+    await new Promise((r) => setTimeout(r, waitMs));
+  }
+
+  /** After a reconnection: the id counter set back above this server's ids, its held tasks back in the queued index, its report. */
+  async #restore(): Promise<void> {
+    await this.#script("ids", [this.#prefix, 0, this.#idsTaken]);
+    let packed = "";
+    for (const [id, h] of this.#held) {
+      packed += `${id}\0${packable(h.task)}${h.attempt === undefined ? "" : `\x01${h.attempt} ${this.instance}`}\0`;
+      if (packed.length >= PACKED_CHARS) {
+        await this.#script("start", [this.#prefix, packed]);
+        packed = "";
+      }
+    }
+    if (packed !== "") await this.#script("start", [this.#prefix, packed]);
+    await this.#report();
+  }
 
   #nextId(): number {
     if (!this.#up) {
@@ -469,7 +522,9 @@ export class RedisStore implements TaskStore {
 
   started(id: number, attempt: number): void {
     if (this.#starts === "") queueMicrotask(() => this.#writeStarts());
-    this.#starts += `${id}\0${packable(this.#held.get(id)?.task ?? "")}\x01${attempt} ${this.instance}\0`;
+    const h = this.#held.get(id);
+    if (h) h.attempt = attempt;
+    this.#starts += `${id}\0${packable(h?.task ?? "")}\x01${attempt} ${this.instance}\0`;
   }
 
   #writeStarts(): void {
@@ -712,9 +767,12 @@ export class RedisStore implements TaskStore {
     // place, without a record of them per entry.
     let i: string | undefined = list[1];
     let t: string | undefined = list[3];
-    if (list[0] !== "i" || list[2] !== "t") {
+    // A task handed back (a pause) carries its attempts so far in `a` (see HAND_BACK_SCRIPT).
+    let handedBack = 0;
+    if (list[0] !== "i" || list[2] !== "t" || list.length > 4) {
       const f = fieldsOf(list);
       [i, t] = [f.i, f.t];
+      handedBack = Number(f.a ?? 0) || 0;
     }
     const id = Number(i);
     if (!Number.isSafeInteger(id) || this.#held.has(id)) return;
@@ -736,7 +794,8 @@ export class RedisStore implements TaskStore {
       data,
       format,
       tag: tag ?? undefined,
-      attempts: attempts ?? firstAttempts,
+      // Attempts only grow: the most of the record's (a claim), the entry's (a hand-back) and the first count.
+      attempts: Math.max(attempts ?? 0, handedBack, firstAttempts),
       interrupted,
       wasRunning,
       priority: priority || undefined,
@@ -851,13 +910,13 @@ export class RedisStore implements TaskStore {
    * Gives entries this server read and has not started back to the queue (a pause): they go to the
    * end of their streams, for any server to read.
    */
-  #handBack(ids: number[]): void {
+  #handBack(tasks: { id: number; attempts: number }[]): void {
     const args: string[] = [GROUP];
-    for (const id of ids) {
+    for (const { id, attempts } of tasks) {
       const h = this.#held.get(id);
       if (!h) continue;
       this.#release(id, h);
-      args.push(h.stream, h.entry);
+      args.push(h.stream, h.entry, String(attempts));
     }
     if (args.length > 1) this.#script("handBack", args).catch(() => {});
   }

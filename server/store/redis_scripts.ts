@@ -262,14 +262,27 @@ return 0
 
 /**
  * Hands entries back to the queue: each is copied to the end of its stream as a new entry (any
- * server may read it), then acknowledged and deleted. ARGV: group, then pairs of stream and entry.
+ * server may read it) with its task's attempts so far (field `a`, after `i` and `t`), then
+ * acknowledged and deleted. ARGV: group, then triples of stream, entry and attempts.
  */
 export const HAND_BACK_SCRIPT = `
 local g = ARGV[1]
-for i = 2, #ARGV, 2 do
-  local stream, entry = ARGV[i], ARGV[i+1]
+for i = 2, #ARGV, 3 do
+  local stream, entry, attempts = ARGV[i], ARGV[i+1], ARGV[i+2]
   local e = redis.call('XRANGE', stream, entry, entry)
-  if e[1] then redis.call('XADD', stream, '*', unpack(e[1][2])) end
+  if e[1] then
+    local f = e[1][2]
+    local fields = {}
+    for j = 1, #f, 2 do
+      if f[j] ~= 'a' then
+        fields[#fields+1] = f[j]
+        fields[#fields+1] = f[j+1]
+      end
+    end
+    fields[#fields+1] = 'a'
+    fields[#fields+1] = attempts
+    redis.call('XADD', stream, '*', unpack(fields))
+  end
   redis.call('XACK', stream, g, entry)
   redis.call('XDEL', stream, entry)
 end

@@ -189,8 +189,11 @@ export interface SharedQueue {
   consume(consumer: QueueConsumer): void;
   /** The room changed (a pause, a resume): the next read takes it into account at once. */
   roomChanged(): void;
-  /** Gives tasks read here and not started back to the queue, for any server (a pause). */
-  handBack(ids: number[]): void;
+  /**
+   * Gives tasks read here and not started back to the queue, for any server (a pause), each with
+   * the attempts it has had (a retry waiting for its turn keeps its count).
+   */
+  handBack(tasks: { id: number; attempts: number }[]): void;
   /** Forwards a running task's progress to the server that accepted it. */
   progress(id: number, percent: number, message: string): void;
   /** A task's state, wherever it runs or ran. */
