@@ -14,6 +14,11 @@ Deno.test("toRequest: text as typed, /task for --task, JSON with --json", () => 
   assert.equal(toRequest("/task sleep 5", { json: true }), '{"task":"sleep","data":"5"}');
   assert.equal(toRequest("/status 3", { json: true }), '{"cmd":"status","task_id":3}');
   assert.equal(toRequest("/ping", { json: true }), '{"cmd":"ping"}');
+  // With --task, a JSON object is the task's data; without, it is a request as it stands.
+  assert.equal(toRequest('{"to":"a@b.c"}', { task: "email", json: false }), '{"task":"email","data":{"to":"a@b.c"}}');
+  assert.equal(toRequest(' {"to":"a@b.c"} ', { task: "email", json: true }), '{"task":"email","data":{"to":"a@b.c"}}');
+  assert.equal(toRequest('{"task":"echo","data":1}', { json: false }), '{"task":"echo","data":1}');
+  assert.equal(toRequest("{not json", { task: "email", json: false }), "{not json", "the server names the mistake");
 });
 
 Deno.test("Session: settles when every request has its reply and every task its final one", () => {

@@ -1,6 +1,8 @@
 /**
  * What the client sends for a line the user typed or piped: the line itself in text mode (with
  * `/task <name>` put in front when `--task` is given), or the matching JSON request with `--json`.
+ * With `--task`, a line that is a JSON object is that task's data: `{"to":…}` is sent as
+ * `{"task":<name>,"data":{"to":…}}`.
  *
  * @module
  */
@@ -23,11 +25,13 @@ export interface RequestOptions {
  * assert.equal(toRequest("13800138000", { json: false }), "13800138000");
  * assert.equal(toRequest("hi", { task: "echo", json: false }), "/task echo hi");
  * assert.equal(toRequest("/status 4", { json: true }), '{"cmd":"status","task_id":4}');
+ * assert.equal(toRequest('{"to":"a@b.c"}', { task: "email", json: false }), '{"task":"email","data":{"to":"a@b.c"}}');
+ * assert.equal(toRequest('{"cmd":"ping"}', { json: false }), '{"cmd":"ping"}');
  * ```
  */
 export function toRequest(line: string, opts: RequestOptions): string {
   const text = line.trim();
-  if (text.startsWith("{")) return text;
+  if (text.startsWith("{")) return opts.task === undefined ? text : dataRequest(text, opts.task);
   if (!opts.json) {
     if (text.startsWith("/") || opts.task === undefined) return text;
     return `/task ${opts.task} ${text}`;
@@ -48,6 +52,20 @@ export function toRequest(line: string, opts: RequestOptions): string {
       // /stats, /ping, /quit — and unknown commands, which the server then names in its error.
       return JSON.stringify({ cmd: command.slice(1) });
   }
+}
+
+/**
+ * A JSON object line sent with `--task`: the task's data. A line that does not parse as JSON is
+ * sent as it is, for the server to say what is wrong with it.
+ */
+function dataRequest(text: string, task: string): string {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  return JSON.stringify({ task, data });
 }
 
 /** What a request asks for: a task to run, or a command (`/status`, `/stats`, `/ping`, `/quit`, `/auth`). */
