@@ -30,7 +30,7 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
     kind: "string",
     valueName: "name",
     example: "echo",
-    help: "task for payloads (default: the server's --task); a JSON object payload is sent as its data",
+    help: "task for payloads (default: the server's --task); a JSON object that is not a request is its data",
   },
   {
     name: "window",
@@ -74,8 +74,8 @@ export const clientHelp = (): string =>
       "client), sends each line you type, and prints ACCEPTED at once and DONE/FAILED when the task\n" +
       "ends; Ctrl-D waits for outstanding results, then quits. Otherwise it sends each --send payload,\n" +
       "or each line of stdin, waits for every result, and exits 0 when all succeeded, 1 when any failed\n" +
-      "or was refused, 2 when it could not connect. With --task, a payload that is a JSON object is sent\n" +
-      'as that task\'s data: --task email --send \'{"to":"a@example.com","subject":"hi"}\'.\n\n' +
+      "or was refused, 2 when it could not connect. With --task, a JSON object that is not a\n" +
+      'request is sent as that task\'s data: --task email --send \'{"to":"a@example.com","subject":"hi"}\'.\n\n' +
       "Lines starting with / are commands: /task <name> <payload>, /status <id>, /stats, /ping, /quit.\n" +
       "On a terminal it speaks Chinese where LC_ALL, LC_MESSAGES or LANG starts with zh.",
     CLIENT_FLAGS,

@@ -14,7 +14,13 @@ Deno.test("toRequest: text as typed, /task for --task, JSON with --json", () => 
   assert.equal(toRequest("/task sleep 5", { json: true }), '{"task":"sleep","data":"5"}');
   assert.equal(toRequest("/status 3", { json: true }), '{"cmd":"status","task_id":3}');
   assert.equal(toRequest("/ping", { json: true }), '{"cmd":"ping"}');
-  // With --task, a JSON object is the task's data; without, it is a request as it stands.
+  // With --task, a JSON object that is not a request is the task's data; a request is sent as it is (with the task).
+  assert.equal(
+    toRequest('{"task":"steps","data":1,"id":"j1"}', { task: "echo", json: false }),
+    '{"task":"steps","data":1,"id":"j1"}',
+  );
+  assert.equal(toRequest('{"data":1,"id":"j1"}', { task: "echo", json: false }), '{"task":"echo","data":1,"id":"j1"}');
+  assert.equal(toRequest('{"cmd":"stats"}', { task: "echo", json: true }), '{"cmd":"stats"}');
   assert.equal(toRequest('{"to":"a@b.c"}', { task: "email", json: false }), '{"task":"email","data":{"to":"a@b.c"}}');
   assert.equal(toRequest(' {"to":"a@b.c"} ', { task: "email", json: true }), '{"task":"email","data":{"to":"a@b.c"}}');
   assert.equal(toRequest('{"task":"echo","data":1}', { json: false }), '{"task":"echo","data":1}');

@@ -1,11 +1,13 @@
 /**
  * What the client sends for a line the user typed or piped: the line itself in text mode (with
  * `/task <name>` put in front when `--task` is given), or the matching JSON request with `--json`.
- * With `--task`, a line that is a JSON object is that task's data: `{"to":…}` is sent as
- * `{"task":<name>,"data":{"to":…}}`.
+ * With `--task`, a line that is a JSON object but not a request (it has a field no request has) is
+ * that task's data: `{"to":…}` is sent as `{"task":<name>,"data":{"to":…}}`; a JSON request is sent
+ * as it is, with `"task":<name>` added when it names no task.
  *
  * @module
  */
+import { TASK_REQUEST_FIELDS } from "../server/protocol.ts";
 
 /** How lines become requests. */
 export interface RequestOptions {
@@ -26,7 +28,8 @@ export interface RequestOptions {
  * assert.equal(toRequest("hi", { task: "echo", json: false }), "/task echo hi");
  * assert.equal(toRequest("/status 4", { json: true }), '{"cmd":"status","task_id":4}');
  * assert.equal(toRequest('{"to":"a@b.c"}', { task: "email", json: false }), '{"task":"email","data":{"to":"a@b.c"}}');
- * assert.equal(toRequest('{"cmd":"ping"}', { json: false }), '{"cmd":"ping"}');
+ * assert.equal(toRequest('{"data":1}', { task: "echo", json: false }), '{"task":"echo","data":1}');
+ * assert.equal(toRequest('{"cmd":"ping"}', { task: "echo", json: false }), '{"cmd":"ping"}');
  * ```
  */
 export function toRequest(line: string, opts: RequestOptions): string {
@@ -55,17 +58,25 @@ export function toRequest(line: string, opts: RequestOptions): string {
 }
 
 /**
- * A JSON object line sent with `--task`: the task's data. A line that does not parse as JSON is
- * sent as it is, for the server to say what is wrong with it.
+ * A JSON object line sent with `--task`: a command (`{"cmd":…}`) as it is; a task request (only the
+ * fields of one) as it is, with the task added when it names none; any other object is the task's
+ * data. A line that does not parse as a JSON object is sent as it is, for the server to say what is
+ * wrong with it.
  */
 function dataRequest(text: string, task: string): string {
-  let data: unknown;
+  let value: unknown;
   try {
-    data = JSON.parse(text);
+    value = JSON.parse(text);
   } catch {
     return text;
   }
-  return JSON.stringify({ task, data });
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return text;
+  const fields = Object.keys(value);
+  if (fields.includes("cmd")) return text;
+  if (fields.every((f) => TASK_REQUEST_FIELDS.includes(f))) {
+    return "task" in value ? text : JSON.stringify({ task, ...value });
+  }
+  return JSON.stringify({ task, data: value });
 }
 
 /** What a request asks for: a task to run, or a command (`/status`, `/stats`, `/ping`, `/quit`, `/auth`). */

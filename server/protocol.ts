@@ -245,7 +245,17 @@ function parseTaskId(value: unknown): number | undefined {
   return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
-const SUBMIT_FIELDS = new Set(["task", "data", "id", "priority", "delay", "run_at", "unique_key"]);
+/** Every field a JSON task request may have (a command has `cmd` instead). */
+export const TASK_REQUEST_FIELDS: readonly string[] = [
+  "task",
+  "data",
+  "id",
+  "priority",
+  "delay",
+  "run_at",
+  "unique_key",
+];
+const SUBMIT_FIELDS = new Set(TASK_REQUEST_FIELDS);
 const TIMING_FIELDS = ["priority", "delay", "run_at", "unique_key"] as const;
 /** `"task", "data", "id", …, "run_at" and "unique_key"`: every field a task request may have, for errors. */
 const SUBMIT_FIELD_LIST = [...SUBMIT_FIELDS].map((f) => `"${f}"`).join(", ").replace(/, ([^,]+)$/, " and $1");

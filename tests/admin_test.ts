@@ -287,7 +287,7 @@ Deno.test("every admin command has --help: its usage as the user runs it, and it
   for (
     const [sub, usage] of [
       ["status", "status [flags]"],
-      ["tasks", "tasks --failed|--running|--queued [flags]"],
+      ["tasks", "tasks --failed|--running|--queued|--scheduled [flags]"],
       ["retry", "retry <id>… [flags]"],
       ["cancel", "cancel <id>… [flags]"],
     ]
