@@ -8,15 +8,18 @@
 # Settings (environment variables):
 #   ASYNCTASK_VERSION       the release to install, e.g. 0.1.0 (default: the latest)
 #   ASYNCTASK_INSTALL_DIR   where to put asynctask (default: ~/.local/bin)
-#   ASYNCTASK_DOWNLOAD_URL  where releases are (default: this project's GitHub releases); files are fetched from
+#   ASYNCTASK_REPO          the GitHub repository (owner/name) whose releases to install (default: the one that
+#                           published this install.sh; a copy from a clone names none, and needs this or the next)
+#   ASYNCTASK_DOWNLOAD_URL  where releases are (default: https://github.com/<repo>/releases); files are fetched from
 #                           <url>/latest/download/<file> for the latest and <url>/download/v<version>/<file> otherwise
 #
 # Needs: curl or wget, tar, and sha256sum or shasum. Linux (glibc) and macOS, x86_64 and arm64. On Windows, download
 # asynctask-<version>-x86_64-pc-windows-msvc.zip from the releases page and check it against SHA256SUMS.
 set -eu
 
-# The repository whose releases are the default source; the release workflow sets it in the install.sh it publishes.
-ASYNCTASK_REPO_DEFAULT="asynctask/asynctask"
+# The repository whose releases are the default source. Empty here: the release workflow writes its own repository
+# into the install.sh it attaches to each release.
+ASYNCTASK_REPO_DEFAULT=""
 
 say() { printf '%s\n' "$*"; }
 fail() {
@@ -26,7 +29,20 @@ fail() {
   exit 1
 }
 
-base_url=${ASYNCTASK_DOWNLOAD_URL:-https://github.com/$ASYNCTASK_REPO_DEFAULT/releases}
+repo=${ASYNCTASK_REPO:-$ASYNCTASK_REPO_DEFAULT}
+if [ -z "${ASYNCTASK_DOWNLOAD_URL:-}" ]; then
+  case "$repo" in
+    "")
+      fail "this install.sh does not know where the releases are: it is the copy of a clone, not one attached to a release." \
+        "Use the install.sh attached to a release (it names its repository), or name the repository yourself:" \
+        "  ASYNCTASK_REPO=<owner>/<name> sh install.sh     # that GitHub repository's releases" \
+        "  ASYNCTASK_DOWNLOAD_URL=<url> sh install.sh      # a mirror laid out like GitHub's releases" \
+        "Or run asynctask from this clone: see README.md, \"From source\"." ;;
+    */*) ;;
+    *) fail "ASYNCTASK_REPO must name a GitHub repository as <owner>/<name>, not \"$repo\"." ;;
+  esac
+fi
+base_url=${ASYNCTASK_DOWNLOAD_URL:-https://github.com/$repo/releases}
 base_url=${base_url%/}
 version=${ASYNCTASK_VERSION:-}
 version=${version#v}

@@ -23,11 +23,11 @@ export { VERSION };
 const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
   serve: {
     run: async (args) => (await import("./server/cli.ts")).runServe(args),
-    help: "run the task server (like the seed's Server.php)",
+    help: "run the task server (like Swoole's example Server.php)",
   },
   client: {
     run: async (args) => (await import("./client/cli.ts")).runClient(args),
-    help: "send tasks and print their results (like the seed's Client.php)",
+    help: "send tasks and print their results (like Swoole's example Client.php)",
   },
   status: {
     run: async (args) => (await import("./client/admin.ts")).runStatus(args),
@@ -35,7 +35,7 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<number>; help:
   },
   tasks: {
     run: async (args) => (await import("./client/admin.ts")).runTasks(args),
-    help: "list a server's failed, running or queued tasks",
+    help: "list a server's failed, running, queued or scheduled tasks",
   },
   retry: {
     run: async (args) => (await import("./client/admin.ts")).runRetry(args),

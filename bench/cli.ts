@@ -7,6 +7,7 @@
  */
 import { type FlagSpec, HELP_FLAG, parseFlags, renderHelp, UsageError } from "../cli/flags.ts";
 import { formatDuration } from "../cli/units.ts";
+import { commandFor } from "../cli/invocation.ts";
 import { type LoadCounts, type LoadOptions, type LoadReport, runLoad } from "./load.ts";
 import { asynctaskCommand, type ServerProcess, startServerProcess } from "./process.ts";
 
@@ -33,15 +34,16 @@ export const BENCH_FLAGS: readonly FlagSpec[] = [
   HELP_FLAG,
 ];
 
-/** The `--help` text of `asynctask bench`. */
-export const BENCH_HELP = renderHelp(
-  "asynctask bench [flags] [--spawn [-- serve flags]]",
-  "Load-tests a server: --conns connections each keep --window tasks in flight, until each has sent\n" +
-    "--tasks (or for --duration). Prints tasks/s, ACCEPTED and completion latency (p50/p90/p99/max),\n" +
-    "errors by code and lost tasks; exits 1 if any accepted task never finished.\n\n" +
-    "  asynctask bench --spawn -- --workers 4        # one command: a server and a load",
-  BENCH_FLAGS,
-);
+/** The `--help` text of `asynctask bench`, in the words the user runs it with (`./deno task load` from source). */
+export const benchHelp = (): string =>
+  renderHelp(
+    commandFor("bench", "[flags] [--spawn [-- serve flags]]"),
+    "Load-tests a server: --conns connections each keep --window tasks in flight, until each has sent\n" +
+      "--tasks (or for --duration). Prints tasks/s, ACCEPTED and completion latency (p50/p90/p99/max),\n" +
+      "errors by code and lost tasks; exits 1 if any accepted task never finished.\n\n" +
+      `  ${commandFor("bench", "--spawn -- --workers 4")}        # one command: a server and a load`,
+    BENCH_FLAGS,
+  );
 
 /** Runs `asynctask bench`; returns the exit code. */
 export async function runBench(args: string[]): Promise<number> {
@@ -49,11 +51,12 @@ export async function runBench(args: string[]): Promise<number> {
   const serveArgs = dash >= 0 ? args.slice(dash + 1) : [];
   const flags = parseFlags("bench", BENCH_FLAGS, dash >= 0 ? args.slice(0, dash) : args);
   if (flags.bool("help")) {
-    console.log(BENCH_HELP);
+    console.log(benchHelp());
     return 0;
   }
   if (serveArgs.length > 0 && !flags.bool("spawn")) {
-    throw new UsageError("asynctask bench: serve flags after -- need --spawn");
+    const fixed = [...args.slice(0, dash), "--spawn", ...args.slice(dash)].join(" ");
+    throw new UsageError(`serve flags after -- need --spawn to start a server: \`${commandFor("bench", fixed)}\``);
   }
   const size = flags.values["payload-size"];
   const opts: LoadOptions = {
@@ -97,7 +100,8 @@ export async function runBench(args: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof Deno.errors.ConnectionRefused) {
       console.error(
-        `asynctask bench: cannot connect to ${opts.host}:${opts.port}: connection refused — is \`asynctask serve\` running? Or add --spawn`,
+        `${commandFor("bench")}: cannot connect to ${opts.host}:${opts.port}: connection refused — is the server ` +
+          `running? Start it with \`${commandFor("serve", `--port ${opts.port}`)}\`, or add --spawn to start one`,
       );
       return 2;
     }

@@ -4,7 +4,7 @@
  *
  * - (a) `echo`, 50 connections × 2,000 tasks, window 20 — asynctask and the bare line responder
  * - (b) the same with window 1 — both
- * - (c) the seed's scene: 40 SMS sends at the default 5 s delay
+ * - (c) Swoole's example server's scene: 40 SMS sends at the default 5 s delay
  * - (d) 10,000 idle connections held open: the server's RSS per connection
  * - (e) load (a) against a server with `--journal` (full sync): its ratio to (a)'s in-memory server
  * - (f) 100,000 tasks delayed by 3 s, all due at once: how long after their time they have all run
@@ -24,29 +24,65 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { type Flags, type FlagSpec, HELP_FLAG, parseFlags, renderHelp, UsageError } from "../cli/flags.ts";
+import { sourceTaskCommand } from "../cli/invocation.ts";
 import { ECHO_LOAD, type LoadOptions, type LoadReport, runLoad, warmUp } from "./load.ts";
 import { asynctaskCommand, bareCommand, startServerProcess } from "./process.ts";
-import { reportJson } from "./cli.ts";
+import { BENCH_FLAGS, reportJson } from "./cli.ts";
 import { cpuUs, loadText, type PeerLoad, type PeerOutcome } from "./peers/common.ts";
 import { runBullmq } from "./peers/bullmq.ts";
 import { runBeanstalkd } from "./peers/beanstalkd.ts";
 import { runBrokerRows } from "./broker.ts";
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: "boolean", default: false },
-    rounds: { type: "string", default: "3" },
-    "skip-peers": { type: "boolean", default: false },
+/** The suite's flags. */
+const SUITE_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "quick",
+    kind: "boolean",
+    help: "a small run of each scene, once: checks only that every task completed and none was lost",
   },
-});
-const quick = values.quick!;
-/** Rounds of (a), (b) and (e); `--quick` runs one. */
-const rounds = quick ? 1 : Number(values.rounds);
-if (!Number.isInteger(rounds) || rounds < 1) {
-  console.error(`bench: --rounds must be a whole number of 1 or more, not "${values.rounds}"`);
+  {
+    name: "rounds",
+    kind: "int",
+    default: 3,
+    min: 1,
+    max: 100,
+    help: "rounds of (a), (b) and (e); the median is shown",
+  },
+  { name: "skip-peers", kind: "boolean", help: "leave out the peer rows (BullMQ, beanstalkd)" },
+  HELP_FLAG,
+];
+
+const suiteCommand = sourceTaskCommand("bench");
+let flags: Flags;
+try {
+  flags = parseFlags("bench", SUITE_FLAGS, Deno.args, { typed: suiteCommand });
+} catch (e) {
+  if (!(e instanceof UsageError)) throw e;
+  // `--conns 3`: a flag of the load generator, which is another command from source.
+  const flag = Deno.args.find((a) => a.startsWith("--") && !SUITE_FLAGS.some((f) => a.split("=")[0] === `--${f.name}`));
+  const theirs = flag !== undefined && BENCH_FLAGS.some((f) => flag.split("=")[0] === `--${f.name}`);
+  const hint = theirs
+    ? `\n${flag.split("=")[0]} is a flag of the load generator, which drives a running server: ` +
+      `\`${sourceTaskCommand("load", Deno.args.join(" "))}\``
+    : "";
+  console.error(`${suiteCommand}: ${e.message}${hint}`);
   Deno.exit(2);
 }
+if (flags.bool("help")) {
+  console.log(renderHelp(
+    `${suiteCommand} [flags]`,
+    "The benchmark suite: starts its own servers on 127.0.0.1 (and the peers a user would pick instead),\n" +
+      "runs a fixed set of loads, prints Markdown tables and writes JSON under bench/results/. It takes\n" +
+      "several minutes and the machine's full attention: run it alone. docs/benchmarks.md explains each row.\n\n" +
+      `To load-test a running server instead, use the load generator: \`${sourceTaskCommand("load", "--help")}\`.`,
+    SUITE_FLAGS,
+  ));
+  Deno.exit(0);
+}
+const quick = flags.bool("quick");
+/** Rounds of (a), (b) and (e); `--quick` runs one. */
+const rounds = quick ? 1 : flags.num("rounds");
 const results: Record<string, unknown> = { date: new Date().toISOString(), quick, deno: Deno.version.deno };
 const problems: string[] = [];
 const rows: string[][] = [];
@@ -270,7 +306,7 @@ const peerRows: string[][] = [];
     ? loads({ conns: 10, tasks: 100, window: 20 }, { conns: 10, tasks: 20, window: 1 })
     : loads({ conns: 50, tasks: 1000, window: 20 }, { conns: 50, tasks: 1000, window: 1 });
   const outcomes: PeerOutcome[] = [];
-  if (values["skip-peers"]) {
+  if (flags.bool("skip-peers")) {
     peerRows.push(["BullMQ, beanstalkd", "", "skipped: --skip-peers", "", "", ""]);
   } else {
     for (const l of bullmqLoads) {
@@ -369,7 +405,7 @@ const brokerRows: string[][] = [];
   }));
 }
 
-// (c) The seed's scene.
+// (c) The scene of Swoole's example server: 40 clients send an SMS each.
 {
   const n = quick ? 4 : 40;
   const server = await serve(...(quick ? ["--sms-delay", "200ms"] : []));

@@ -32,6 +32,8 @@ export interface FlagSpec {
   short?: string;
   /** Shown in help: `--port <port>`. */
   valueName?: string;
+  /** A typical value, for hints such as "--send needs a value, e.g. --send 13800138000" (else the default). */
+  example?: string;
   /** May also come from this environment variable: the command line wins over it, it wins over the config file. */
   env?: string;
   /** Not accepted in a config file. */
@@ -168,7 +170,15 @@ function show(spec: FlagSpec, v: FlagValue): string {
   return String(v);
 }
 
+/** A value to show in a hint: the spec's example, else its default, else one of the right kind. */
 function example(spec: FlagSpec): string {
+  if (spec.example !== undefined) return spec.example;
+  if (spec.choices && spec.choices.length > 0) return spec.choices[0];
+  const d = spec.default;
+  if (d !== undefined && typeof d !== "boolean" && !(Array.isArray(d) && d.length === 0) && d !== "") {
+    const text = show(spec, Array.isArray(d) ? d[0] : d);
+    if (!/\s/.test(text)) return text;
+  }
   return spec.kind === "duration" ? "5s" : spec.kind === "size" ? "1MiB" : spec.kind === "int" ? "4" : "text";
 }
 
@@ -199,6 +209,8 @@ export function parseFlags(
     env?: (name: string) => string | undefined;
     /** Keys of the config file that are not flags, handed back raw in {@linkcode Flags.config}. */
     configSections?: readonly string[];
+    /** The command as the user types it, for hints, when it is not `commandFor(command)`. */
+    typed?: string;
   } = {},
 ): Flags {
   const options: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {};
@@ -213,7 +225,9 @@ export function parseFlags(
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: opts.allowPositionals ?? false });
   } catch (e) {
-    throw translateParseError(command, specs, e as Error & { code?: string });
+    const typed = opts.typed;
+    const as = typed === undefined ? (args: string) => commandFor(command, args) : (args: string) => `${typed} ${args}`;
+    throw translateParseError(as, specs, e as Error & { code?: string });
   }
   const values: Record<string, FlagValue | undefined> = {};
   const configPath = typeof parsed.values["config"] === "string" ? parsed.values["config"] : undefined;
@@ -237,8 +251,13 @@ export function parseFlags(
   return new Flags(values, parsed.positionals, { path: configPath, sections }, defaulted);
 }
 
-function translateParseError(command: string, specs: readonly FlagSpec[], e: Error & { code?: string }): UsageError {
-  const help = `run \`${commandFor(command, "--help")}\` for the list of flags`;
+/** `as(args)` is the command with `args`, as the user types it. */
+function translateParseError(
+  as: (args: string) => string,
+  specs: readonly FlagSpec[],
+  e: Error & { code?: string },
+): UsageError {
+  const help = `run \`${as("--help")}\` for the list of flags`;
   const unknown = /Unknown option '([^']+)'/.exec(e.message);
   if (unknown) {
     const name = unknown[1].replace(/^-+/, "");
@@ -254,8 +273,16 @@ function translateParseError(command: string, specs: readonly FlagSpec[], e: Err
       `--${missing[1]} needs a value` + (spec ? `, e.g. --${spec.name} ${example(spec)}` : ""),
     );
   }
-  const positional = /Unexpected argument '([^']+)'/.exec(e.message);
+  const positional = /Unexpected argument '([\s\S]*)'(?:\. |$)/.exec(e.message);
   if (positional) {
+    // `client 13800138000`: a payload typed without its flag.
+    if (specs.some((s) => s.name === "send")) {
+      const word = positional[1];
+      const quoted = /^[\w+.,:@\/=-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+      return new UsageError(
+        `unexpected argument "${word}" — to send it as a payload, use --send: \`${as(`--send ${quoted}`)}\``,
+      );
+    }
     return new UsageError(`unexpected argument "${positional[1]}" — ${help}`);
   }
   const ambiguous = /Option '(?:-\w, )?--([\w-]+)' argument is ambiguous/.exec(e.message);
@@ -316,7 +343,9 @@ export function renderHelp(usage: string, description: string, specs: readonly F
   const rows = specs.map((s) => {
     const value = s.kind === "boolean" ? "" : ` <${s.valueName ?? (s.choices ? s.choices.join("|") : s.kind)}>`;
     const left = `  ${s.short ? `-${s.short}, ` : ""}--${s.name}${value}`;
-    const def = s.default === undefined || s.default === false ? "" : ` (default: ${show(s, s.default)})`;
+    const none = s.default === undefined || s.default === false || s.default === "" ||
+      (Array.isArray(s.default) && s.default.length === 0);
+    const def = none ? "" : ` (default: ${show(s, s.default!)})`;
     const env = s.env ? ` [env ${s.env}]` : "";
     return [left, `${s.help}${def}${env}`];
   });

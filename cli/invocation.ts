@@ -39,6 +39,7 @@ export interface Runtime {
  * };
  * assert.equal(commandFor("serve", "--port 9501", checkout), "./deno task serve --port 9501");
  * assert.equal(commandFor("client", "", { ...checkout, cwd: "/src/asynctask/examples" }), "../deno task client");
+ * assert.equal(commandFor("bench", "--help", checkout), "./deno task load --help");
  * const binary: Runtime = {
  *   execPath: "/usr/local/bin/asynctask",
  *   mainModule: "file:///tmp/deno-compile-asynctask/main.ts",
@@ -47,13 +48,39 @@ export interface Runtime {
  *   isFile: () => false,
  * };
  * assert.equal(commandFor("serve", "--port 9501", binary), "asynctask serve --port 9501");
+ * assert.equal(commandFor("bench", "--help", binary), "asynctask bench --help");
  * assert.equal(commandFor("serve", undefined, { ...binary, path: [], cwd: "/usr/local" }), "./bin/asynctask serve");
  * ```
  */
 export function commandFor(sub: string, args?: string, runtime: Runtime | undefined = currentRuntime()): string {
   const tail = args && args.trim() !== "" ? ` ${args.trim()}` : "";
-  return `${invocationPrefix(runtime)} ${sub}${tail}`;
+  const fromSource = runtime !== undefined && isDeno(runtime.execPath) && checkoutOf(runtime) !== undefined;
+  const name = fromSource && Object.hasOwn(SOURCE_TASKS, sub) ? SOURCE_TASKS[sub] : sub;
+  return `${invocationPrefix(runtime)} ${name}${tail}`;
 }
+
+/**
+ * How the user runs the deno.json task `task` of this checkout (`./deno task bench`): for the
+ * programs of the checkout that are not `main.ts`, such as the benchmark suite.
+ */
+export function sourceTaskCommand(
+  task: string,
+  args?: string,
+  runtime: Runtime | undefined = currentRuntime(),
+): string {
+  const tail = args && args.trim() !== "" ? ` ${args.trim()}` : "";
+  const checkout = runtime && { ...runtime, mainModule: new URL("../main.ts", import.meta.url).href };
+  const prefix = checkout && isDeno(checkout.execPath) && checkoutOf(checkout) !== undefined
+    ? invocationPrefix(checkout)
+    : "deno task";
+  return `${prefix} ${task}${tail}`;
+}
+
+/**
+ * The deno.json tasks that run a subcommand under another name: `deno task bench` is the
+ * benchmark suite, so the load generator (`asynctask bench`) is `deno task load` from source.
+ */
+const SOURCE_TASKS: Readonly<Record<string, string>> = { bench: "load" };
 
 /**
  * The program's name for the start of error messages (`asynctask client: cannot connect …`):

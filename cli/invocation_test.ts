@@ -50,7 +50,7 @@ Deno.test("./deno task client in the checkout: the hint says ./deno task serve; 
   });
   assert.equal(r.code, 2, r.stderr);
   assert.equal(startHint(r.stderr, port), `./deno task serve --port ${port}`);
-  assert.match(r.stderr, /^asynctask client: cannot connect to 127\.0\.0\.1:\d+: connection refused/m);
+  assert.match(r.stderr, /^\.\/deno task client: cannot connect to 127\.0\.0\.1:\d+: connection refused/m);
 
   const help = await run(`${ROOT}/deno`, ["task", "client", "--help"], { cwd: ROOT });
   assert.equal(help.code, 0, help.stderr);

@@ -20,7 +20,7 @@ import {
   renderHelp,
   UsageError,
 } from "../cli/flags.ts";
-import { commandFor, programName } from "../cli/invocation.ts";
+import { commandFor } from "../cli/invocation.ts";
 import { CLIENT_FLAGS } from "./cli.ts";
 import { ClientConnection, ConnectError } from "./connection.ts";
 import { MESSAGES } from "./messages.ts";
@@ -42,7 +42,7 @@ const JSON_FLAG: FlagSpec = {
 export const STATUS_FLAGS: readonly FlagSpec[] = [...CONNECTION_FLAGS, JSON_FLAG, HELP_FLAG];
 
 /** The states `asynctask tasks` lists, one flag each. */
-const LISTED = ["failed", "running", "queued"] as const;
+const LISTED = ["failed", "running", "queued", "scheduled"] as const;
 type Listed = (typeof LISTED)[number];
 
 /** The flags of `asynctask tasks`. */
@@ -50,6 +50,11 @@ export const TASKS_FLAGS: readonly FlagSpec[] = [
   { name: "failed", kind: "boolean", help: "list failed tasks, newest first, with their error and data" },
   { name: "running", kind: "boolean", help: "list running tasks" },
   { name: "queued", kind: "boolean", help: "list queued tasks, in queue order" },
+  {
+    name: "scheduled",
+    kind: "boolean",
+    help: "list tasks waiting for their time (--delay, --run-at, a retry's backoff)",
+  },
   { name: "limit", kind: "int", default: 20, min: 1, max: 1000, help: "list at most this many" },
   ...CONNECTION_FLAGS,
   JSON_FLAG,
@@ -81,11 +86,11 @@ export const statusHelp = (): string =>
 /** The `--help` text of `asynctask tasks`. */
 export const tasksHelp = (): string =>
   renderHelp(
-    commandFor("tasks", "--failed|--running|--queued [flags]"),
+    commandFor("tasks", "--failed|--running|--queued|--scheduled [flags]"),
     "Lists a running server's tasks in one state (its /tasks): failed ones newest first, with their\n" +
       "error and data (a server keeps them for serve --keep-failed); running and queued ones in queue\n" +
-      "order. The age is the time since the task failed, or else since it was accepted. --json prints\n" +
-      "the server's array as it is.\n\n" +
+      "order; scheduled ones with the time left until they run. The age is the time since the task\n" +
+      "failed, or else since it was accepted. --json prints the server's array as it is.\n\n" +
       `Then \`${commandFor("retry", "<id>")}\` runs a failed task again, and \`${
         commandFor("cancel", "<id>")
       }\` stops a\nrunning or queued one.\n\n` +
@@ -327,9 +332,7 @@ async function open(flags: Flags): Promise<Opened> {
       conn.close();
       throw new Stop(
         2,
-        token === undefined
-          ? `${address} needs a token: set ASYNCTASK_TOKEN (or pass --token) to the server's --token`
-          : MESSAGES.en.tokenRefused,
+        token === undefined ? MESSAGES.en.tokenNeeded(address) : MESSAGES.en.tokenRefused,
       );
     }
     return reply;
@@ -380,7 +383,7 @@ async function withConnection(
     return await body(opened);
   } catch (e) {
     if (!(e instanceof Stop)) throw e;
-    console.error(`${programName()} ${sub}: ${e.message}`);
+    console.error(`${commandFor(sub)}: ${e.message}`);
     return e.code;
   } finally {
     opened?.conn.close();
@@ -571,7 +574,7 @@ export function renderStatus(stats: Record<string, unknown>, address: string): s
 // --- tasks
 
 /**
- * Runs `asynctask tasks --failed|--running|--queued`; returns the exit code.
+ * Runs `asynctask tasks --failed|--running|--queued|--scheduled`; returns the exit code.
  *
  * @example
  * ```ts ignore
@@ -585,7 +588,7 @@ export async function runTasks(args: string[]): Promise<number> {
   if (chosen.length !== 1) {
     throw new UsageError(
       `${chosen.length === 0 ? "say which tasks to list" : `one state at a time, not ${chosen.join(" and ")}`}: ` +
-        `\`${commandFor("tasks", "--failed")}\`, \`--running\` or \`--queued\``,
+        `\`${commandFor("tasks", "--failed")}\`, \`--running\`, \`--queued\` or \`--scheduled\``,
     );
   }
   const state = chosen[0];
@@ -601,6 +604,13 @@ export async function runTasks(args: string[]): Promise<number> {
     console.log(flags.bool("json") ? JSON.stringify(tasks) : renderTasks(state, tasks.filter(isRecord), limit));
     return 0;
   });
+}
+
+/** A scheduled task's time left until it runs (`2m 0s`, `due` once its time has come); "" for any other. */
+function runsIn(t: Record<string, unknown>, now: number): string {
+  const at = typeof t.run_at === "string" ? Date.parse(t.run_at) : NaN;
+  if (Number.isNaN(at)) return "";
+  return at <= now ? "due" : formatAge(Math.ceil((at - now) / 1000));
 }
 
 /** Rows as columns: those in `right` right-aligned (numbers), the others left-aligned; trailing spaces cut. */
@@ -663,6 +673,7 @@ export function renderTasks(
     ["state", (t) => String(t.state ?? ""), false],
     ["attempts", (t) => String(t.attempts ?? ""), true],
     ["age", age, true],
+    ["runs in", (t) => runsIn(t, now), true],
     ["worker", (t) => t.worker === undefined ? "" : String(t.worker), true],
     ["error", error, false],
     ["data", data, false],
@@ -719,7 +730,7 @@ export async function runRetry(args: string[]): Promise<number> {
     const lost = retried.filter((_, i) => finals[i] === undefined).map(([, newId]) => newId);
     if (lost.length > 0) {
       console.error(
-        `${programName()} retry: the server closed the connection before the result of task ${lost.join(", ")}; ` +
+        `${commandFor("retry")}: the server closed the connection before the result of task ${lost.join(", ")}; ` +
           `look ${lost.length > 1 ? "them" : "it"} up with \`/status ${lost[0]}\` in \`${commandFor("client")}\``,
       );
     }
@@ -785,7 +796,7 @@ function refused(sub: string, what: string, reply: JsonReply | undefined, { conn
       why += ` (\`${commandFor("tasks", sub === "retry" ? "--failed" : "--running")}\` lists ids)`;
     }
   } else why = `the server answered ${renderReply(reply.line)}`;
-  console.error(`${programName()} ${sub}: ${what}: ${why}`);
+  console.error(`${commandFor(sub)}: ${what}: ${why}`);
 }
 
 /** The flags of `asynctask pause` and `asynctask resume`. */

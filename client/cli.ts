@@ -1,12 +1,12 @@
 /**
- * `asynctask client`: interactive when stdin is a terminal (the seed's prompt for a phone number),
+ * `asynctask client`: interactive when stdin is a terminal (a prompt for a phone number, as in Swoole's example),
  * otherwise a scriptable sender: `--send` payloads, or lines piped on stdin, every final reply
  * awaited, and an exit code that says how it went.
  *
  * @module
  */
 import { type FlagSpec, HELP_FLAG, parseFlags, readFlagFile, renderHelp } from "../cli/flags.ts";
-import { commandFor, programName } from "../cli/invocation.ts";
+import { commandFor } from "../cli/invocation.ts";
 import { ClientConnection, ConnectError } from "./connection.ts";
 import { runInteractive } from "./interactive.ts";
 import { type ClientMessages, localMessages, MESSAGES } from "./messages.ts";
@@ -18,8 +18,20 @@ import { Session } from "./session.ts";
 export const CLIENT_FLAGS: readonly FlagSpec[] = [
   { name: "host", kind: "string", default: "127.0.0.1", valueName: "addr", help: "server address" },
   { name: "port", kind: "int", default: 9501, min: 1, max: 65535, help: "server port" },
-  { name: "send", kind: "list", valueName: "payload", help: "send this payload (repeatable); stdin is then not read" },
-  { name: "task", kind: "string", valueName: "name", help: "task for payloads (default: the server's --task)" },
+  {
+    name: "send",
+    kind: "list",
+    valueName: "payload",
+    example: "13800138000",
+    help: "send this payload (repeatable); stdin is then not read",
+  },
+  {
+    name: "task",
+    kind: "string",
+    valueName: "name",
+    example: "echo",
+    help: "task for payloads (default: the server's --task); a JSON object that is not a request is its data",
+  },
   {
     name: "window",
     kind: "int",
@@ -58,11 +70,12 @@ export const CLIENT_FLAGS: readonly FlagSpec[] = [
 export const clientHelp = (): string =>
   renderHelp(
     commandFor("client", "[flags]"),
-    "Talks to an asynctask server. On a terminal it asks for a phone number (like the seed's client),\n" +
-      "sends each line you type, and prints ACCEPTED at once and DONE/FAILED when the task ends; Ctrl-D\n" +
-      "waits for outstanding results, then quits. Otherwise it sends each --send payload, or each line\n" +
-      "of stdin, waits for every result, and exits 0 when all succeeded, 1 when any failed or was\n" +
-      "refused, 2 when it could not connect.\n\n" +
+    "Talks to an asynctask server. On a terminal it asks for a phone number (like Swoole's example\n" +
+      "client), sends each line you type, and prints ACCEPTED at once and DONE/FAILED when the task\n" +
+      "ends; Ctrl-D waits for outstanding results, then quits. Otherwise it sends each --send payload,\n" +
+      "or each line of stdin, waits for every result, and exits 0 when all succeeded, 1 when any failed\n" +
+      "or was refused, 2 when it could not connect. With --task, a JSON object that is not a\n" +
+      'request is sent as that task\'s data: --task email --send \'{"to":"a@example.com","subject":"hi"}\'.\n\n' +
       "Lines starting with / are commands: /task <name> <payload>, /status <id>, /stats, /ping, /quit.\n" +
       "On a terminal it speaks Chinese where LC_ALL, LC_MESSAGES or LANG starts with zh.",
     CLIENT_FLAGS,
@@ -82,7 +95,7 @@ export async function runClient(args: string[]): Promise<number> {
     console.log(clientHelp());
     return 0;
   }
-  const prefix = `${programName()} client:`;
+  const prefix = `${commandFor("client")}:`;
   const host = flags.str("host")!;
   const port = flags.num("port");
   const opts: RequestOptions = { task: flags.str("task"), json: flags.bool("json") };
@@ -184,7 +197,7 @@ async function runBatch(
     return 2;
   }
   if (session.refusedCodes.has("unauthorized")) {
-    console.error(`${prefix} ${msgs.tokenRefused}`);
+    console.error(`${prefix} ${token === undefined ? msgs.tokenNeeded(address) : msgs.tokenRefused}`);
   } else if (!session.settled) {
     const ids = [...session.outstanding];
     const why = ids.length > 0

@@ -14,6 +14,17 @@ Deno.test("toRequest: text as typed, /task for --task, JSON with --json", () => 
   assert.equal(toRequest("/task sleep 5", { json: true }), '{"task":"sleep","data":"5"}');
   assert.equal(toRequest("/status 3", { json: true }), '{"cmd":"status","task_id":3}');
   assert.equal(toRequest("/ping", { json: true }), '{"cmd":"ping"}');
+  // With --task, a JSON object that is not a request is the task's data; a request is sent as it is (with the task).
+  assert.equal(
+    toRequest('{"task":"steps","data":1,"id":"j1"}', { task: "echo", json: false }),
+    '{"task":"steps","data":1,"id":"j1"}',
+  );
+  assert.equal(toRequest('{"data":1,"id":"j1"}', { task: "echo", json: false }), '{"task":"echo","data":1,"id":"j1"}');
+  assert.equal(toRequest('{"cmd":"stats"}', { task: "echo", json: true }), '{"cmd":"stats"}');
+  assert.equal(toRequest('{"to":"a@b.c"}', { task: "email", json: false }), '{"task":"email","data":{"to":"a@b.c"}}');
+  assert.equal(toRequest(' {"to":"a@b.c"} ', { task: "email", json: true }), '{"task":"email","data":{"to":"a@b.c"}}');
+  assert.equal(toRequest('{"task":"echo","data":1}', { json: false }), '{"task":"echo","data":1}');
+  assert.equal(toRequest("{not json", { task: "email", json: false }), "{not json", "the server names the mistake");
 });
 
 Deno.test("Session: settles when every request has its reply and every task its final one", () => {

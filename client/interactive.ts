@@ -1,5 +1,5 @@
 /**
- * The interactive client, for a person at a terminal: the seed's "enter a phone number" prompt,
+ * The interactive client, for a person at a terminal: the "enter a phone number" prompt of Swoole's example,
  * with replies printed above the line being typed (the typed text is redrawn, never broken), a
  * live line per task that reports progress (replaced by its final reply), and a Ctrl-D that waits
  * for outstanding results before it quits.
@@ -56,7 +56,7 @@ export async function runInteractive(
     address: string;
     token?: string;
     msgs: ClientMessages;
-    /** The error prefix, `asynctask client:`. */
+    /** The error prefix, `./deno task client:` or `asynctask client:` (as the user typed the command). */
     prefix: string;
     /** The command that connects to the same server again, for hints. */
     again: string;

@@ -59,6 +59,8 @@ export interface ClientMessages {
   /** A plain-TCP client got TLS records back. */
   speaksTls(where: string): string;
   tokenRefused: string;
+  /** The server wants a token and none was given. */
+  tokenNeeded(where: string): string;
   /** `client` is the command that connects again, to look the tasks up. */
   unfinished(n: number, ids: readonly number[], more: boolean, client: string): string;
 }
@@ -112,6 +114,7 @@ const en: ClientMessages = {
   connectFailed: (where, why) => `cannot connect to ${where}: ${why} — check --host and --port`,
   speaksTls: (where) => `${where} speaks TLS: add --tls (and --ca <ca.pem> for a self-signed certificate)`,
   tokenRefused: "the server refused the token — check --token or ASYNCTASK_TOKEN",
+  tokenNeeded: (where) => `${where} needs a token: set ASYNCTASK_TOKEN (or pass --token) to the server's --token`,
   unfinished: (n, ids, more, client) =>
     `the server closed the connection with ${n} task(s) unfinished` +
     (ids.length > 0
@@ -166,6 +169,7 @@ const zh: ClientMessages = {
   connectFailed: (where, why) => `无法连接 ${where}：${why}——请检查 --host 和 --port`,
   speaksTls: (where) => `${where} 使用 TLS：请加上 --tls（自签名证书还要加 --ca <ca.pem>）`,
   tokenRefused: "服务器拒绝了令牌——请检查 --token 或 ASYNCTASK_TOKEN",
+  tokenNeeded: (where) => `${where} 需要令牌：请把 ASYNCTASK_TOKEN（或 --token）设为服务器的 --token`,
   unfinished: (n, ids, more, client) =>
     `服务器关闭了连接，还有 ${n} 个任务未完成` +
     (ids.length > 0

@@ -1,9 +1,13 @@
 /**
  * What the client sends for a line the user typed or piped: the line itself in text mode (with
  * `/task <name>` put in front when `--task` is given), or the matching JSON request with `--json`.
+ * With `--task`, a line that is a JSON object but not a request (it has a field no request has) is
+ * that task's data: `{"to":…}` is sent as `{"task":<name>,"data":{"to":…}}`; a JSON request is sent
+ * as it is, with `"task":<name>` added when it names no task.
  *
  * @module
  */
+import { TASK_REQUEST_FIELDS } from "../server/protocol.ts";
 
 /** How lines become requests. */
 export interface RequestOptions {
@@ -23,11 +27,14 @@ export interface RequestOptions {
  * assert.equal(toRequest("13800138000", { json: false }), "13800138000");
  * assert.equal(toRequest("hi", { task: "echo", json: false }), "/task echo hi");
  * assert.equal(toRequest("/status 4", { json: true }), '{"cmd":"status","task_id":4}');
+ * assert.equal(toRequest('{"to":"a@b.c"}', { task: "email", json: false }), '{"task":"email","data":{"to":"a@b.c"}}');
+ * assert.equal(toRequest('{"data":1}', { task: "echo", json: false }), '{"task":"echo","data":1}');
+ * assert.equal(toRequest('{"cmd":"ping"}', { task: "echo", json: false }), '{"cmd":"ping"}');
  * ```
  */
 export function toRequest(line: string, opts: RequestOptions): string {
   const text = line.trim();
-  if (text.startsWith("{")) return text;
+  if (text.startsWith("{")) return opts.task === undefined ? text : dataRequest(text, opts.task);
   if (!opts.json) {
     if (text.startsWith("/") || opts.task === undefined) return text;
     return `/task ${opts.task} ${text}`;
@@ -48,6 +55,28 @@ export function toRequest(line: string, opts: RequestOptions): string {
       // /stats, /ping, /quit — and unknown commands, which the server then names in its error.
       return JSON.stringify({ cmd: command.slice(1) });
   }
+}
+
+/**
+ * A JSON object line sent with `--task`: a command (`{"cmd":…}`) as it is; a task request (only the
+ * fields of one) as it is, with the task added when it names none; any other object is the task's
+ * data. A line that does not parse as a JSON object is sent as it is, for the server to say what is
+ * wrong with it.
+ */
+function dataRequest(text: string, task: string): string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return text;
+  const fields = Object.keys(value);
+  if (fields.includes("cmd")) return text;
+  if (fields.every((f) => TASK_REQUEST_FIELDS.includes(f))) {
+    return "task" in value ? text : JSON.stringify({ task, ...value });
+  }
+  return JSON.stringify({ task, data: value });
 }
 
 /** What a request asks for: a task to run, or a command (`/status`, `/stats`, `/ping`, `/quit`, `/auth`). */

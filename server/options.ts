@@ -482,5 +482,5 @@ export type ServeOptions =
 
 const { help: _h, logLevel: _l, logFormat: _f, ...serverDefaults } = defaults(SERVE_OPTIONS);
 
-/** The defaults of {@linkcode ServeOptions}: the seed's values where it had one. */
+/** The defaults of {@linkcode ServeOptions}: Swoole's example server's values where it had one. */
 export const DEFAULT_SERVE_OPTIONS: ServeOptions = serverDefaults;

@@ -1,6 +1,6 @@
 /**
  * Wire protocol v1: parsing one request line, and formatting every reply, in the text form (for
- * people: `nc`, telnet, the seed's client) and the JSON form (for programs). `PROTOCOL.md` is the
+ * people: `nc`, telnet, the interactive client) and the JSON form (for programs). `PROTOCOL.md` is the
  * user-facing description; this module is its single implementation on the server side.
  *
  * @module
@@ -245,8 +245,20 @@ function parseTaskId(value: unknown): number | undefined {
   return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
-const SUBMIT_FIELDS = new Set(["task", "data", "id", "priority", "delay", "run_at", "unique_key"]);
+/** Every field a JSON task request may have (a command has `cmd` instead). */
+export const TASK_REQUEST_FIELDS: readonly string[] = [
+  "task",
+  "data",
+  "id",
+  "priority",
+  "delay",
+  "run_at",
+  "unique_key",
+];
+const SUBMIT_FIELDS = new Set(TASK_REQUEST_FIELDS);
 const TIMING_FIELDS = ["priority", "delay", "run_at", "unique_key"] as const;
+/** `"task", "data", "id", …, "run_at" and "unique_key"`: every field a task request may have, for errors. */
+const SUBMIT_FIELD_LIST = [...SUBMIT_FIELDS].map((f) => `"${f}"`).join(", ").replace(/, ([^,]+)$/, " and $1");
 /** The text form's options of `/task`, and the field each sets. */
 const TEXT_OPTIONS: Record<string, keyof TimingFields> = {
   "--priority": "priority",
@@ -354,7 +366,7 @@ function parseJsonRequest(text: string): Request {
     return invalid(
       "json",
       "bad_request",
-      `unknown field "${extra.slice(0, 40)}"; a task request has "task", "data" and "id", a command has "cmd"`,
+      `unknown field "${extra.slice(0, 40)}"; a task request has ${SUBMIT_FIELD_LIST}, a command has "cmd"`,
       tag,
     );
   }

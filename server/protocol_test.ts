@@ -59,6 +59,17 @@ Deno.test("parseRequest: JSON requests and commands, with the client's tag", () 
     message: "the request nests deeper than 64 levels",
   });
   assert.equal(parseRequest('{"data":' + "[".repeat(63) + "]".repeat(63) + "}")?.kind, "submit", "64 levels are fine");
+  // An unknown field's error names every field a task request may have.
+  assert.deepEqual(parseRequest('{"task":"email","to":"a@b.c"}'), {
+    kind: "invalid",
+    format: "json",
+    code: "bad_request",
+    message: 'unknown field "to"; a task request has "task", "data", "id", "priority", "delay", "run_at" and ' +
+      '"unique_key", a command has "cmd"',
+  });
+  for (const field of ["priority", "delay", "run_at", "unique_key"]) {
+    assert.equal(parseRequest(JSON.stringify({ task: "echo", [field]: "x" }))?.kind, "submit", field);
+  }
 });
 
 Deno.test("replies: text and JSON forms as PROTOCOL.md states them", () => {

@@ -1,9 +1,9 @@
 /**
- * Dispatch modes: which worker gets the next task (the seed's `dispatch_mode`).
+ * Dispatch modes: which worker gets the next task (Swoole's `dispatch_mode`).
  *
  * - `least-busy` (default): the worker with the fewest tasks in flight.
  * - `round-robin`: the next worker in turn that has room.
- * - `connection`: always the same worker for one connection (the seed's dispatch_mode 2), so
+ * - `connection`: always the same worker for one connection (Swoole's dispatch_mode 2), so
  *   that one client's tasks run in one worker, in order of arrival.
  *
  * @module

@@ -1,7 +1,7 @@
 /**
  * The task pool: `--workers` worker threads in numbered slots, each running up to `--concurrency`
  * tasks at once, fed from a bounded queue by a dispatch mode, and recycled after
- * `--max-tasks-per-worker` tasks (the seed's `max_request`) without losing any task.
+ * `--max-tasks-per-worker` tasks (Swoole's `max_request`) without losing any task.
  *
  * The walk of a task: {@linkcode WorkerPool.submit} → queue → dispatch → {@linkcode PoolWorker.run}
  * → `task/worker.ts` runs the handler → outcome → `events.settled`.

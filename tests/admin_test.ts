@@ -116,9 +116,24 @@ Deno.test("tasks --failed: a table with the error and the data; --json is the ar
       assert.equal(bad.stdout, "");
       assert.match(
         bad.stderr,
-        /tasks: (say which tasks to list|one state at a time, not failed and running): `.*tasks --failed`, `--running` or `--queued`\n$/,
+        /tasks: (say which tasks to list|one state at a time, not failed and running): `.*tasks --failed`, `--running`, `--queued` or `--scheduled`\n$/,
       );
     }
+  });
+});
+
+Deno.test("tasks --scheduled: a delayed task, with the time left until it runs", async () => {
+  await withServer(async (server, owner) => {
+    await owner.send("/task fail --delay 1h later");
+    await owner.take(1);
+    const r = await admin(server, ["tasks", "--scheduled"]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trimEnd().split("\n");
+    assert.match(lines[0], /^id +task +state +attempts +age +runs in$/);
+    assert.match(lines[1], /^ 1 +fail +scheduled +0 +\d+s +(59m \d+s|1h 0m)$/);
+    assert.equal(lines.length, 2);
+    const none = await admin(server, ["tasks", "--running"]);
+    assert.equal(none.stdout, "no running tasks\n");
   });
 });
 
@@ -151,7 +166,7 @@ Deno.test("cancel: a running task and a queued one (their owner gets FAILED canc
     assert.equal(unknown.stdout, "");
     assert.match(
       unknown.stderr,
-      /^asynctask cancel: task 999 was not cancelled: not_found — no task 999 has been accepted by this server \(the last is 2\) \(`.*tasks --running` lists ids\)\n$/,
+      /^\S*deno task (--config \S+ )?cancel: task 999 was not cancelled: not_found — no task 999 has been accepted by this server \(the last is 2\) \(`.*tasks --running` lists ids\)\n$/,
     );
     // One refused among several: the others are done, and the exit code says one was not.
     await owner.send("/task slow 30000");
@@ -191,14 +206,14 @@ Deno.test("retry: prints the new id, waits for its final reply; exit 0 when it i
     assert.equal(refused.stdout, "");
     const why = refused.stderr.trimEnd().split("\n");
     assert.equal(why.length, 3, refused.stderr);
-    assert.equal(why[0], "asynctask retry: task 1 was not retried: conflict — task 1 was retried already, as task 5");
+    assert.equal(why[0], "./deno task retry: task 1 was not retried: conflict — task 1 was retried already, as task 5");
     assert.equal(
       why[1],
-      "asynctask retry: task 4 was not retried: conflict — task 4 is done: only a failed task can be retried",
+      "./deno task retry: task 4 was not retried: conflict — task 4 is done: only a failed task can be retried",
     );
     assert.match(
       why[2],
-      /^asynctask retry: task 777 was not retried: not_found — no task 777 has been accepted by this server \(the last is 5\) \(`.*tasks --failed` lists ids\)$/,
+      /^\S*deno task (--config \S+ )?retry: task 777 was not retried: not_found — no task 777 has been accepted by this server \(the last is 5\) \(`.*tasks --failed` lists ids\)$/,
     );
 
     // --no-wait: the new id only; --json: the server's lines, one JSON object each.
@@ -225,7 +240,7 @@ Deno.test("exit 2: no server (the message names the address and how to start one
   assert.match(
     none.stderr,
     new RegExp(
-      `^asynctask status: cannot connect to 127\\.0\\.0\\.1:${port}: connection refused — is the server running\\? Start it with \`.*serve --port ${port}\`\\n$`,
+      `^\\S*deno task (--config \\S+ )?status: cannot connect to 127\\.0\\.0\\.1:${port}: connection refused — is the server running\\? Start it with \`.*serve --port ${port}\`\\n$`,
     ),
   );
   const retry = await runCli(["retry", "1", "--port", String(port)]);
@@ -237,11 +252,11 @@ Deno.test("exit 2: no server (the message names the address and how to start one
     assert.equal(missing.code, 2);
     assert.match(
       missing.stderr,
-      /^asynctask tasks: 127\.0\.0\.1:\d+ needs a token: set ASYNCTASK_TOKEN \(or pass --token\)/,
+      /^\S*deno task (--config \S+ )?tasks: 127\.0\.0\.1:\d+ needs a token: set ASYNCTASK_TOKEN \(or pass --token\)/,
     );
     const wrong = await admin(server, ["status"], { ASYNCTASK_TOKEN: "guess" });
     assert.equal(wrong.code, 2);
-    assert.equal(wrong.stderr, "asynctask status: the server refused the token — check --token or ASYNCTASK_TOKEN\n");
+    assert.equal(wrong.stderr, "./deno task status: the server refused the token — check --token or ASYNCTASK_TOKEN\n");
     const right = await admin(server, ["status", "--json"], { ASYNCTASK_TOKEN: "admin-secret" });
     assert.equal(right.code, 0, right.stderr);
     assert.equal(JSON.parse(right.stdout).accepted, 0);
@@ -272,7 +287,7 @@ Deno.test("every admin command has --help: its usage as the user runs it, and it
   for (
     const [sub, usage] of [
       ["status", "status [flags]"],
-      ["tasks", "tasks --failed|--running|--queued [flags]"],
+      ["tasks", "tasks --failed|--running|--queued|--scheduled [flags]"],
       ["retry", "retry <id>… [flags]"],
       ["cancel", "cancel <id>… [flags]"],
     ]
@@ -308,7 +323,7 @@ Deno.test({
         assert.equal(plain.code, 2);
         assert.equal(
           plain.stderr,
-          `asynctask tasks: 127.0.0.1:${server.addr.port} speaks TLS: add --tls (and --ca <ca.pem> for a self-signed certificate)\n`,
+          `./deno task tasks: 127.0.0.1:${server.addr.port} speaks TLS: add --tls (and --ca <ca.pem> for a self-signed certificate)\n`,
         );
       } finally {
         await server.shutdown(5000);

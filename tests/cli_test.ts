@@ -3,7 +3,7 @@
  * and a non-zero exit.
  */
 import assert from "node:assert/strict";
-import { runCli, spawnServe } from "./helpers.ts";
+import { ROOT, runCli, spawnServe } from "./helpers.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 Deno.test("--version and --help", async () => {
@@ -41,6 +41,8 @@ Deno.test("serve --help and client --help list every flag with its default", asy
       `${flag} with default ${def}`,
     );
   }
+  assert.doesNotMatch(s.stdout, /\(default: \)/, "no default shown for an empty list (--module)");
+  assert.match(s.stdout, /--module <path> +load extra task handlers[^\n]*\(repeatable\)\n/);
   const c = await runCli(["client", "--help"]);
   assert.equal(c.code, 0);
   for (const flag of ["--host", "--port", "--send", "--task", "--json"]) assert.match(c.stdout, new RegExp(flag));
@@ -53,7 +55,11 @@ Deno.test("mistakes are named, with a hint, and exit 2", async () => {
     [["serve", "--prot", "1"], /^\S*deno task (--config \S+ )?serve: unknown flag --prot — did you mean --port\?/],
     [["serve", "--port", "notaport"], /^\S*deno task (--config \S+ )?serve: --port: "notaport" is not a whole number/],
     [["serve", "--port", "70000"], /--port: 70000 is above the maximum 65535/],
-    [["serve", "--port"], /--port needs a value, e\.g\. --port 4/],
+    // The example of a missing value is the flag's default, or a value it typically takes.
+    [["serve", "--port"], /--port needs a value, e\.g\. --port 9501$/],
+    [["client", "--host"], /--host needs a value, e\.g\. --host 127\.0\.0\.1$/],
+    [["client", "--send"], /--send needs a value, e\.g\. --send 13800138000$/],
+    [["serve", "--workers"], /--workers needs a value, e\.g\. --workers 4$/],
     [["serve", "--sms-delay", "5"], /--sms-delay: "5" needs a unit; use e\.g\. 5s or 5ms/],
     [["serve", "--max-line", "lots"], /--max-line: "lots" is not a size; use e\.g\. 4096, 64KiB or 1MiB/],
     [
@@ -64,7 +70,18 @@ Deno.test("mistakes are named, with a hint, and exit 2", async () => {
       ["serve", "--task", "fax", "--port", "0"],
       /--task "fax" is not a task this server knows; use one of sms, echo, sleep/,
     ],
-    [["serve", "extra"], /unexpected argument "extra"/],
+    [["serve", "extra"], /unexpected argument "extra" — run `\S*deno task (--config \S+ )?serve --help` for the list/],
+    // A phone number typed without --send.
+    [
+      ["client", "13800138000"],
+      /^\S*deno task (--config \S+ )?client: unexpected argument "13800138000" — to send it as a payload, use --send: `\S*deno task (--config \S+ )?client --send 13800138000`$/,
+    ],
+    // From source, the load generator is `deno task load` (`deno task bench` is the benchmark suite).
+    [["bench", "--conn", "3"], /^\S*deno task (--config \S+ )?load: unknown flag --conn — did you mean --conns\?$/],
+    [
+      ["bench", "--bogus"],
+      /^\S*deno task (--config \S+ )?load: unknown flag --bogus — run `\S*deno task (--config \S+ )?load --help`/,
+    ],
     [["client", "--json=yes"], /--json is a switch and takes no value/],
     [
       ["serve", "--config", "/nonexistent/asynctask.json"],
@@ -118,7 +135,8 @@ Deno.test("bench with no server says how to start one and exits 2", async () => 
   assert.match(
     r.stderr,
     new RegExp(
-      `cannot connect to 127\\.0\\.0\\.1:${port}: connection refused — is .asynctask serve. running\\? Or add --spawn`,
+      `^\\S*deno task (--config \\S+ )?load: cannot connect to 127\\.0\\.0\\.1:${port}: connection refused — is the server ` +
+        `running\\? Start it with \`\\S*deno task (--config \\S+ )?serve --port ${port}\`, or add --spawn to start one`,
     ),
   );
 });
@@ -137,4 +155,33 @@ Deno.test("serve on a port already in use says so and exits 2", async () => {
   } finally {
     busy.close();
   }
+});
+
+Deno.test("the benchmark suite (deno task bench): --help, and a usage error exit 2 that points a load flag at deno task load", async () => {
+  const suite = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${ROOT}bench/suite.ts`, ...args],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const dec = new TextDecoder();
+  const help = await suite(["--help"]);
+  assert.equal(help.code, 0, dec.decode(help.stderr));
+  const text = dec.decode(help.stdout);
+  assert.match(text, /^Usage: \S*deno task bench \[flags\]\n/);
+  for (const flag of ["--quick", "--rounds", "--skip-peers"]) assert.match(text, new RegExp(flag));
+  assert.match(text, /the load generator: `\S*deno task load --help`/);
+  const conns = await suite(["--conns", "3"]);
+  assert.equal(conns.code, 2);
+  assert.equal(dec.decode(conns.stdout), "");
+  assert.match(
+    dec.decode(conns.stderr),
+    /^\S*deno task bench: unknown flag --conns — run `\S*deno task bench --help` for the list of flags\n--conns is a flag of the load generator, which drives a running server: `\S*deno task load --conns 3`\n$/,
+  );
+  const rounds = await suite(["--rounds", "0"]);
+  assert.equal(rounds.code, 2);
+  assert.match(dec.decode(rounds.stderr), /^\S*deno task bench: --rounds: 0 is below the minimum 1\n$/);
 });

@@ -87,9 +87,56 @@ Deno.test("client: exit 2 with a message naming the address, and serve as the us
   assert.equal(r.code, 2);
   assert.equal(
     r.stderr.trim(),
-    `asynctask client: cannot connect to 127.0.0.1:${port}: connection refused — is the server running? Start it with \`./deno task serve --port ${port}\``,
+    `./deno task client: cannot connect to 127.0.0.1:${port}: connection refused — is the server running? Start it with \`./deno task serve --port ${port}\``,
   );
   assert.equal(r.stdout, "");
+});
+
+Deno.test("client --task with a JSON object payload: sent as that task's data, not as a request of its own", async () => {
+  const server = await startServer({});
+  try {
+    const r = await runCli([
+      "client",
+      "--port",
+      String(server.addr.port),
+      "--task",
+      "echo",
+      "--send",
+      '{"to":"a@example.com","subject":"hi"}',
+      "--send",
+      "plain",
+    ]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    // The JSON request gets JSON replies; the text line text replies.
+    assert.match(r.stdout, /\{"type":"done","task_id":\d+,"result":\{"to":"a@example\.com","subject":"hi"\}/);
+    assert.match(r.stdout, /\nDONE \d+ plain\n/);
+    assert.doesNotMatch(r.stdout, /unknown field/);
+  } finally {
+    await server.shutdown(5000);
+  }
+});
+
+Deno.test("client without a token, against a server that needs one: says so, and how to give it; exit 1", async () => {
+  const server = await startServer({ token: "client-secret" });
+  const port = String(server.addr.port);
+  try {
+    const none = await runCli(["client", "--port", port, "--send", "13800138000"]);
+    assert.equal(none.code, 1, none.stderr);
+    assert.match(
+      none.stderr,
+      new RegExp(
+        `^\\S*deno task (--config \\S+ )?client: 127\\.0\\.0\\.1:${port} needs a token: set ASYNCTASK_TOKEN ` +
+          `\\(or pass --token\\) to the server's --token\n`,
+      ),
+    );
+    const wrong = await runCli(["client", "--port", port, "--send", "13800138000"], {
+      env: { ASYNCTASK_TOKEN: "wrong" },
+    });
+    assert.equal(wrong.code, 1, wrong.stderr);
+    assert.match(wrong.stderr, /client: the server refused the token — check --token or ASYNCTASK_TOKEN\n/);
+  } finally {
+    await server.shutdown(5000);
+  }
 });
 
 Deno.test("client --send: a number typed with a Chinese input method (full-width digits, ＋, ideographic spaces) is accepted", async () => {

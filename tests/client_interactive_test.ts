@@ -267,7 +267,7 @@ terminalTest(
         assert.equal((await refused.status).code, 2);
         await refused.waitFor(
           new RegExp(
-            `asynctask client: 无法连接 127\\.0\\.0\\.1:${free}：连接被拒绝——服务器在运行吗？用 \`\\./deno task serve --port ${free}\` 启动它`,
+            `\\./deno task client: 无法连接 127\\.0\\.0\\.1:${free}：连接被拒绝——服务器在运行吗？用 \`\\./deno task serve --port ${free}\` 启动它`,
           ),
           "the hint in Chinese",
         );

@@ -45,7 +45,7 @@ Deno.test({
       assert.equal(r.stdout, "", "nothing of the TLS alert is printed");
       assert.equal(
         r.stderr,
-        `asynctask client: 127.0.0.1:${port} speaks TLS: add --tls (and --ca <ca.pem> for a self-signed certificate)\n`,
+        `./deno task client: 127.0.0.1:${port} speaks TLS: add --tls (and --ca <ca.pem> for a self-signed certificate)\n`,
       );
       // With the flags the message names, the same command works.
       const ok = await runCli(["client", "--port", String(port), "--tls", "--ca", ca, "--send", "13800138000"]);

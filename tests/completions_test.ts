@@ -144,6 +144,7 @@ Deno.test("completions bash: serve --wor → --workers (and the other --wor… f
     ]);
     assert.deepEqual(await bash(path, dir, ["asynctask", "completions", "z"]), ["zsh"]);
     assert.deepEqual(await bash(path, dir, ["asynctask", "client", "--q"]), ["--quiet"]);
+    assert.deepEqual(await bash(path, dir, ["asynctask", "tasks", "--sch"]), ["--scheduled"]);
     // bench --spawn -- <serve flags>
     assert.deepEqual(await bash(path, dir, ["asynctask", "bench", "--spawn", "--", "--wor"]), WOR);
     assert.deepEqual(await bash(path, dir, ["asynctask", "bench", "--wor"]), []);

@@ -132,11 +132,12 @@ Deno.test("deploy/Dockerfile: the pinned Deno, the lock file, a non-root user, p
   assert.match(DOCKERFILE, /ASYNCTASK_TOKEN/, "says to set a token when listening on 0.0.0.0");
 });
 
-/** `main.ts serve --port 0` from source; resolves with its port once it listens. */
-async function serveFromSource(env: Record<string, string>) {
+/** `main.ts serve --port 0` from source (with `args`, in `cwd`); resolves with its port once it listens. */
+async function serveFromSource(env: Record<string, string>, args: string[] = [], cwd?: string) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}main.ts`, "serve", "--port", "0"],
+    args: ["run", "-A", `${ROOT}main.ts`, "serve", ...args, "--port", "0"],
     env: { NO_COLOR: "1", ...env },
+    ...(cwd ? { cwd } : {}),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -193,4 +194,39 @@ Deno.test("deploy/Dockerfile: its HEALTHCHECK command passes against a live serv
   }
   const down = await healthcheck(server.port, "deploy-test-token");
   assert.notEqual(down.code, 0, "no server is unhealthy");
+});
+
+Deno.test("deploy: the config the README and the unit install to /etc/asynctask starts a server there, alone", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}deploy/README.md`);
+  const installed = (text: string) =>
+    [...text.matchAll(/install -m 644 (\S+) \/etc\/asynctask\/asynctask\.json/g)].map((m) => m[1]);
+  assert.deepEqual(installed(readme), ["deploy/asynctask.json"]);
+  assert.deepEqual(installed(UNIT), ["deploy/asynctask.json"]);
+  // Copied on its own, as the install line does, into an empty directory, and started from elsewhere
+  // (the unit's WorkingDirectory is /var/lib/asynctask): every path it names must resolve.
+  const etc = await Deno.makeTempDir({ prefix: "asynctask-etc-" });
+  const state = await Deno.makeTempDir({ prefix: "asynctask-state-" });
+  try {
+    await Deno.copyFile(`${ROOT}deploy/asynctask.json`, `${etc}/asynctask.json`);
+    const server = await serveFromSource({ ASYNCTASK_TOKEN: "" }, ["--config", `${etc}/asynctask.json`], state);
+    try {
+      const ping = await run(Deno.execPath(), [
+        "run",
+        "-A",
+        `${ROOT}main.ts`,
+        "client",
+        "--port",
+        String(server.port),
+        "--send",
+        "/ping",
+      ], { env: { NO_COLOR: "1" } });
+      assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+      assert.match(ping.stdout, /PONG/);
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await Deno.remove(etc, { recursive: true });
+    await Deno.remove(state, { recursive: true });
+  }
 });

@@ -289,3 +289,35 @@ Deno.test({
     assert.equal(r.code, 0, r.stdout + r.stderr);
   },
 });
+
+Deno.test({
+  name:
+    "install.sh from a clone names no repository: it refuses, saying how to name one; a published copy names its own",
+  ignore: !unix,
+  async fn() {
+    const home = await Deno.makeTempDir({ prefix: "asynctask-install-" });
+    try {
+      const clean = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: home };
+      const r = await run("sh", [`${ROOT}install.sh`], { env: clean, clearEnv: true });
+      assert.equal(r.code, 1);
+      assert.equal(r.stdout, "");
+      assert.match(r.stderr, /^asynctask install: this install\.sh does not know where the releases are/);
+      assert.match(r.stderr, /ASYNCTASK_REPO=<owner>\/<name> sh install\.sh/);
+      assert.match(r.stderr, /ASYNCTASK_DOWNLOAD_URL=<url> sh install\.sh/);
+      const bad = await run("sh", [`${ROOT}install.sh`], { env: { ...clean, ASYNCTASK_REPO: "nope" }, clearEnv: true });
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /ASYNCTASK_REPO must name a GitHub repository as <owner>\/<name>, not "nope"/);
+      assert.ok(!(await exists(`${home}/.local/bin/asynctask`)), "nothing installed");
+      // The release workflow writes its repository into the copy it publishes (the same sed).
+      const script = await Deno.readTextFile(`${ROOT}install.sh`);
+      const workflow = await Deno.readTextFile(`${ROOT}.github/workflows/release.yml`);
+      assert.match(
+        workflow,
+        /sed "s\|\^ASYNCTASK_REPO_DEFAULT=\.\*\|ASYNCTASK_REPO_DEFAULT=\\"\$GITHUB_REPOSITORY\\"\|" install\.sh/,
+      );
+      assert.match(script, /^ASYNCTASK_REPO_DEFAULT=""$/m);
+    } finally {
+      await Deno.remove(home, { recursive: true });
+    }
+  },
+});

@@ -1,5 +1,5 @@
 /**
- * The task pool through a real server and real worker threads: concurrency (the seed's 40-SMS scene),
+ * The task pool through a real server and real worker threads: concurrency (the 40-SMS scene of Swoole's example),
  * each dispatch mode, a full queue, recycling, and a crashing worker.
  */
 import assert from "node:assert/strict";
@@ -14,8 +14,8 @@ async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promi
   }
 }
 
-Deno.test("the seed's scene: 40 SMS sends from 40 clients all run at once, and all 40 are DONE", async () => {
-  // The seed's 4 blocking task workers run 4 at a time (50 s for 40 sends of 5 s); here every send
+Deno.test("the scene of Swoole's example: 40 SMS sends from 40 clients all run at once, and all 40 are DONE", async () => {
+  // Swoole's example has 4 blocking task workers, which run 4 at a time (50 s for 40 sends of 5 s); here every send
   // is in flight together. Proved by the running count, not by a clock.
   const server = await startServer({ smsDelayMs: 1500 });
   const clients = await Promise.all(Array.from({ length: 40 }, () => LineClient.connect(server.addr.port)));
@@ -80,7 +80,7 @@ Deno.test("dispatch round-robin: each task goes to the next worker in turn", asy
   }
 });
 
-Deno.test("dispatch connection: one connection's tasks always run on the same worker (the seed's dispatch_mode 2)", async () => {
+Deno.test("dispatch connection: one connection's tasks always run on the same worker (Swoole's dispatch_mode 2)", async () => {
   const server = await startServer({ dispatch: "connection" });
   try {
     const batches = Array.from({ length: 4 }, () => Array.from({ length: 6 }, () => sleepJson(10)));
@@ -118,7 +118,7 @@ Deno.test("queue_full: refused requests queue nothing, every accepted task still
   }
 });
 
-Deno.test("recycling: with the seed's max_request 4, workers are replaced and nothing is lost", async () => {
+Deno.test("recycling: with max_request 4, as in Swoole's example, workers are replaced and nothing is lost", async () => {
   const server = await startServer({ workers: 2, maxTasksPerWorker: 4 });
   const c = await LineClient.connect(server.addr.port);
   try {

@@ -1,6 +1,6 @@
 /**
  * What the server's terminal shows per task at the default level (info): each task's accept and
- * end, as the seed's server did — within a budget, so that a flood cannot slow it down.
+ * end, as Swoole's example server did — within a budget, so that a flood cannot slow it down.
  */
 import assert from "node:assert/strict";
 import { eventually, LineClient, spawnServe } from "./helpers.ts";

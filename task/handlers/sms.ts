@@ -1,6 +1,6 @@
 /**
- * `sms`: the seed's demo task. It pretends to send a text message: it waits `--sms-delay` (5 s by
- * default, like the seed's `sleep(5)`) and succeeds with the phone number and the time it was
+ * `sms`: the demo task of Swoole's example server. It pretends to send a text message: it waits
+ * `--sms-delay` (5 s by default, like the example's `sleep(5)`) and succeeds with the phone number and the time it was
  * "sent". No SMS leaves the machine; plug a real sender in as a command or webhook handler.
  *
  * @module
