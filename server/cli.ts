@@ -220,11 +220,22 @@ export async function runServe(args: string[]): Promise<number> {
       "{signal}: stopping — no new tasks; finishing {tasks} queued and running (up to {timeout}); send {signal} again to stop now",
       {
         signal: name,
-        tasks: server.unfinished,
+        tasks: server.stopWaitsFor,
         timeout: formatDuration(shutdownTimeout),
       },
     );
     const report = await server.shutdown(shutdownTimeout);
+    if (report.delayedFailed > 0) {
+      log.warn(
+        "{tasks} delayed task(s) not due yet failed with shutting_down: without --journal nothing keeps them across a restart",
+        { tasks: report.delayedFailed },
+      );
+    }
+    if (report.delayedKept > 0) {
+      log.info("{tasks} delayed task(s) not due yet kept by the store: they run after the next start", {
+        tasks: report.delayedKept,
+      });
+    }
     if (report.unfinished > 0) {
       log.error(
         "stopped with {tasks} task(s) unfinished after --shutdown-timeout; they were failed with shutting_down",

@@ -255,10 +255,7 @@ export class TaskLifecycle {
       started: (job, worker) => this.#started(job, worker),
       progress: (job, report) => {
         const rec = this.#book.get(job.id);
-        if (rec?.state === "running" && rec.attempts === job.attempt) {
-          if (rec.target) rec.target.send(reply.progress(rec.format, rec.id, rec.tag, report.percent, report.message));
-          else if (rec.origin) this.#shared?.progress(rec.id, report.percent, report.message ?? "");
-        }
+        if (rec?.state === "running" && rec.attempts === job.attempt) this.#notify(rec, report.percent, report.message);
       },
       log: (job, record) =>
         getLogger(["asynctask", "task", job.task])[record.level]("task {id}: {message}", {
@@ -310,6 +307,36 @@ export class TaskLifecycle {
   /** Tasks queued, running or waiting to retry. */
   get unfinished(): number {
     return this.#book.live;
+  }
+
+  /**
+   * Unfinished tasks a graceful stop waits for: not the delayed ones not due yet (a durable store
+   * keeps them; without one, they fail at once: {@linkcode failScheduled}).
+   */
+  get stopWaitsFor(): number {
+    return this.#book.live - this.#scheduledCount();
+  }
+
+  /** Delayed tasks not due yet that the store keeps for the next start. */
+  get keptScheduled(): number {
+    return this.#store.durable ? this.#scheduledCount() : 0;
+  }
+
+  /**
+   * A stop without a durable store: delayed tasks not due yet end now, failed with `code` — nothing
+   * would keep them, and a stop does not wait for their time. Returns how many.
+   */
+  failScheduled(code: string, message: string): number {
+    if (this.#store.durable) return 0;
+    let n = 0;
+    for (const rec of [...this.#book.unfinished()]) {
+      if (rec.state !== "scheduled") continue;
+      this.#scheduled.remove((r) => r === rec);
+      this.#finish(rec, { code, message });
+      n++;
+    }
+    if (n > 0) this.#arm();
+    return n;
   }
 
   /** Tasks waiting out a retry backoff. */
@@ -1036,29 +1063,12 @@ export class TaskLifecycle {
       ? Math.min(outcome.retryAfterMs, this.#opts.retryMaxDelayMs)
       : retryDelay(failedAttempts, this.#opts.retryBackoffMs, this.#opts.retryMaxDelayMs);
     const of = this.#retriesOf(rec.task) + 1;
-    rec.target?.send(
-      reply.progress(
-        rec.format,
-        rec.id,
-        rec.tag,
-        0,
-        `attempt ${failedAttempts} of ${of} failed (${outcome.code}: ${outcome.message}); retrying in ${
-          formatDuration(delay)
-        }`,
-      ),
-    );
-    taskLog.warn(
-      "task {id} ({task}) failed on worker {worker}, attempt {attempt} of {of}: {code} {message}; retrying in {delay} ms",
-      {
-        id: rec.id,
-        task: rec.task,
-        worker: rec.worker,
-        attempt: failedAttempts,
-        of,
-        code: outcome.code,
-        message: outcome.message,
-        delay,
-      },
+    this.#notify(
+      rec,
+      0,
+      `attempt ${failedAttempts} of ${of} failed (${outcome.code}: ${outcome.message}); retrying in ${
+        formatDuration(delay)
+      }`,
     );
     const timer = this.#clock.setTimeout(() => {
       this.#retryTimers.delete(rec.id);
@@ -1073,7 +1083,16 @@ export class TaskLifecycle {
     const rec = this.#book.get(job.id);
     if (!rec) return;
     rec.state = "queued";
-    rec.target?.send(reply.progress(rec.format, rec.id, rec.tag, 0, why));
+    this.#notify(rec, 0, why);
+  }
+
+  /**
+   * A `PROGRESS` line to the task's client: here, or, with the broker, on the server that accepted
+   * it (forwarded through Redis).
+   */
+  #notify(rec: TaskRecord, percent: number, message?: string): void {
+    if (rec.target) rec.target.send(reply.progress(rec.format, rec.id, rec.tag, percent, message));
+    else if (rec.origin) this.#shared?.progress(rec.id, percent, message ?? "");
   }
 
   /** Records a task's end, sends its final reply, and files it for `/status`. Exactly once per task. */

@@ -45,6 +45,10 @@ const log = getLogger(["asynctask", "server"]);
 export interface ShutdownReport {
   /** Tasks that had not finished when `--shutdown-timeout` ran out (they were failed with `shutting_down`). */
   unfinished: number;
+  /** Delayed tasks not due yet, failed with `shutting_down` at once: no store keeps them. */
+  delayedFailed: number;
+  /** Delayed tasks not due yet that the store keeps for the next start. */
+  delayedKept: number;
 }
 
 /** What the process around the server decides (`server/cli.ts`). */
@@ -239,7 +243,7 @@ async function openBroker(opts: ServeOptions, url: string): Promise<TaskStore> {
  * import assert from "node:assert/strict";
  * const server = await TaskServer.start({ ...DEFAULT_SERVE_OPTIONS, port: 0, workers: 1 });
  * assert.ok(server.addr.port > 0);
- * assert.deepEqual(await server.shutdown(1000), { unfinished: 0 });
+ * assert.deepEqual(await server.shutdown(1000), { unfinished: 0, delayedFailed: 0, delayedKept: 0 });
  * ```
  */
 export class TaskServer {
@@ -482,6 +486,11 @@ export class TaskServer {
     return this.#lifecycle.unfinished;
   }
 
+  /** Unfinished tasks a graceful stop waits for: delayed ones not due yet are not among them. */
+  get stopWaitsFor(): number {
+    return this.#lifecycle.stopWaitsFor;
+  }
+
   /** The current counts, as `/stats` reports them. */
   stats(): ServerStats {
     const l = this.#lifecycle;
@@ -516,6 +525,10 @@ export class TaskServer {
     this.#http?.drain();
     await this.#listener.stopAccepting();
     this.#lifecycle.drain();
+    const delayedFailed = this.#lifecycle.failScheduled(
+      "shutting_down",
+      "the server stopped before the task's time, and nothing keeps delayed tasks across a restart without --journal; submit it again",
+    );
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = await Promise.race([
       this.#lifecycle.allFinished().then(() => false),
@@ -542,7 +555,7 @@ export class TaskServer {
     }
     await this.#store.close();
     this.#gate?.close();
-    return { unfinished };
+    return { unfinished, delayedFailed, delayedKept: this.#lifecycle.keptScheduled };
   }
 
   /**

@@ -542,8 +542,16 @@ brokerTest(
       await c.send('{"cmd":"pause"}'); // during the backoff: the retry goes back to the queue when it is due
       assert.equal(JSON.parse(await c.next()).type, "ok");
       [b] = await servers(1, redis, cfg, retries);
-      const end = JSON.parse(await c.next(30_000)) as Reply;
+      // b's retry notices come to this client too (forwarded through Redis), then the end.
+      let end = JSON.parse(await c.next(30_000)) as Reply & { message?: string };
+      const notices: string[] = [];
+      while (end.type === "progress") {
+        notices.push(end.message ?? "");
+        end = JSON.parse(await c.next(30_000));
+      }
       assert.equal(end.type, "failed", JSON.stringify(end));
+      assert.equal(notices.length, 1, JSON.stringify(notices));
+      assert.match(notices[0], /attempt 2 of 3 failed/);
       const ran = await runs(file);
       assert.deepEqual(ran.map(([, pid]) => pid === a.child.pid ? "a" : "b"), ["a", "b", "b"], "three runs in all");
       await c.close();

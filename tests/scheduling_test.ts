@@ -280,3 +280,26 @@ Deno.test("rate limits hold across a restart with the journal", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("without --journal, a graceful stop does not wait for a delayed task: it fails shutting_down at once, exit 0", async () => {
+  const server = await spawnServe(["--task", "echo"]);
+  const c = await LineClient.connect(server.port);
+  try {
+    await c.send('{"task":"echo","data":"later","delay":"1h"}', "/task echo now");
+    assert.match(await c.next(), /"type":"accepted","task_id":1/);
+    assert.equal(await c.next(), "ACCEPTED 2 echo queued");
+    assert.equal(await c.next(), "DONE 2 now");
+    server.child.kill("SIGTERM");
+    // Within next()'s 10 s: not after the hour, nor after the 30 s --shutdown-timeout.
+    const failed = JSON.parse(await c.next());
+    assert.equal(failed.type, "failed");
+    assert.equal(failed.error.code, "shutting_down");
+    assert.match(failed.error.message, /without --journal/);
+    const { code, log } = await server.exited();
+    assert.equal(code, 0, log);
+    assert.match(log, /finishing 0 queued and running/);
+    assert.match(log, /1 delayed task\(s\) not due yet failed with shutting_down/);
+  } finally {
+    await c.close();
+  }
+});

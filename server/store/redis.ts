@@ -931,7 +931,10 @@ export class RedisStore implements TaskStore {
     for (let i = 0; i < waiting.length; i += 1000) {
       const ids = waiting.slice(i, i + 1000);
       const missing = await this.#script("missing", [this.#prefix, ...ids]) as number[];
-      if (missing.length > 0) c!.lost?.(missing.map((k) => ids[k - 1]));
+      if (missing.length === 0) continue;
+      const lost = missing.map((k) => ids[k - 1]);
+      for (const id of lost) this.#entries.delete(id);
+      c!.lost?.(lost);
     }
   }
 
