@@ -585,3 +585,40 @@ brokerTest(
     }
   },
 );
+
+brokerTest(
+  "broker: after Redis restarts, a paused server still takes no task (it hands back what a read brings in)",
+  async (redis, dir) => {
+    const cfg = await config(dir);
+    const [a] = await servers(1, redis, cfg);
+    const [b] = await servers(1, redis, cfg, ["--workers", "1", "--concurrency", "1"]);
+    try {
+      await redis.stop("SIGKILL");
+      await redis.restart(); // a's reader reconnects: a new client to Redis
+      const ca = await LineClient.connect(a.port);
+      const cb = await LineClient.connect(b.port);
+      await eventually("both servers to take tasks again", async () => {
+        await ca.send("/task echo a");
+        await cb.send("/task echo b");
+        const [ra, rb] = [await ca.next(), await cb.next()];
+        if (/^ACCEPTED/.test(ra)) await ca.next();
+        if (/^ACCEPTED/.test(rb)) await cb.next();
+        return /^ACCEPTED/.test(ra) && /^ACCEPTED/.test(rb);
+      });
+      await ca.send("/pause");
+      assert.match(await ca.next(), /^OK paused/);
+      for (let i = 0; i < 4; i++) await cb.send("/task sleep 300");
+      const accepted = await cb.take(4);
+      assert.ok(accepted.every((l) => l.startsWith("ACCEPTED")), accepted.join("\n"));
+      await new Promise((r) => setTimeout(r, 1500)); // a's blocked read, if it had the room of before, has come back
+      await ca.send("/tasks queued");
+      assert.equal(await ca.next(), "TASKS []", "the paused server sits on no task");
+      const ends = await cb.take(4, 15_000);
+      assert.ok(ends.every((l) => /^DONE \d+ \{"slept_ms":300\}$/.test(l)), ends.join("\n"));
+      await ca.close();
+      await cb.close();
+    } finally {
+      await stopAll([a, b]);
+    }
+  },
+);
