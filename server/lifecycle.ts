@@ -726,7 +726,8 @@ export class TaskLifecycle {
         message: `task ${id} is ${rec.state} already: only a queued or running task can be cancelled`,
       };
     }
-    if (this.#shared && !rec.here) {
+    // Accepted here and read by no server yet: its end, recorded now, takes it out of the queue.
+    if (this.#shared && !rec.here && !(rec.origin === undefined && this.#shared.unread(id))) {
       return {
         code: "conflict",
         message:
@@ -842,6 +843,13 @@ export class TaskLifecycle {
   }
 
   #unknown(id: number): Refusal {
+    if (this.#shared) {
+      return {
+        code: "not_found",
+        message:
+          `task ${id} is not on this server: with --broker, act on a task on the server that accepted or runs it (/status ${id} names it)`,
+      };
+    }
     return id > this.#lastId
       ? { code: "not_found", message: `no task ${id} has been accepted by this server (the last is ${this.#lastId})` }
       : { code: "not_found", message: `task ${id} is not known any more (past --result-ttl or --keep-failed)` };

@@ -622,3 +622,32 @@ brokerTest(
     }
   },
 );
+
+brokerTest(
+  "broker: a task still waiting in the shared queue is cancelled on the server that accepted it, and never runs",
+  async (redis, dir) => {
+    const [a] = await servers(1, redis, await config(dir));
+    try {
+      const file = `${dir}/runs`;
+      const c = await LineClient.connect(a.port);
+      await c.send('{"cmd":"pause"}'); // no server reads: the task waits in its stream
+      assert.equal(JSON.parse(await c.next()).type, "ok");
+      await c.send(record(file, 0));
+      const id = JSON.parse(await c.next()).task_id;
+      await c.send(`/cancel ${id}`);
+      assert.equal(await c.next(), `OK cancelled ${id}`);
+      assert.match(await c.next(), new RegExp(`"type":"failed".*"task_id":${id}.*"code":"cancelled"`));
+      await c.send('{"cmd":"resume"}');
+      assert.equal(JSON.parse(await c.next()).type, "ok");
+      await c.send(record(file, 0)); // runs once the queue moves: the cancelled one, before it, would have run first
+      const next = JSON.parse(await c.next()).task_id;
+      assert.equal(JSON.parse(await c.next()).type, "done");
+      assert.deepEqual((await runs(file)).map(([ran]) => ran), [next], "the cancelled task never ran");
+      await c.send(`/cancel 99999999`);
+      assert.match(await c.next(), /not_found.*not on this server: with --broker/);
+      await c.close();
+    } finally {
+      await stopAll([a]);
+    }
+  },
+);

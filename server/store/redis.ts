@@ -232,6 +232,7 @@ export class RedisStore implements TaskStore {
       roomChanged: () => this.#roomChanged(),
       progress: (id, percent, message) => this.#forwardProgress(id, percent, message),
       lookup: (id) => this.#lookup(id),
+      unread: (id) => this.#entries.has(id),
       lastId: async () => Number(await this.#cmd(["GET", this.#key("ids")]) ?? 0),
       get up() {
         return isUp();
