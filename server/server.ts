@@ -66,7 +66,6 @@ function handlerSettings(opts: ServeOptions, modules: string[] = opts.modules): 
   return { smsDelayMs: opts.smsDelayMs, modules, tasks: opts.tasks };
 }
 
-/** A reply target for tasks nobody submitted over a connection (periodic runs): their end is logged and kept. */
 /**
  * How long a stopping server waits for its last replies to be written: final replies wait for the
  * store to have their tasks' ends, and a store that cannot be reached (Redis down) must not hold
@@ -74,6 +73,7 @@ function handlerSettings(opts: ServeOptions, modules: string[] = opts.modules): 
  */
 const REPLY_FLUSH_MS = 5000;
 
+/** A reply target for tasks nobody submitted over a connection (periodic runs): their end is logged and kept. */
 const NOBODY: ReplyTarget = { writable: false, send() {}, sendFinal() {}, taskAccepted() {}, taskEnded() {} };
 
 /**

@@ -179,9 +179,9 @@ export class Connection implements ReplyTarget {
       return;
     }
     this.#finalsWaiting++;
-    const settle = (stored: boolean) => {
+    const settle = (kept: boolean) => {
       // A store that could not keep the end says so itself (its commit never rejects): never a DONE it does not have.
-      if (stored) this.send(line);
+      if (kept) this.send(line);
       this.taskEnded();
       if (--this.#finalsWaiting === 0) this.#finalsQueued?.resolve();
     };

@@ -403,22 +403,20 @@ export class RedisStore implements TaskStore {
   #spare?: { next: number; last: number };
 
   /**
-   * At start: when Redis has no id counter and started less than {@linkcode RESTORE_MS} ago, it
-   * may have restarted empty, with servers still holding ids from before that have not
-   * reconnected yet to set the counter back ({@linkcode #restore}): their ids must not be taken
-   * again, so this server waits for them.
+   * At start: when Redis started less than {@linkcode RESTORE_MS} ago, it may have restarted
+   * empty, with servers still holding ids from before that have not all reconnected yet to set the
+   * counter back ({@linkcode #restore}; one that has may have set it below another's ids): their
+   * ids must not be taken again, so this server waits for them. A Redis that has no counter and is
+   * older than that has had every server that was connected back already.
    */
   async #waitForIdReports(): Promise<void> {
-    const [exists, info] = await Promise.all([
-      this.#cmd(["EXISTS", this.#key("ids")]),
-      this.#cmd(["INFO", "server"]),
-    ]);
+    const info = await this.#cmd(["INFO", "server"]);
     const uptime = Number(/uptime_in_seconds:(\d+)/.exec(String(info))?.[1] ?? Infinity);
     // uptime_in_seconds counts whole seconds: u means up to u + 1 s.
     const waitMs = RESTORE_MS - uptime * 1000;
-    if (Number(exists) === 1 || waitMs <= 0) return;
+    if (waitMs <= 0) return;
     log.info(
-      "redis started {uptime} s ago and has no task id counter: waiting {ms} ms for servers that were connected before to set it back",
+      "redis started {uptime} s ago: waiting {ms} ms for servers that were connected to it before to say which task ids they took",
       { uptime, ms: waitMs },
     );
     await new Promise((r) => setTimeout(r, waitMs));
