@@ -38,22 +38,25 @@ Deno.test("TaskBook: a byte budget forgets the oldest results first, whatever th
   assert.equal(book.get(5)?.json, big);
 });
 
+/** A failed task's record, finished at `at`. */
+const failure = (id: number, at: number, data?: string) =>
+  newRecord({
+    id,
+    task: "echo",
+    format: "text",
+    state: "failed",
+    attempts: 1,
+    data,
+    finishedAt: at,
+    error: { code: "handler_error", message: "no" },
+  });
+
 Deno.test("FailedTasks: forgets failures past the keep time, oldest first", () => {
   const failed = new FailedTasks({ keepMs: 60_000, maxBytes: 1024 * 1024 });
-  const fail = (id: number, at: number) =>
-    failed.add(newRecord({
-      id,
-      task: "echo",
-      format: "text",
-      state: "failed",
-      attempts: 1,
-      finishedAt: at,
-      error: { code: "handler_error", message: "no" },
-    }));
-  fail(1, 0);
-  fail(2, 30_000);
+  failed.add(failure(1, 0));
+  failed.add(failure(2, 30_000));
   assert.equal(failed.size, 2);
-  fail(3, 60_000); // task 1 is 60 s old now
+  failed.add(failure(3, 60_000)); // task 1 is 60 s old now
   assert.deepEqual(failed.newest(10).map((r) => r.id), [3, 2]);
   failed.sweep(90_000);
   assert.deepEqual(failed.newest(10).map((r) => r.id), [3]);
@@ -65,18 +68,7 @@ Deno.test("FailedTasks: forgets failures past the keep time, oldest first", () =
 Deno.test("FailedTasks: a byte budget forgets the oldest failures first, whatever their age", () => {
   const failed = new FailedTasks({ keepMs: 3_600_000, maxBytes: 10 * 1024 });
   const data = "x".repeat(2000); // ~4 KiB counted per failure
-  for (let id = 1; id <= 5; id++) {
-    failed.add(newRecord({
-      id,
-      task: "echo",
-      format: "text",
-      state: "failed",
-      attempts: 1,
-      data,
-      finishedAt: 1000,
-      error: { code: "handler_error", message: "no" },
-    }));
-  }
+  for (let id = 1; id <= 5; id++) failed.add(failure(id, 1000, data));
   assert.deepEqual(failed.newest(10).map((r) => r.id), [5, 4], "two of ~4 KiB fit in 10 KiB");
   assert.ok(failed.delete(4));
   assert.ok(!failed.delete(4));
