@@ -206,6 +206,11 @@ export class TaskLifecycle {
   readonly #shared?: SharedQueue;
   /** With the broker: unfinished tasks accepted by this server (their clients are here). */
   #ownLive = 0;
+  /**
+   * With the broker, once stopping: of those, the delayed ones not due yet when the stop began —
+   * Redis keeps them, and the stop does not wait for them.
+   */
+  #ownKept = 0;
   /** With the broker: the server is stopping; it reads tasks only while its own clients still wait. */
   #draining = false;
   /** Whether the store keeps anything (else recording into it is skipped). */
@@ -457,7 +462,7 @@ export class TaskLifecycle {
       capacity,
       room: (task) => {
         // Stopping: read on only while this server's own clients wait (their tasks may be next in the stream).
-        if (this.#draining && this.#ownLive === 0) return 0;
+        if (this.#draining && this.#ownLive - this.#ownKept <= 0) return 0;
         const paused = this.pool.paused;
         if (paused.includes("*") || paused.includes(task)) return 0;
         return limitOf(task) ?? Infinity;
@@ -626,7 +631,8 @@ export class TaskLifecycle {
    */
   join(rec: TaskRecord, target: ReplyTarget, format: Format, tag?: Tag): void {
     if (isFinished(rec)) {
-      target.send(this.#finalReply(rec, format, tag, 0));
+      target.taskAccepted();
+      target.sendFinal(this.#finalReply(rec, format, tag, 0), this.#stored());
       return;
     }
     (rec.also ??= []).push(tag === undefined ? { target, format } : { target, format, tag });
@@ -726,8 +732,7 @@ export class TaskLifecycle {
         message: `task ${id} is ${rec.state} already: only a queued or running task can be cancelled`,
       };
     }
-    // Accepted here and read by no server yet: its end, recorded now, takes it out of the queue.
-    if (this.#shared && !rec.here && !(rec.origin === undefined && this.#shared.unread(id))) {
+    if (this.#shared && !rec.here) {
       return {
         code: "conflict",
         message:
@@ -878,7 +883,12 @@ export class TaskLifecycle {
   /** With the broker: the server is stopping; it stops reading tasks once its own clients have had their replies. */
   drain(): void {
     this.#draining = true;
-    this.#shared?.roomChanged();
+    if (this.#shared) {
+      for (const rec of this.#book.unfinished()) {
+        if (rec.origin === undefined && rec.state === "scheduled") this.#ownKept++;
+      }
+      this.#shared.roomChanged();
+    }
   }
 
   /** Resolves when every accepted task has had its final reply. */
@@ -1161,7 +1171,7 @@ export class TaskLifecycle {
     }
     this.#dataBytes -= rec.size;
     if (this.#shared && rec.origin === undefined) {
-      if (--this.#ownLive === 0 && this.#draining) this.#shared.roomChanged();
+      if (--this.#ownLive - this.#ownKept === 0 && this.#draining) this.#shared.roomChanged();
     }
     this.#book.finish(rec, now);
     if (error) this.#failed.add(rec);

@@ -222,7 +222,7 @@ export class Listener {
     clearInterval(this.#sweeper);
     this.#limits.hold?.close();
     const conns = [...this.#conns];
-    const flushed = Promise.all(conns.map((c) => c.closeWhenFlushed()));
+    const flushed = Promise.all(conns.map((c) => c.closeWhenFlushed(true)));
     if (waitMs === Infinity) {
       await flushed;
       return 0;

@@ -456,9 +456,6 @@ brokerTest(
     const [a] = await servers(1, redis, await config(dir), ["--shutdown-timeout", "2s"]);
     try {
       const c = await LineClient.connect(a.port);
-      await c.send("/task sleep 1500");
-      assert.match(await c.next(), /^ACCEPTED 1 /);
-      await redis.stop("SIGKILL"); // the task ends while Redis is down: its end cannot be stored
       const ask = async (line: string) => {
         const probe = await LineClient.connect(a.port);
         await probe.send(line);
@@ -466,20 +463,31 @@ brokerTest(
         await probe.close();
         return answer;
       };
-      await eventually("the task to end on its worker", async () => /"done":1\b/.test(await ask("/stats")));
+      const quitter = await LineClient.connect(a.port);
+      await c.send("/task sleep 1500");
+      assert.match(await c.next(), /^ACCEPTED 1 /);
+      await quitter.send("/task sleep 1500");
+      assert.match(await quitter.next(), /^ACCEPTED 2 /);
+      await eventually("both to run", async () => /"running":2\b/.test(await ask("/stats")));
+      await redis.stop("SIGKILL"); // the tasks end while Redis is down: their ends cannot be stored
+      await eventually("the tasks to end on their worker", async () => /"done":2\b/.test(await ask("/stats")));
       // The same connection still answers at once: its DONE waits aside, not in front of these.
       await c.send("/ping", "/task echo x");
       assert.equal(await c.next(), "PONG");
       assert.match(await c.next(), /^ERROR store_unavailable /);
+      // A /quit does not wait for Redis: the connection closes, its final reply given up.
+      await quitter.send("/quit");
+      assert.match(await quitter.next(), /^BYE/);
+      await quitter.closedByServer();
       await redis.restart(); // AOF on: the end is written once Redis is back, and then the DONE goes
       assert.equal(await c.next(15_000), 'DONE 1 {"slept_ms":1500}');
 
       // A stop while an end cannot be stored: the reply is given up after a wait, and the server exits.
       await c.send("/task sleep 1000");
-      assert.match(await c.next(), /^ACCEPTED 2 /);
-      await eventually("task 2 to run", async () => /^STATUS 2 running/.test(await ask("/status 2")));
+      assert.match(await c.next(), /^ACCEPTED 3 /);
+      await eventually("task 3 to run", async () => /^STATUS 3 running/.test(await ask("/status 3")));
       await redis.stop("SIGKILL");
-      await eventually("task 2 to end on its worker", async () => /"done":2\b/.test(await ask("/stats")));
+      await eventually("task 3 to end on its worker", async () => /"done":3\b/.test(await ask("/stats")));
       a.child.kill("SIGTERM");
       const exited = await Promise.race([
         a.exited().then((e) => e.code),
@@ -624,30 +632,58 @@ brokerTest(
 );
 
 brokerTest(
-  "broker: a task still waiting in the shared queue is cancelled on the server that accepted it, and never runs",
+  "broker: a stopping server with a delayed task of its own stops reading others' tasks at once, and exits 0",
   async (redis, dir) => {
-    const [a] = await servers(1, redis, await config(dir));
+    const cfg = await config(dir);
+    const [a] = await servers(1, redis, cfg, ["--workers", "1", "--concurrency", "2", "--shutdown-timeout", "8s"]);
+    const [b] = await servers(1, redis, cfg);
     try {
-      const file = `${dir}/runs`;
-      const c = await LineClient.connect(a.port);
-      await c.send('{"cmd":"pause"}'); // no server reads: the task waits in its stream
-      assert.equal(JSON.parse(await c.next()).type, "ok");
-      await c.send(record(file, 0));
-      const id = JSON.parse(await c.next()).task_id;
-      await c.send(`/cancel ${id}`);
-      assert.equal(await c.next(), `OK cancelled ${id}`);
-      assert.match(await c.next(), new RegExp(`"type":"failed".*"task_id":${id}.*"code":"cancelled"`));
-      await c.send('{"cmd":"resume"}');
-      assert.equal(JSON.parse(await c.next()).type, "ok");
-      await c.send(record(file, 0)); // runs once the queue moves: the cancelled one, before it, would have run first
-      const next = JSON.parse(await c.next()).task_id;
-      assert.equal(JSON.parse(await c.next()).type, "done");
-      assert.deepEqual((await runs(file)).map(([ran]) => ran), [next], "the cancelled task never ran");
-      await c.send(`/cancel 99999999`);
-      assert.match(await c.next(), /not_found.*not on this server: with --broker/);
-      await c.close();
+      const ca = await LineClient.connect(a.port);
+      await ca.send('{"task":"echo","data":"later","delay":"1h"}');
+      assert.equal(JSON.parse(await ca.next()).type, "accepted");
+      const cb = await LineClient.connect(b.port);
+      await cb.send("/pause");
+      assert.match(await cb.next(), /^OK paused/);
+      for (let i = 0; i < 30; i++) await cb.send("/task sleep 1000"); // a takes them, four at a time
+      assert.ok((await cb.take(30)).every((l) => l.startsWith("ACCEPTED")));
+      a.child.kill("SIGTERM");
+      // It finishes the few it holds, and reads no more: Redis keeps its delayed task, nobody waits for it here.
+      const { code, log } = await a.exited();
+      assert.equal(code, 0, log);
+      assert.match(log, /1 delayed task\(s\) not due yet kept by the store/);
+      await cb.send("/resume"); // b runs what is left, and can stop
+      await ca.close();
+      await cb.close();
     } finally {
-      await stopAll([a]);
+      await stopAll([a, b]);
     }
   },
 );
+
+brokerTest("broker: a task handed back after Redis restarted empty still runs", async (redis, dir) => {
+  const cfg = await config(dir);
+  const [b] = await servers(1, redis, cfg, ["--workers", "1", "--concurrency", "1"]);
+  try {
+    const c = await LineClient.connect(b.port);
+    await c.send("/task sleep 2000", "/task sleep 100"); // one runs, the other waits its turn here
+    const ids = (await c.take(2)).map((l) => Number(/^ACCEPTED (\d+) /.exec(l)?.[1]));
+    await eventually("the first to run", async () => {
+      await c.send(`/status ${ids[0]}`);
+      return /running/.test(await c.next());
+    });
+    await redis.stop("SIGKILL");
+    await redis.restart(); // empty: the stream and its entries are gone
+    await c.send("/pause sleep", "/resume sleep"); // the waiting one goes back to the (new) stream, and comes back
+    assert.match(await c.next(), /^OK paused/);
+    assert.match(await c.next(), /^OK resumed/);
+    const ends = await c.take(2, 20_000);
+    assert.deepEqual(
+      ends.sort(),
+      [`DONE ${ids[0]} {"slept_ms":2000}`, `DONE ${ids[1]} {"slept_ms":100}`].sort(),
+      b.log(),
+    );
+    await c.close();
+  } finally {
+    await stopAll([b]);
+  }
+});

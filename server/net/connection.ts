@@ -284,10 +284,13 @@ export class Connection implements ReplyTarget {
     this.events.ended(this);
   }
 
-  /** Writes what is queued (final replies waiting for the store included), then closes. */
-  async closeWhenFlushed(): Promise<void> {
+  /**
+   * Writes what is queued, then closes; with `finals`, the final replies still waiting for the
+   * store too (a stopping server; a client's `/quit` or a timeout does not wait for Redis).
+   */
+  async closeWhenFlushed(finals = false): Promise<void> {
     this.#stopReading = true;
-    while (this.#finalsWaiting > 0 && this.#writable) {
+    while (finals && this.#finalsWaiting > 0 && this.#writable) {
       this.#finalsQueued ??= Promise.withResolvers<void>();
       await this.#finalsQueued.promise;
       this.#finalsQueued = undefined;

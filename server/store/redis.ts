@@ -100,6 +100,8 @@ interface Held {
   origin: string;
   /** The attempt running here, once started. */
   attempt?: number;
+  /** The entry's `t` field, to hand the task back (a pause) even where Redis lost the entry. */
+  payload: string;
 }
 
 interface PendingEnd {
@@ -232,7 +234,6 @@ export class RedisStore implements TaskStore {
       roomChanged: () => this.#roomChanged(),
       progress: (id, percent, message) => this.#forwardProgress(id, percent, message),
       lookup: (id) => this.#lookup(id),
-      unread: (id) => this.#entries.has(id),
       lastId: async () => Number(await this.#cmd(["GET", this.#key("ids")]) ?? 0),
       get up() {
         return isUp();
@@ -333,6 +334,7 @@ export class RedisStore implements TaskStore {
       this.#restore().catch(() => {});
       this.#renew().catch(() => {});
       this.#flushEnds();
+      this.#flushHandBacks();
       // Once every server has reconnected (within its 2 s backoff) and restored what it holds:
       // the tasks accepted here and held nowhere are lost; a new block of ids is taken.
       setTimeout(() => {
@@ -608,6 +610,7 @@ export class RedisStore implements TaskStore {
     this.#endWaiters = [];
     for (const t of this.#timers) clearInterval(t);
     clearTimeout(this.#endsTimer);
+    clearTimeout(this.#handBackTimer);
     this.#wakeReader?.();
     await this.#cmd(["HDEL", this.#key("instances"), this.instance]).catch(() => {});
     for (const c of [this.#reader, this.#results]) c.destroy();
@@ -656,6 +659,7 @@ export class RedisStore implements TaskStore {
         error: why(e),
       });
       clearTimeout(this.#endsTimer);
+      clearTimeout(this.#handBackTimer);
       this.#endsTimer = setTimeout(() => this.#flushEnds(), 500);
     } finally {
       this.#endsRunning = false;
@@ -785,7 +789,7 @@ export class RedisStore implements TaskStore {
       return;
     }
     const [data, format, tag, firstAttempts, priority, origin] = p;
-    this.#held.set(id, { task, stream, entry, origin });
+    this.#held.set(id, { task, stream, entry, origin, payload: t ?? "" });
     this.#heldOf.set(task, (this.#heldOf.get(task) ?? 0) + 1);
     this.#consumer!.deliver({
       id,
@@ -910,14 +914,44 @@ export class RedisStore implements TaskStore {
    * end of their streams, for any server to read.
    */
   #handBack(tasks: { id: number; attempts: number }[]): void {
-    const args: string[] = [GROUP];
+    const args: string[] = [this.#prefix, GROUP];
     for (const { id, attempts } of tasks) {
       const h = this.#held.get(id);
       if (!h) continue;
       this.#release(id, h);
-      args.push(h.stream, h.entry, String(attempts));
+      args.push(h.stream, h.entry, String(id), h.payload, String(attempts), packable(h.task));
     }
-    if (args.length > 1) this.#script("handBack", args).catch(() => {});
+    if (args.length === 2) return;
+    this.#handBacks.push(args);
+    this.#flushHandBacks();
+  }
+
+  /** Hand-backs not written yet: Redis did not take them (it was down); tried again every 500 ms. */
+  #handBacks: string[][] = [];
+  #handBackTimer?: ReturnType<typeof setTimeout>;
+
+  #handingBack = false;
+
+  async #flushHandBacks(): Promise<void> {
+    // One at a time: a hand-back written twice would queue its tasks twice.
+    if (this.#handingBack) return;
+    this.#handingBack = true;
+    clearTimeout(this.#handBackTimer);
+    try {
+      while (this.#handBacks.length > 0 && !this.#closed) {
+        await this.#script("handBack", this.#handBacks[0]);
+        this.#handBacks.shift();
+      }
+    } catch (e) {
+      // Until Redis takes them, these tasks are with no server: they must not be dropped.
+      log.warn("redis: {n} task(s) not handed back yet ({error}); trying again", {
+        n: (this.#handBacks[0].length - 2) / 6,
+        error: why(e),
+      });
+      this.#handBackTimer = setTimeout(() => this.#flushHandBacks(), 500);
+    } finally {
+      this.#handingBack = false;
+    }
   }
 
   /**

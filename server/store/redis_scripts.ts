@@ -261,28 +261,19 @@ return 0
 `;
 
 /**
- * Hands entries back to the queue: each is copied to the end of its stream as a new entry (any
- * server may read it) with its task's attempts so far (field `a`, after `i` and `t`), then
- * acknowledged and deleted. ARGV: group, then triples of stream, entry and attempts.
+ * Hands entries back to the queue: each task goes to the end of its stream as a new entry (any
+ * server may read it), from the fields the server kept (`i`, `t`) and its attempts so far (`a`)
+ * — not copied from the old entry, which a Redis restarted empty no longer has —, is queued again
+ * in the queued index (`/status`, and no server takes it for lost), and the old entry is
+ * acknowledged and deleted. ARGV: prefix, group, then per task: stream, entry, id, `t`, attempts,
+ * task name.
  */
 export const HAND_BACK_SCRIPT = `
-local g = ARGV[1]
-for i = 2, #ARGV, 3 do
-  local stream, entry, attempts = ARGV[i], ARGV[i+1], ARGV[i+2]
-  local e = redis.call('XRANGE', stream, entry, entry)
-  if e[1] then
-    local f = e[1][2]
-    local fields = {}
-    for j = 1, #f, 2 do
-      if f[j] ~= 'a' then
-        fields[#fields+1] = f[j]
-        fields[#fields+1] = f[j+1]
-      end
-    end
-    fields[#fields+1] = 'a'
-    fields[#fields+1] = attempts
-    redis.call('XADD', stream, '*', unpack(fields))
-  end
+local index, g = ARGV[1] .. ':queued', ARGV[2]
+for i = 3, #ARGV, 6 do
+  local stream, entry, id = ARGV[i], ARGV[i+1], ARGV[i+2]
+  redis.call('XADD', stream, '*', 'i', id, 't', ARGV[i+3], 'a', ARGV[i+4])
+  redis.call('HSET', index, id, ARGV[i+5])
   redis.call('XACK', stream, g, entry)
   redis.call('XDEL', stream, entry)
 end

@@ -198,8 +198,6 @@ export interface SharedQueue {
   progress(id: number, percent: number, message: string): void;
   /** A task's state, wherever it runs or ran. */
   lookup(id: number): Promise<SharedStatus | undefined>;
-  /** Whether task `id`, accepted here, still waits in the queue unread by any server (a cancel can take it out). */
-  unread(id: number): boolean;
   /** The highest task id issued across the cluster. */
   lastId(): Promise<number>;
   /** The cluster as last seen (refreshed every 2 s while consuming). */
