@@ -38,6 +38,7 @@ if [ -z "${ASYNCTASK_DOWNLOAD_URL:-}" ]; then
         "  ASYNCTASK_REPO=<owner>/<name> sh install.sh     # that GitHub repository's releases" \
         "  ASYNCTASK_DOWNLOAD_URL=<url> sh install.sh      # a mirror laid out like GitHub's releases" \
         "Or run asynctask from this clone: see README.md, \"From source\"." ;;
+    *://* | */*/* | /* | */) fail "ASYNCTASK_REPO must name a GitHub repository as <owner>/<name>, not \"$repo\"." ;;
     */*) ;;
     *) fail "ASYNCTASK_REPO must name a GitHub repository as <owner>/<name>, not \"$repo\"." ;;
   esac

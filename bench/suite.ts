@@ -64,7 +64,12 @@ try {
   const theirs = flag !== undefined && BENCH_FLAGS.some((f) => flag.split("=")[0] === `--${f.name}`);
   const hint = theirs
     ? `\n${flag.split("=")[0]} is a flag of the load generator, which drives a running server: ` +
-      `\`${sourceTaskCommand("load", Deno.args.join(" "))}\``
+      `\`${
+        sourceTaskCommand(
+          "load",
+          Deno.args.filter((a) => !SUITE_FLAGS.some((f) => a.split("=")[0] === `--${f.name}`)).join(" "),
+        )
+      }\``
     : "";
   console.error(`${suiteCommand}: ${e.message}${hint}`);
   Deno.exit(2);

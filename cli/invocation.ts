@@ -83,8 +83,8 @@ export function sourceTaskCommand(
 const SOURCE_TASKS: Readonly<Record<string, string>> = { bench: "load" };
 
 /**
- * The program's name for the start of error messages (`asynctask client: cannot connect …`):
- * `asynctask` from a checkout, the compiled binary's file name otherwise.
+ * The program's name: `asynctask` from a checkout, the compiled binary's file name otherwise
+ * (messages name a command with {@linkcode commandFor}, which builds on it).
  *
  * @example
  * ```ts

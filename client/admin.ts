@@ -53,7 +53,7 @@ export const TASKS_FLAGS: readonly FlagSpec[] = [
   {
     name: "scheduled",
     kind: "boolean",
-    help: "list tasks waiting for their time (--delay, --run-at, a retry's backoff)",
+    help: "list delayed tasks waiting for their time (a request's delay or run_at)",
   },
   { name: "limit", kind: "int", default: 20, min: 1, max: 1000, help: "list at most this many" },
   ...CONNECTION_FLAGS,

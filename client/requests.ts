@@ -30,6 +30,7 @@ export interface RequestOptions {
  * assert.equal(toRequest('{"to":"a@b.c"}', { task: "email", json: false }), '{"task":"email","data":{"to":"a@b.c"}}');
  * assert.equal(toRequest('{"data":1}', { task: "echo", json: false }), '{"task":"echo","data":1}');
  * assert.equal(toRequest('{"cmd":"ping"}', { task: "echo", json: false }), '{"cmd":"ping"}');
+ * assert.equal(toRequest('{"id":7}', { task: "echo", json: false }), '{"task":"echo","data":{"id":7}}');
  * ```
  */
 export function toRequest(line: string, opts: RequestOptions): string {
@@ -58,8 +59,8 @@ export function toRequest(line: string, opts: RequestOptions): string {
 }
 
 /**
- * A JSON object line sent with `--task`: a command (`{"cmd":…}`) as it is; a task request (only the
- * fields of one) as it is, with the task added when it names none; any other object is the task's
+ * A JSON object line sent with `--task`: a command (`{"cmd":…}`) as it is; a task request (`task` or
+ * `data`, and only the fields of a request) as it is, with the task added when it names none; any other object is the task's
  * data. A line that does not parse as a JSON object is sent as it is, for the server to say what is
  * wrong with it.
  */
@@ -73,7 +74,9 @@ function dataRequest(text: string, task: string): string {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return text;
   const fields = Object.keys(value);
   if (fields.includes("cmd")) return text;
-  if (fields.every((f) => TASK_REQUEST_FIELDS.includes(f))) {
+  // A request names its task or its data; `{}` or `{"id":7}` alone is data.
+  const request = ("task" in value || "data" in value) && fields.every((f) => TASK_REQUEST_FIELDS.includes(f));
+  if (request) {
     return "task" in value ? text : JSON.stringify({ task, ...value });
   }
   return JSON.stringify({ task, data: value });

@@ -232,9 +232,12 @@ export async function runServe(args: string[]): Promise<number> {
       );
     }
     if (report.delayedKept > 0) {
-      log.info("{tasks} delayed task(s) not due yet kept by the store: they run after the next start", {
-        tasks: report.delayedKept,
-      });
+      log.info(
+        "{tasks} delayed task(s) not due yet kept by the store: they run when due after the next start (with the broker, on any server)",
+        {
+          tasks: report.delayedKept,
+        },
+      );
     }
     if (report.unfinished > 0) {
       log.error(

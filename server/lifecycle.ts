@@ -210,7 +210,7 @@ export class TaskLifecycle {
    * With the broker, once stopping: of those, the delayed ones not due yet when the stop began —
    * Redis keeps them, and the stop does not wait for them.
    */
-  #ownKept = 0;
+  readonly #ownKept = new Set<number>();
   /** With the broker: the server is stopping; it reads tasks only while its own clients still wait. */
   #draining = false;
   /** Whether the store keeps anything (else recording into it is skipped). */
@@ -333,15 +333,11 @@ export class TaskLifecycle {
    */
   failScheduled(code: string, message: string): number {
     if (this.#store.durable) return 0;
-    let n = 0;
-    for (const rec of [...this.#book.unfinished()]) {
-      if (rec.state !== "scheduled") continue;
-      this.#scheduled.remove((r) => r === rec);
-      this.#finish(rec, { code, message });
-      n++;
-    }
-    if (n > 0) this.#arm();
-    return n;
+    // Taken out of the heap at once (one pass), then ended.
+    const due = this.#scheduled.removeAll((r) => r.state === "scheduled");
+    for (const rec of due) this.#finish(rec, { code, message });
+    if (due.length > 0) this.#arm();
+    return due.length;
   }
 
   /** Tasks waiting out a retry backoff. */
@@ -462,7 +458,7 @@ export class TaskLifecycle {
       capacity,
       room: (task) => {
         // Stopping: read on only while this server's own clients wait (their tasks may be next in the stream).
-        if (this.#draining && this.#ownLive - this.#ownKept <= 0) return 0;
+        if (this.#draining && this.#ownLive - this.#ownKept.size <= 0) return 0;
         const paused = this.pool.paused;
         if (paused.includes("*") || paused.includes(task)) return 0;
         return limitOf(task) ?? Infinity;
@@ -532,6 +528,7 @@ export class TaskLifecycle {
   /** A task the shared queue handed to this server: accepted here, or by another server. */
   #delivered(t: DeliveredTask): void {
     let rec = this.#book.get(t.id);
+    this.#ownKept.delete(t.id); // a delayed task of its own, due during a stop: its client waits here now
     if (rec && isFinished(rec)) {
       // It ended here, and its end is on its way to Redis: nothing to run.
       this.#store.ended(t.id, endOf(rec));
@@ -885,7 +882,7 @@ export class TaskLifecycle {
     this.#draining = true;
     if (this.#shared) {
       for (const rec of this.#book.unfinished()) {
-        if (rec.origin === undefined && rec.state === "scheduled") this.#ownKept++;
+        if (rec.origin === undefined && rec.state === "scheduled") this.#ownKept.add(rec.id);
       }
       this.#shared.roomChanged();
     }
@@ -902,7 +899,7 @@ export class TaskLifecycle {
    * the store keeps it for the next start.
    */
   #waitingFor(): number {
-    return this.#book.live - (this.#store.durable ? this.#scheduledCount() : 0);
+    return this.#book.live - this.keptScheduled;
   }
 
   #scheduledCount(): number {
@@ -1088,6 +1085,19 @@ export class TaskLifecycle {
         formatDuration(delay)
       }`,
     );
+    taskLog.warn(
+      "task {id} ({task}) failed on worker {worker}, attempt {attempt} of {of}: {code} {message}; retrying in {delay} ms",
+      {
+        id: rec.id,
+        task: rec.task,
+        worker: rec.worker,
+        attempt: failedAttempts,
+        of,
+        code: outcome.code,
+        message: outcome.message,
+        delay,
+      },
+    );
     const timer = this.#clock.setTimeout(() => {
       this.#retryTimers.delete(rec.id);
       this.pool.submit({ ...job, attempt: job.attempt + 1 }, true);
@@ -1171,7 +1181,8 @@ export class TaskLifecycle {
     }
     this.#dataBytes -= rec.size;
     if (this.#shared && rec.origin === undefined) {
-      if (--this.#ownLive - this.#ownKept === 0 && this.#draining) this.#shared.roomChanged();
+      this.#ownKept.delete(rec.id);
+      if (--this.#ownLive - this.#ownKept.size === 0 && this.#draining) this.#shared.roomChanged();
     }
     this.#book.finish(rec, now);
     if (error) this.#failed.add(rec);

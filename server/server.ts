@@ -549,7 +549,7 @@ export class TaskServer {
     const cut = await this.#listener.close(REPLY_FLUSH_MS);
     if (cut > 0) {
       log.warn(
-        "{n} connection(s) closed with final replies unwritten: the store did not confirm their tasks' ends within {wait} (their results stay available through /status where the store keeps them)",
+        "{n} connection(s) closed with final replies unwritten: the store did not confirm their tasks' ends within {wait} (with the broker, an end Redis did not take is not recorded: another server runs that task again)",
         { n: cut, wait: formatDuration(REPLY_FLUSH_MS) },
       );
     }

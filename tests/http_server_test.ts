@@ -97,7 +97,7 @@ Deno.test("http: /healthz 200; /readyz 200 with its checks, 503 while the server
   assert.match(body.checks.listening.detail, /draining/);
   assert.equal((await get(`${url}/healthz`)).status, 200, "alive while draining");
   assert.match(await c.next(), /^DONE 1/, "the task still finishes");
-  assert.deepEqual(await stopping, { unfinished: 0 });
+  assert.deepEqual(await stopping, { unfinished: 0, delayedFailed: 0, delayedKept: 0 });
   await assert.rejects(fetch(`${url}/healthz`), "the HTTP listener is closed once the server has stopped");
   await c.close();
 });

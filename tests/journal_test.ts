@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { FIXTURE_HANDLERS, LineClient, runCli, spawnServe, untilReply } from "./helpers.ts";
+import { eventually, FIXTURE_HANDLERS, LineClient, runCli, spawnServe, untilReply } from "./helpers.ts";
 
 function rows(path: string): { id: number; state: string; attempts: number }[] {
   const db = new DatabaseSync(path);
@@ -276,6 +276,10 @@ Deno.test("a crash during a retry's backoff keeps the count of attempts: --retri
     await c.send("/task flaky 99"); // fails on every attempt below 99
     assert.equal(await c.next(), "ACCEPTED 1 flaky task queued");
     assert.match(await c.next(), /^PROGRESS 1 0 attempt 1 of 2 failed .*; retrying in/);
+    await eventually(
+      "the retry in the log",
+      () => /attempt 1 of 2: handler_error .*; retrying in \d+ ms/.test(first.log()),
+    );
     await c.close();
     first.child.kill("SIGKILL"); // during the 15–30 s backoff
     await first.exited();

@@ -328,6 +328,7 @@ export class RedisStore implements TaskStore {
       // What this server holds is renewed first, and nothing is claimed for a visibility time: after a
       // long outage every entry looks idle, and the servers holding them are alive.
       this.#claimAfter = Date.now() + this.#visibilityMs;
+      this.#restoredAt = Date.now() + RESTORE_MS;
       // A Redis that restarted empty lost the id counter, the queued index and the streams: the
       // counter is set back above every id this server took, and the tasks it holds are put back in
       // the index, first — before a new server takes ids, or another one looks for lost tasks.
@@ -339,7 +340,7 @@ export class RedisStore implements TaskStore {
       // the tasks accepted here and held nowhere are lost; a new block of ids is taken.
       setTimeout(() => {
         this.#checkLost().catch(() => {});
-        this.#prefetchIds();
+        this.#prefetchIds(true);
       }, RESTORE_MS);
     } else log.error("redis: {reason}; refusing new tasks (store_unavailable) and reconnecting", { reason });
   }
@@ -392,9 +393,18 @@ export class RedisStore implements TaskStore {
   #claimAfter = 0;
 
   /** Takes the next block of ids in the background, unless that is under way already. */
-  #prefetchIds(): void {
+  #prefetchIds(now = false): void {
+    // Right after a reconnection, not before every server has set the counter back (see #setUp).
+    if (!now && Date.now() < this.#restoredAt) return;
     this.#nextBlock ??= this.#takeIds().catch(() => {}).finally(() => (this.#nextBlock = undefined));
   }
+
+  /**
+   * Ms since the epoch when every server has restored the id counter after Redis restarted: until
+   * then no new block is taken (a server that uses up its block meanwhile refuses tasks
+   * `store_unavailable`, for at most that long).
+   */
+  #restoredAt = 0;
 
   async #takeIds(): Promise<void> {
     const last = Number(await this.#script("ids", [this.#prefix, ID_BLOCK, this.#idsTaken]));
@@ -426,6 +436,10 @@ export class RedisStore implements TaskStore {
 
   /** After a reconnection: the id counter set back above this server's ids, its held tasks back in the queued index, its report. */
   async #restore(): Promise<void> {
+    // A Redis that did not restart (the connection dropped) kept its counter: ids may be taken at once.
+    const info = await this.#cmd(["INFO", "server"]);
+    const uptime = Number(/uptime_in_seconds:(\d+)/.exec(String(info))?.[1] ?? 0);
+    if (uptime * 1000 > RESTORE_MS) this.#restoredAt = 0;
     await this.#script("ids", [this.#prefix, 0, this.#idsTaken]);
     let packed = "";
     for (const [id, h] of this.#held) {
@@ -536,6 +550,8 @@ export class RedisStore implements TaskStore {
   }
 
   attemptFailed(id: number, attempt: number): void {
+    const h = this.#held.get(id);
+    if (h) h.attempt = undefined; // not running: waiting out its backoff
     this.#writeStarts(); // its start first
     this.#script("attempt", [this.#prefix, id, attempt]).catch(() => {});
   }
@@ -659,7 +675,6 @@ export class RedisStore implements TaskStore {
         error: why(e),
       });
       clearTimeout(this.#endsTimer);
-      clearTimeout(this.#handBackTimer);
       this.#endsTimer = setTimeout(() => this.#flushEnds(), 500);
     } finally {
       this.#endsRunning = false;
@@ -914,14 +929,14 @@ export class RedisStore implements TaskStore {
    * end of their streams, for any server to read.
    */
   #handBack(tasks: { id: number; attempts: number }[]): void {
-    const args: string[] = [this.#prefix, GROUP];
+    const args: string[] = [this.#prefix, GROUP, this.instance];
     for (const { id, attempts } of tasks) {
       const h = this.#held.get(id);
       if (!h) continue;
       this.#release(id, h);
       args.push(h.stream, h.entry, String(id), h.payload, String(attempts), packable(h.task));
     }
-    if (args.length === 2) return;
+    if (args.length === 3) return;
     this.#handBacks.push(args);
     this.#flushHandBacks();
   }
@@ -945,7 +960,7 @@ export class RedisStore implements TaskStore {
     } catch (e) {
       // Until Redis takes them, these tasks are with no server: they must not be dropped.
       log.warn("redis: {n} task(s) not handed back yet ({error}); trying again", {
-        n: (this.#handBacks[0].length - 2) / 6,
+        n: (this.#handBacks[0].length - 3) / 6,
         error: why(e),
       });
       this.#handBackTimer = setTimeout(() => this.#flushHandBacks(), 500);

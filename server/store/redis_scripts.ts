@@ -265,17 +265,27 @@ return 0
  * server may read it), from the fields the server kept (`i`, `t`) and its attempts so far (`a`)
  * — not copied from the old entry, which a Redis restarted empty no longer has —, is queued again
  * in the queued index (`/status`, and no server takes it for lost), and the old entry is
- * acknowledged and deleted. ARGV: prefix, group, then per task: stream, entry, id, `t`, attempts,
- * task name.
+ * acknowledged and deleted. Safe to run again (a reply lost, the call retried): a task whose end is
+ * recorded, whose old entry another server has claimed, or that was handed back from this entry
+ * already (`<prefix>:handedback:<id>` names the entry, for an hour) is left alone. ARGV: prefix,
+ * group, this server, then per task: stream, entry, id, `t`, attempts, task name.
  */
 export const HAND_BACK_SCRIPT = `
-local index, g = ARGV[1] .. ':queued', ARGV[2]
-for i = 3, #ARGV, 6 do
+local p, g, me = ARGV[1], ARGV[2], ARGV[3]
+for i = 4, #ARGV, 6 do
   local stream, entry, id = ARGV[i], ARGV[i+1], ARGV[i+2]
-  redis.call('XADD', stream, '*', 'i', id, 't', ARGV[i+3], 'a', ARGV[i+4])
-  redis.call('HSET', index, id, ARGV[i+5])
-  redis.call('XACK', stream, g, entry)
-  redis.call('XDEL', stream, entry)
+  local mark = p .. ':handedback:' .. id
+  local ok, pending = pcall(redis.call, 'XPENDING', stream, g, entry, entry, 1)
+  local claimed = ok and pending[1] and pending[1][2] ~= me
+  if not claimed and redis.call('HEXISTS', p .. ':t:' .. id, 'e') == 0 and redis.call('GET', mark) ~= entry then
+    redis.call('XADD', stream, '*', 'i', id, 't', ARGV[i+3], 'a', ARGV[i+4])
+    redis.call('HSET', p .. ':queued', id, ARGV[i+5])
+    redis.call('SET', mark, entry, 'PX', 3600000)
+  end
+  if not claimed then
+    redis.call('XACK', stream, g, entry)
+    redis.call('XDEL', stream, entry)
+  end
 end
 return 0
 `;
