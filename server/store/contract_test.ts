@@ -9,6 +9,8 @@ import { MemoryStore } from "./memory.ts";
 import type { DeliveredTask, TaskStore } from "./store.ts";
 import { RedisStore, type RedisStoreOptions } from "./redis.ts";
 import { parseBrokerUrl } from "./redis_url.ts";
+import { HAND_BACK_SCRIPT } from "./redis_scripts.ts";
+import { createClient } from "redis";
 import { redisMissing, RedisServer } from "../../tests/redis_server.ts";
 
 interface Subject {
@@ -386,4 +388,43 @@ redisTest("ends too large for one script call together are written in several", 
   clearTimeout(timer);
   for (const id of ids) assert.equal((await a.shared.lookup(id))?.json, result(id));
   await a.close();
+});
+
+redisTest("the hand-back script run twice (a reply lost, the call retried) queues its task once", async (r) => {
+  const c = createClient({ url: r.url });
+  await c.connect();
+  try {
+    const stream = "asynctask:q:echo";
+    await c.sendCommand(["XGROUP", "CREATE", stream, "workers", "0", "MKSTREAM"]);
+    const entry = String(await c.sendCommand(["XADD", stream, "*", "i", "7", "t", "[1]"]));
+    await c.sendCommand(["XREADGROUP", "GROUP", "workers", "me", "COUNT", "1", "STREAMS", stream, ">"]);
+    const args = ["0", "asynctask", "workers", "me", stream, entry, "7", "[1]", "2", "echo"];
+    await c.sendCommand(["EVAL", HAND_BACK_SCRIPT, ...args]);
+    await c.sendCommand(["EVAL", HAND_BACK_SCRIPT, ...args]);
+    const entries = await c.sendCommand(["XRANGE", stream, "-", "+"]) as [string, string[]][];
+    assert.equal(entries.length, 1, JSON.stringify(entries));
+    assert.notEqual(entries[0][0], entry);
+    assert.deepEqual(entries[0][1], ["i", "7", "t", "[1]", "a", "2"]);
+    assert.equal(await c.sendCommand(["HGET", "asynctask:queued", "7"]), "echo");
+    // An entry another server has claimed is left to it.
+    const other = String(await c.sendCommand(["XADD", stream, "*", "i", "8", "t", "[2]"]));
+    await c.sendCommand(["XREADGROUP", "GROUP", "workers", "someone-else", "COUNT", "1", "STREAMS", stream, ">"]);
+    await c.sendCommand([
+      "EVAL",
+      HAND_BACK_SCRIPT,
+      "0",
+      "asynctask",
+      "workers",
+      "me",
+      stream,
+      other,
+      "8",
+      "[2]",
+      "0",
+      "echo",
+    ]);
+    assert.equal((await c.sendCommand(["XRANGE", stream, "-", "+"]) as unknown[]).length, 2, "nothing added");
+  } finally {
+    await c.quit();
+  }
 });
