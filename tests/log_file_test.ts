@@ -105,8 +105,13 @@ Deno.test("--log-file: mv, then SIGUSR1, and the next lines go to a new file at 
       await eventually("a new log file at the path", async () => /SIGUSR1: log file .* reopened/.test(await read(log)));
       if (!debuggerPortInUse) {
         // Deno (under `deno run`) opens its debugger on SIGUSR1 and says so on stderr: the server closes it again.
-        await eventually("Deno to open its debugger", () => /Debugger listening on/.test(server.stderr()));
-        await eventually("the debugger to be closed again", async () => !(await accepts(9229)));
+        // (Under a loaded parallel run another test's server may hold port 9229 first: then Deno opens nothing.)
+        let opened = false;
+        for (let i = 0; i < 50 && !opened; i++) {
+          opened = /Debugger listening on/.test(server.stderr());
+          if (!opened) await new Promise((r) => setTimeout(r, 100));
+        }
+        if (opened) await eventually("the debugger to be closed again", async () => !(await accepts(9229)));
       }
       await echo(server.port, "after");
       await eventually("the next activity summary, in the new file", async () => /1 accepted/.test(await read(log)));
