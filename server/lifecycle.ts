@@ -459,8 +459,7 @@ export class TaskLifecycle {
       room: (task) => {
         // Stopping: read on only while this server's own clients wait (their tasks may be next in the stream).
         if (this.#draining && this.#ownLive - this.#ownKept.size <= 0) return 0;
-        const paused = this.pool.paused;
-        if (paused.includes("*") || paused.includes(task)) return 0;
+        if (this.pool.isPaused(task)) return 0;
         return limitOf(task) ?? Infinity;
       },
       deliver: (t) => this.#delivered(t),
@@ -528,7 +527,7 @@ export class TaskLifecycle {
   /** A task the shared queue handed to this server: accepted here, or by another server. */
   #delivered(t: DeliveredTask): void {
     let rec = this.#book.get(t.id);
-    this.#ownKept.delete(t.id); // a delayed task of its own, due during a stop: its client waits here now
+    if (this.#draining) this.#ownKept.delete(t.id); // a delayed task of its own, due during a stop: its client waits here now
     if (rec && isFinished(rec)) {
       // It ended here, and its end is on its way to Redis: nothing to run.
       this.#store.ended(t.id, endOf(rec));
@@ -1181,8 +1180,11 @@ export class TaskLifecycle {
     }
     this.#dataBytes -= rec.size;
     if (this.#shared && rec.origin === undefined) {
-      this.#ownKept.delete(rec.id);
-      if (--this.#ownLive - this.#ownKept.size === 0 && this.#draining) this.#shared.roomChanged();
+      this.#ownLive--;
+      if (this.#draining) {
+        this.#ownKept.delete(rec.id);
+        if (this.#ownLive - this.#ownKept.size === 0) this.#shared.roomChanged();
+      }
     }
     this.#book.finish(rec, now);
     if (error) this.#failed.add(rec);

@@ -422,9 +422,7 @@ export class RedisStore implements TaskStore {
    * older than that has had every server that was connected back already.
    */
   async #waitForIdReports(): Promise<void> {
-    const info = await this.#cmd(["INFO", "server"]);
-    const uptime = Number(/uptime_in_seconds:(\d+)/.exec(String(info))?.[1] ?? Infinity);
-    // uptime_in_seconds counts whole seconds: u means up to u + 1 s.
+    const uptime = await this.#uptime();
     const waitMs = RESTORE_MS - uptime * 1000;
     if (waitMs <= 0) return;
     log.info(
@@ -434,16 +432,25 @@ export class RedisStore implements TaskStore {
     await new Promise((r) => setTimeout(r, waitMs));
   }
 
+  /** How long Redis has been up, in whole seconds (`u` means up to `u + 1` s). */
+  async #uptime(): Promise<number> {
+    const info = await this.#cmd(["INFO", "server"]);
+    return Number(/uptime_in_seconds:(\d+)/.exec(String(info))?.[1] ?? 0);
+  }
+
+  /** A task's value in the queued index: its name, then, once started here, U+0001, its attempt and this server. */
+  #indexed(task: string, attempt?: number): string {
+    return attempt === undefined ? packable(task) : `${packable(task)}\x01${attempt} ${this.instance}`;
+  }
+
   /** After a reconnection: the id counter set back above this server's ids, its held tasks back in the queued index, its report. */
   async #restore(): Promise<void> {
     // A Redis that did not restart (the connection dropped) kept its counter: ids may be taken at once.
-    const info = await this.#cmd(["INFO", "server"]);
-    const uptime = Number(/uptime_in_seconds:(\d+)/.exec(String(info))?.[1] ?? 0);
-    if (uptime * 1000 > RESTORE_MS) this.#restoredAt = 0;
+    if ((await this.#uptime()) * 1000 > RESTORE_MS) this.#restoredAt = 0;
     await this.#script("ids", [this.#prefix, 0, this.#idsTaken]);
     let packed = "";
     for (const [id, h] of this.#held) {
-      packed += `${id}\0${packable(h.task)}${h.attempt === undefined ? "" : `\x01${h.attempt} ${this.instance}`}\0`;
+      packed += `${id}\0${this.#indexed(h.task, h.attempt)}\0`;
       if (packed.length >= PACKED_CHARS) {
         await this.#script("start", [this.#prefix, packed]);
         packed = "";
@@ -539,7 +546,7 @@ export class RedisStore implements TaskStore {
     if (this.#starts === "") queueMicrotask(() => this.#writeStarts());
     const h = this.#held.get(id);
     if (h) h.attempt = attempt;
-    this.#starts += `${id}\0${packable(h?.task ?? "")}\x01${attempt} ${this.instance}\0`;
+    this.#starts += `${id}\0${this.#indexed(h?.task ?? "", attempt)}\0`;
   }
 
   #writeStarts(): void {
@@ -934,7 +941,7 @@ export class RedisStore implements TaskStore {
       const h = this.#held.get(id);
       if (!h) continue;
       this.#release(id, h);
-      args.push(h.stream, h.entry, String(id), h.payload, String(attempts), packable(h.task));
+      args.push(h.stream, h.entry, String(id), h.payload, String(attempts), this.#indexed(h.task));
     }
     if (args.length === 3) return;
     this.#handBacks.push(args);
