@@ -123,6 +123,13 @@ brokerTest(
       assert.equal(status.state, "done", JSON.stringify(status));
       assert.equal(status.result.id, id);
       assert.equal(typeof status.instance, "string");
+      // A task this server never held is not acted on here, and the error says where to go.
+      const elsewhere = ran.find(([, pid]) => pid !== ps[2].child.pid)![0];
+      await other.send(`/cancel ${elsewhere}`);
+      assert.equal(
+        await other.next(),
+        `ERROR not_found task ${elsewhere} is not on this server: with --broker, act on a task on the server that accepted or runs it (/status ${elsewhere} names it)`,
+      );
       // /stats shows the cluster: the three servers, and the stream with nothing left waiting.
       await eventually("/stats to show the three servers", async () => {
         await other.send('{"cmd":"stats"}');

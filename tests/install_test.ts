@@ -307,6 +307,11 @@ Deno.test({
       const bad = await run("sh", [`${ROOT}install.sh`], { env: { ...clean, ASYNCTASK_REPO: "nope" }, clearEnv: true });
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /ASYNCTASK_REPO must name a GitHub repository as <owner>\/<name>, not "nope"/);
+      for (const repo of ["https://github.com/a/b", "a/b/c", "/a/b", "a/"]) {
+        const r = await run("sh", [`${ROOT}install.sh`], { env: { ...clean, ASYNCTASK_REPO: repo }, clearEnv: true });
+        assert.equal(r.code, 1, repo);
+        assert.match(r.stderr, /ASYNCTASK_REPO must name a GitHub repository as <owner>\/<name>/, repo);
+      }
       assert.ok(!(await exists(`${home}/.local/bin/asynctask`)), "nothing installed");
       // The release workflow writes its repository into the copy it publishes (the same sed).
       const script = await Deno.readTextFile(`${ROOT}install.sh`);
